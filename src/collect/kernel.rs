@@ -1,0 +1,162 @@
+//! The kernel's settings and counters that bound or betray the states connleak
+//! diagnoses: sysctls (how long FIN_WAIT2 lasts, how many ephemeral ports and
+//! TIME_WAIT buckets there are) and the `/proc/net/netstat` + `/proc/net/snmp`
+//! counters (listen overflows, TIME_WAIT overflows, aborts). Everything is read
+//! for the current thread's network namespace. A value that cannot be read is
+//! `None` and noted, never zero.
+
+use crate::snapshot::{Kernel, Sysctls, Unreadable};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Reads sysctls and counters under `proc_root` (normally `/proc`).
+pub fn read(proc_root: &Path, unreadable: &mut Unreadable) -> Kernel {
+    let mut sysctl = |name: &str| -> Option<String> {
+        let path = proc_root.join("sys").join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Some(s.trim().to_string()),
+            Err(e) => {
+                unreadable.note(path.display().to_string(), e);
+                None
+            }
+        }
+    };
+    let sysctls = Sysctls {
+        tcp_fin_timeout: num(sysctl("net/ipv4/tcp_fin_timeout")),
+        ip_local_port_range: sysctl("net/ipv4/ip_local_port_range").and_then(|s| port_range(&s)),
+        ip_local_reserved_ports: sysctl("net/ipv4/ip_local_reserved_ports")
+            .and_then(|s| port_list(&s)),
+        tcp_max_tw_buckets: num(sysctl("net/ipv4/tcp_max_tw_buckets")),
+        tcp_tw_reuse: num(sysctl("net/ipv4/tcp_tw_reuse")),
+        somaxconn: num(sysctl("net/core/somaxconn")),
+        tcp_max_orphans: num(sysctl("net/ipv4/tcp_max_orphans")),
+        tcp_syncookies: num(sysctl("net/ipv4/tcp_syncookies")),
+    };
+    let mut counters = BTreeMap::new();
+    for file in ["netstat", "snmp"] {
+        let path = proc_root.join("thread-self/net").join(file);
+        let result = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse_counters(&text, &mut counters));
+        if let Err(e) = result {
+            unreadable.note(path.display().to_string(), e);
+        }
+    }
+    Kernel { sysctls, counters }
+}
+
+fn num<T: FromStr>(s: Option<String>) -> Option<T> {
+    s.and_then(|s| s.parse().ok())
+}
+
+/// `32768\t60999` → (32768, 60999).
+fn port_range(s: &str) -> Option<(u16, u16)> {
+    let mut it = s.split_whitespace().map(u16::from_str);
+    match (it.next(), it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi)), None) => Some((lo, hi)),
+        _ => None,
+    }
+}
+
+/// `8080,9000-9010` → [(8080, 8080), (9000, 9010)]; empty → [].
+fn port_list(s: &str) -> Option<Vec<(u16, u16)>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('-') {
+            Some((lo, hi)) => Some((lo.trim().parse().ok()?, hi.trim().parse().ok()?)),
+            None => p.parse().ok().map(|n| (n, n)),
+        })
+        .collect()
+}
+
+/// Parses the two-line-per-group format of `/proc/net/netstat` and
+/// `/proc/net/snmp`: a line of names, then a line of values, both prefixed by
+/// the group (`TcpExt:`). Values are signed (`Tcp: MaxConn` is -1).
+pub fn parse_counters(
+    text: &str,
+    into: &mut BTreeMap<String, BTreeMap<String, i64>>,
+) -> Result<(), String> {
+    let mut lines = text.lines().enumerate();
+    while let Some((i, names)) = lines.next() {
+        if names.trim().is_empty() {
+            continue;
+        }
+        let (group, names) = names
+            .split_once(':')
+            .ok_or_else(|| format!("line {}: no group name", i + 1))?;
+        let (j, values) = lines
+            .next()
+            .ok_or_else(|| format!("line {}: {group} names without values", i + 1))?;
+        let (vgroup, values) = values
+            .split_once(':')
+            .ok_or_else(|| format!("line {}: no group name", j + 1))?;
+        if vgroup != group {
+            return Err(format!("line {}: expected {group} values, found {vgroup}", j + 1));
+        }
+        let names: Vec<&str> = names.split_whitespace().collect();
+        let values: Vec<&str> = values.split_whitespace().collect();
+        if names.len() != values.len() {
+            return Err(format!(
+                "line {}: {} {group} names but {} values",
+                j + 1,
+                names.len(),
+                values.len()
+            ));
+        }
+        let entry = into.entry(group.to_string()).or_default();
+        for (name, value) in names.into_iter().zip(values) {
+            let value = value
+                .parse()
+                .map_err(|_| format!("line {}: {group} {name} = {value:?} is not a number", j + 1))?;
+            entry.insert(name.to_string(), value);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_netstat_and_snmp_groups() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 12 13\n\
+                    IpExt: InNoRoutes\nIpExt: 0\nTcp: RtoAlgorithm MaxConn CurrEstab\nTcp: 1 -1 7\n";
+        let mut m = BTreeMap::new();
+        assert_eq!(parse_counters(text, &mut m), Ok(()));
+        assert_eq!(m["TcpExt"]["ListenOverflows"], 12);
+        assert_eq!(m["Tcp"]["MaxConn"], -1);
+        assert_eq!(m["Tcp"]["CurrEstab"], 7);
+    }
+
+    #[test]
+    fn broken_counters_say_where() {
+        let mut m = BTreeMap::new();
+        assert_eq!(
+            parse_counters("TcpExt: A B\nTcpExt: 1\n", &mut m),
+            Err("line 2: 2 TcpExt names but 1 values".to_string())
+        );
+        assert!(parse_counters("TcpExt: A\n", &mut m).is_err());
+        assert!(parse_counters("TcpExt: A\nIp: 1\n", &mut m).is_err());
+        assert!(parse_counters("TcpExt: A\nTcpExt: x\n", &mut m).is_err());
+    }
+
+    #[test]
+    fn port_ranges_and_lists() {
+        assert_eq!(port_range("32768\t60999"), Some((32768, 60999)));
+        assert_eq!(port_range("1"), None);
+        assert_eq!(port_list(""), Some(vec![]));
+        assert_eq!(port_list("8080,9000-9010"), Some(vec![(8080, 8080), (9000, 9010)]));
+        assert_eq!(port_list("x"), None);
+    }
+
+    #[test]
+    fn reads_this_hosts_kernel() {
+        let mut unreadable = Unreadable::default();
+        let k = read(Path::new("/proc"), &mut unreadable);
+        assert!(k.sysctls.ip_local_port_range.is_some());
+        assert!(k.counter("Tcp", "CurrEstab").is_some());
+    }
+}

@@ -1,0 +1,151 @@
+//! The only code that touches the live system: it fills a [`Snapshot`] from
+//! the kernel (sock_diag, `/proc`), and nothing after it reads the system or
+//! the clock. Each data source has its own module; failures of a part are
+//! recorded in the snapshot's `unreadable` section, and only a missing socket
+//! table is an error.
+
+pub mod kernel;
+pub mod owners;
+pub mod proc_net;
+pub mod sock_diag;
+
+use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};
+use std::collections::HashSet;
+use std::io::BufReader;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Which socket table to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceChoice {
+    /// sock_diag netlink, falling back to /proc/net/tcp when it is unavailable.
+    Auto,
+    /// sock_diag netlink only.
+    Netlink,
+    /// /proc/net/tcp and /proc/net/tcp6 only (no tcp_info: ages unknown).
+    Proc,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    SockDiag(#[from] sock_diag::SockDiagError),
+    #[error("cannot read {path}: {source}")]
+    ProcNet {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    ProcNetParse(#[from] proc_net::ParseError),
+    #[error("no socket table: sock_diag failed ({netlink}) and so did /proc/net/tcp ({proc})")]
+    Neither { netlink: String, proc: String },
+}
+
+/// Takes a snapshot of the host (its current network namespace) now.
+pub fn collect(source: SourceChoice) -> Result<Snapshot, CollectError> {
+    collect_from(source, Path::new("/proc"))
+}
+
+fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, CollectError> {
+    let started = Instant::now();
+    let taken_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut unreadable = Unreadable::default();
+    let (sockets, source) = read_sockets(source, proc_root, &mut unreadable)?;
+    let tcp_inodes: HashSet<u64> = sockets.iter().map(|s| s.inode).filter(|&i| i != 0).collect();
+    let processes = owners::scan(proc_root, &tcp_inodes, &mut unreadable);
+    let kernel = kernel::read(proc_root, &mut unreadable);
+    let text = |rel: &str| {
+        std::fs::read_to_string(proc_root.join(rel))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let meta = Meta {
+        taken_at_ms,
+        duration_ms: 0,
+        host: text("sys/kernel/hostname"),
+        kernel_release: text("sys/kernel/osrelease"),
+        netns: netns(proc_root),
+        source,
+        connleak_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let mut snapshot = Snapshot {
+        snapshot_version: SNAPSHOT_VERSION,
+        meta,
+        sockets,
+        processes,
+        kernel,
+        unreadable,
+    };
+    snapshot.meta.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(snapshot)
+}
+
+fn read_sockets(
+    choice: SourceChoice,
+    proc_root: &Path,
+    unreadable: &mut Unreadable,
+) -> Result<(Vec<Socket>, SocketSource), CollectError> {
+    match choice {
+        SourceChoice::Netlink => Ok(from_netlink(unreadable)?),
+        SourceChoice::Proc => Ok((proc_net_tables(proc_root)?, SocketSource::ProcNet)),
+        SourceChoice::Auto => match from_netlink(unreadable) {
+            Ok(found) => Ok(found),
+            Err(netlink_err) => match proc_net_tables(proc_root) {
+                Ok(sockets) => {
+                    unreadable.note(
+                        "sock_diag",
+                        format!("{netlink_err}; used /proc/net/tcp instead (no socket ages)"),
+                    );
+                    Ok((sockets, SocketSource::ProcNet))
+                }
+                Err(proc_err) => Err(CollectError::Neither {
+                    netlink: netlink_err.to_string(),
+                    proc: proc_err.to_string(),
+                }),
+            },
+        },
+    }
+}
+
+fn from_netlink(
+    unreadable: &mut Unreadable,
+) -> Result<(Vec<Socket>, SocketSource), sock_diag::SockDiagError> {
+    let dump = sock_diag::dump()?;
+    for note in &dump.notes {
+        unreadable.note("sock_diag", note);
+    }
+    Ok((dump.sockets, SocketSource::SockDiag))
+}
+
+fn proc_net_tables(proc_root: &Path) -> Result<Vec<Socket>, CollectError> {
+    let mut sockets = Vec::new();
+    for (file, required) in [("tcp", true), ("tcp6", false)] {
+        let path: PathBuf = proc_root.join("thread-self/net").join(file);
+        let shown = path.display().to_string();
+        match std::fs::File::open(&path) {
+            Ok(f) => proc_net::parse(&shown, BufReader::new(f), &mut sockets)?,
+            // No tcp6 is a kernel without IPv6.
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(CollectError::ProcNet { path: shown, source }),
+        }
+    }
+    Ok(sockets)
+}
+
+/// The network namespace of this thread, and its `ip netns` name if it has one.
+fn netns(proc_root: &Path) -> Netns {
+    let inode = std::fs::metadata(proc_root.join("thread-self/ns/net"))
+        .ok()
+        .map(|m| m.ino());
+    let name = inode.and_then(|ino| {
+        std::fs::read_dir("/run/netns")
+            .ok()?
+            .flatten()
+            .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == ino))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    });
+    Netns { inode, name }
+}

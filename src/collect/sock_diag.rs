@@ -1,0 +1,413 @@
+//! The socket table from the kernel's sock_diag netlink interface.
+//!
+//! This is what `ss` uses, and the only source that gives socket cookies,
+//! TIME_WAIT expiry and `tcp_info` (how long since the peer last sent
+//! anything). Requests are built with `netlink-packet-sock-diag`; replies are
+//! decoded here from the raw bytes, because the crate drops the TIME_WAIT
+//! expiry and its `tcp_info` parser fails on a kernel whose struct is shorter
+//! than the crate's. Decoding is a pure function of the bytes so that it can be
+//! tested and fuzzed without a kernel.
+
+use crate::snapshot::{Socket, TcpInfo, Timer};
+use crate::tcp::TcpState;
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
+    NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
+};
+use netlink_packet_sock_diag::{
+    AF_INET, AF_INET6, INET_DIAG_INFO, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY, SockDiagMessage,
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+};
+use netlink_sys::{Socket as NlSocket, SocketAddr as NlAddr, protocols::NETLINK_SOCK_DIAG};
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// How often a dump the kernel marks interrupted is redone before its result is used as is.
+const DUMP_ATTEMPTS: usize = 3;
+/// Receive buffer: dumps come in datagrams of at most a few tens of KiB.
+const RECV_BUF: usize = 256 * 1024;
+/// Size of `struct inet_diag_msg`.
+const INET_DIAG_MSG_LEN: usize = 72;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SockDiagError {
+    #[error("cannot open a NETLINK_SOCK_DIAG socket: {0}")]
+    Open(io::Error),
+    #[error("sending the {family} sock_diag request: {source}")]
+    Send {
+        family: &'static str,
+        source: io::Error,
+    },
+    #[error("reading the {family} sock_diag dump: {source}")]
+    Recv {
+        family: &'static str,
+        source: io::Error,
+    },
+    #[error("the kernel refused the {family} sock_diag dump: {source}")]
+    Refused {
+        family: &'static str,
+        source: io::Error,
+    },
+    #[error("malformed sock_diag reply: {0}")]
+    Decode(String),
+}
+
+/// The sockets of both families, and anything worth telling about how the dump went.
+#[derive(Debug, Default)]
+pub struct Dump {
+    pub sockets: Vec<Socket>,
+    pub notes: Vec<String>,
+}
+
+/// Dumps every TCP socket, IPv4 then IPv6, in every state, with tcp_info.
+pub fn dump() -> Result<Dump, SockDiagError> {
+    let mut nl = NlSocket::new(NETLINK_SOCK_DIAG).map_err(SockDiagError::Open)?;
+    nl.bind_auto().map_err(SockDiagError::Open)?;
+    let mut out = Dump::default();
+    let mut buf = Vec::with_capacity(RECV_BUF);
+    for (family, name) in [(AF_INET, "IPv4"), (AF_INET6, "IPv6")] {
+        let mut attempt = 1;
+        loop {
+            let mut sockets = Vec::new();
+            match dump_family(&nl, family, name, &mut buf, &mut sockets)? {
+                Outcome::Complete => {}
+                Outcome::NoSuchFamily => {
+                    out.notes.push(format!("{name}: not available in this kernel"));
+                }
+                Outcome::Interrupted if attempt < DUMP_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Outcome::Interrupted => out.notes.push(format!(
+                    "{name}: the kernel marked the dump interrupted {DUMP_ATTEMPTS} times \
+                     (sockets changing fast); the last one is used, de-duplicated by cookie"
+                )),
+            }
+            out.sockets.append(&mut sockets);
+            break;
+        }
+    }
+    dedup_by_cookie(&mut out.sockets);
+    Ok(out)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Complete,
+    Interrupted,
+    NoSuchFamily,
+}
+
+fn dump_family(
+    nl: &NlSocket,
+    family: u8,
+    name: &'static str,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<Socket>,
+) -> Result<Outcome, SockDiagError> {
+    let request = request_bytes(family);
+    nl.send_to(&request, &NlAddr::new(0, 0), 0)
+        .map_err(|source| SockDiagError::Send {
+            family: name,
+            source,
+        })?;
+    let mut interrupted = false;
+    loop {
+        buf.clear();
+        let n = match nl.recv(buf, libc::MSG_TRUNC) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(SockDiagError::Recv {
+                    family: name,
+                    source,
+                });
+            }
+        };
+        if n > buf.len() {
+            return Err(SockDiagError::Decode(format!(
+                "a {n}-byte datagram did not fit the {RECV_BUF}-byte buffer"
+            )));
+        }
+        match decode_datagram(buf, out)? {
+            Datagram::More { interrupted: i } => interrupted |= i,
+            Datagram::Done { interrupted: i } => {
+                return Ok(if interrupted || i {
+                    Outcome::Interrupted
+                } else {
+                    Outcome::Complete
+                });
+            }
+            Datagram::Error(errno) => {
+                let source = io::Error::from_raw_os_error(errno);
+                // A kernel without IPv6 (or without the inet6 diag module) says so this way.
+                if family == AF_INET6 && [libc::ENOENT, libc::EAFNOSUPPORT].contains(&errno) {
+                    return Ok(Outcome::NoSuchFamily);
+                }
+                return Err(SockDiagError::Refused {
+                    family: name,
+                    source,
+                });
+            }
+        }
+    }
+}
+
+fn request_bytes(family: u8) -> Vec<u8> {
+    let socket_id = if family == AF_INET {
+        SocketId::new_v4()
+    } else {
+        SocketId::new_v6()
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut msg = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::INFO,
+            states: StateFlags::all(),
+            socket_id,
+        })),
+    );
+    msg.finalize();
+    let mut bytes = vec![0; msg.buffer_len()];
+    msg.serialize(&mut bytes);
+    bytes
+}
+
+/// What one datagram of a dump said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Datagram {
+    /// Sockets (possibly none); more datagrams follow.
+    More { interrupted: bool },
+    /// The dump is complete.
+    Done { interrupted: bool },
+    /// The kernel answered with this errno.
+    Error(i32),
+}
+
+/// Decodes one datagram of a sock_diag dump, appending its sockets to `out`.
+pub fn decode_datagram(mut bytes: &[u8], out: &mut Vec<Socket>) -> Result<Datagram, SockDiagError> {
+    let mut interrupted = false;
+    while !bytes.is_empty() {
+        let msg = NetlinkBuffer::new_checked(bytes)
+            .map_err(|e| SockDiagError::Decode(format!("netlink header: {e}")))?;
+        let len = msg.length() as usize;
+        interrupted |= msg.flags() & NLM_F_DUMP_INTR != 0;
+        match msg.message_type() {
+            NLMSG_DONE => return Ok(Datagram::Done { interrupted }),
+            NLMSG_ERROR => {
+                let code = msg
+                    .payload()
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(i32::from_ne_bytes)
+                    .ok_or_else(|| SockDiagError::Decode("short NLMSG_ERROR".into()))?;
+                if code != 0 {
+                    return Ok(Datagram::Error(-code));
+                }
+            }
+            NLMSG_NOOP | NLMSG_OVERRUN => {}
+            SOCK_DIAG_BY_FAMILY => {
+                if let Some(socket) = decode_socket(msg.payload())? {
+                    out.push(socket);
+                }
+            }
+            other => {
+                return Err(SockDiagError::Decode(format!(
+                    "unexpected netlink message type {other}"
+                )));
+            }
+        }
+        // Messages are 4-byte aligned; the last one may end the datagram unaligned.
+        let step = len.next_multiple_of(4).min(bytes.len());
+        bytes = &bytes[step..];
+    }
+    Ok(Datagram::More { interrupted })
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&b[at..at + 4]);
+    u32::from_ne_bytes(word)
+}
+
+/// Decodes one `inet_diag_msg` and its attributes. `None` for a state this
+/// connleak does not know (a newer kernel's), which is skipped, not fatal.
+fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
+    if p.len() < INET_DIAG_MSG_LEN {
+        return Err(SockDiagError::Decode(format!(
+            "inet_diag_msg of {} bytes, expected at least {INET_DIAG_MSG_LEN}",
+            p.len()
+        )));
+    }
+    let family = p[0];
+    let Some(state) = TcpState::from_kernel(p[1]) else {
+        return Ok(None);
+    };
+    // struct inet_diag_sockid: sport, dport (network order), src[4], dst[4], if, cookie[2].
+    let port = |at: usize| u16::from_be_bytes([p[at], p[at + 1]]);
+    let addr = |at: usize| -> Result<IpAddr, SockDiagError> {
+        match family {
+            AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]))),
+            AF_INET6 => {
+                let mut a = [0; 16];
+                a.copy_from_slice(&p[at..at + 16]);
+                Ok(IpAddr::V6(Ipv6Addr::from(a)))
+            }
+            other => Err(SockDiagError::Decode(format!("address family {other}"))),
+        }
+    };
+    let local = SocketAddr::new(addr(8)?, port(4));
+    let remote = SocketAddr::new(addr(24)?, port(6));
+    let cookie = u64::from(u32_at(p, 44)) | (u64::from(u32_at(p, 48)) << 32);
+    let timer = Timer::from_kernel(p[2]);
+    let expires = u32_at(p, 52);
+    let mut tcp_info = None;
+    for nla in NlasIterator::new(&p[INET_DIAG_MSG_LEN..]) {
+        let nla = nla.map_err(|e| SockDiagError::Decode(format!("attribute: {e}")))?;
+        if nla.kind() == INET_DIAG_INFO {
+            tcp_info = Some(decode_tcp_info(nla.value()));
+        }
+    }
+    Ok(Some(Socket {
+        state,
+        local,
+        remote,
+        inode: u64::from(u32_at(p, 68)),
+        uid: u32_at(p, 64),
+        cookie: Some(cookie),
+        recv_q: u32_at(p, 56),
+        send_q: u32_at(p, 60),
+        timer,
+        timer_ms: (timer != Timer::None).then_some(expires),
+        tcp_info,
+    }))
+}
+
+/// Reads the fields connleak uses from `struct tcp_info` by offset; a field
+/// beyond the end of a short (older kernel's) struct is `None`.
+pub fn decode_tcp_info(b: &[u8]) -> TcpInfo {
+    let field = |at: usize| (b.len() >= at + 4).then(|| u32_at(b, at));
+    TcpInfo {
+        retransmits: b.get(2).copied().unwrap_or(0),
+        last_data_sent_ms: field(44),
+        last_data_recv_ms: field(52),
+        last_ack_recv_ms: field(56),
+        total_retrans: field(100),
+    }
+}
+
+/// Drops repeated sockets (a redone or overlapping dump); sockets without a cookie are kept.
+fn dedup_by_cookie(sockets: &mut Vec<Socket>) {
+    let mut seen = HashSet::with_capacity(sockets.len());
+    sockets.retain(|s| s.cookie.is_none_or(|c| seen.insert(c)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds one netlink message carrying an inet_diag_msg, as the kernel would.
+    fn message(kind: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 16 + payload.len();
+        let mut m = Vec::new();
+        m.extend((len as u32).to_ne_bytes());
+        m.extend(kind.to_ne_bytes());
+        m.extend(flags.to_ne_bytes());
+        m.extend(1u32.to_ne_bytes());
+        m.extend(0u32.to_ne_bytes());
+        m.extend(payload);
+        m.resize(len.next_multiple_of(4), 0);
+        m
+    }
+
+    fn inet_diag_msg(state: u8, timer: u8, expires: u32, rq: u32, inode: u32, info: &[u8]) -> Vec<u8> {
+        let mut p = vec![AF_INET, state, timer, 0];
+        p.extend(7001u16.to_be_bytes());
+        p.extend(40000u16.to_be_bytes());
+        let mut src = [0u8; 16];
+        src[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let mut dst = [0u8; 16];
+        dst[..4].copy_from_slice(&[127, 0, 0, 2]);
+        p.extend(src);
+        p.extend(dst);
+        p.extend(0u32.to_ne_bytes());
+        p.extend(0xdead_u32.to_ne_bytes());
+        p.extend(0x1_u32.to_ne_bytes());
+        for v in [expires, rq, 0, 1000, inode] {
+            p.extend(v.to_ne_bytes());
+        }
+        if !info.is_empty() {
+            let nla_len = 4 + info.len();
+            p.extend((nla_len as u16).to_ne_bytes());
+            p.extend(INET_DIAG_INFO.to_ne_bytes());
+            p.extend(info);
+            p.resize(p.len() + (nla_len.next_multiple_of(4) - nla_len), 0);
+        }
+        p
+    }
+
+    #[test]
+    fn decodes_a_close_wait_socket_with_tcp_info() {
+        let mut info = vec![0u8; 104];
+        info[56..60].copy_from_slice(&4200u32.to_ne_bytes());
+        let mut dgram = message(SOCK_DIAG_BY_FAMILY, 2, &inet_diag_msg(8, 0, 0, 1, 4242, &info));
+        dgram.extend(message(NLMSG_DONE, 2, &0i32.to_ne_bytes()));
+        let mut out = Vec::new();
+        let r = decode_datagram(&dgram, &mut out);
+        assert_eq!(r.ok(), Some(Datagram::Done { interrupted: false }));
+        assert_eq!(out.len(), 1);
+        let s = &out[0];
+        assert_eq!(s.state, TcpState::CloseWait);
+        assert_eq!(s.local.to_string(), "127.0.0.1:7001");
+        assert_eq!(s.remote.to_string(), "127.0.0.2:40000");
+        assert_eq!((s.recv_q, s.inode, s.uid), (1, 4242, 1000));
+        assert_eq!(s.cookie, Some(0x1_0000_dead));
+        assert_eq!(s.tcp_info.and_then(|t| t.last_ack_recv_ms), Some(4200));
+        assert_eq!(s.timer_ms, None);
+    }
+
+    #[test]
+    fn time_wait_keeps_its_expiry_and_short_tcp_info_parses() {
+        let mut out = Vec::new();
+        let d = message(SOCK_DIAG_BY_FAMILY, 2, &inet_diag_msg(6, 3, 59000, 0, 0, &[]));
+        assert_eq!(decode_datagram(&d, &mut out).ok(), Some(Datagram::More { interrupted: false }));
+        assert_eq!(out[0].timer, Timer::TimeWait);
+        assert_eq!(out[0].timer_ms, Some(59000));
+        // An old kernel's 48-byte tcp_info: the later fields are unknown, not zero.
+        let t = decode_tcp_info(&[0u8; 48]);
+        assert_eq!(t.last_data_sent_ms, Some(0));
+        assert_eq!(t.last_data_recv_ms, None);
+        assert_eq!(t.total_retrans, None);
+    }
+
+    #[test]
+    fn errors_interruptions_and_garbage() {
+        let mut out = Vec::new();
+        let err = message(NLMSG_ERROR, 0, &(-libc::ENOENT).to_ne_bytes());
+        assert_eq!(decode_datagram(&err, &mut out).ok(), Some(Datagram::Error(libc::ENOENT)));
+        let intr = message(NLMSG_DONE, NLM_F_DUMP_INTR, &0i32.to_ne_bytes());
+        assert_eq!(decode_datagram(&intr, &mut out).ok(), Some(Datagram::Done { interrupted: true }));
+        assert!(decode_datagram(&[1, 2, 3], &mut out).is_err());
+        let short = message(SOCK_DIAG_BY_FAMILY, 0, &[2, 1, 0]);
+        assert!(decode_datagram(&short, &mut out).is_err());
+        let mut lying = message(SOCK_DIAG_BY_FAMILY, 0, &inet_diag_msg(1, 0, 0, 0, 1, &[]));
+        lying[0] = 255; // length beyond the datagram
+        assert!(decode_datagram(&lying, &mut out).is_err());
+    }
+
+    #[test]
+    fn request_is_a_dump_of_all_tcp_states_with_info() {
+        let bytes = request_bytes(AF_INET6);
+        let nl = NetlinkBuffer::new_checked(&bytes[..]).unwrap_or_else(|_| unreachable!());
+        assert_eq!(nl.message_type(), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(nl.flags(), NLM_F_REQUEST | NLM_F_DUMP);
+        let p = nl.payload();
+        assert_eq!((p[0], p[1]), (AF_INET6, IPPROTO_TCP));
+        assert_eq!(p[2], ExtensionFlags::INFO.bits());
+    }
+}

@@ -1,0 +1,263 @@
+//! `close_wait_leak`: sockets stuck in CLOSE-WAIT, the passive closer's state.
+//!
+//! The peer sent FIN; the kernel acknowledged it and will do nothing more.
+//! Only the application's `close()` moves the socket on (to LAST-ACK), and no
+//! timer ends the state, so every CLOSE_WAIT socket that stays is a file
+//! descriptor the application forgot or never got to. The kernel's evidence
+//! tells why, per socket:
+//!
+//! - Recv-Q counts the peer's FIN as one unread byte until the application
+//!   reads EOF. Recv-Q 0: the application read EOF and never called `close()`
+//!   (the classic leak). Recv-Q 1: it has not read since the peer closed (an
+//!   idle pooled connection nobody checks). Recv-Q > 1: request bytes were
+//!   never read at all (a stuck or exhausted worker).
+//! - Inode 0 on a listening port: the kernel accepted the connection but the
+//!   application never called `accept()`: it sits in the accept queue.
+//! - The local port is a listening port (server side) or not (client side,
+//!   a pool toward the remote endpoint).
+//! - tcp_info's time since the last segment from the peer is the time since
+//!   its FIN: how long the socket has been stuck.
+//!
+//! Sockets are grouped per owning process and per listening port (server
+//! side) or remote endpoint (client side).
+
+use super::{ConnSide, Context, Finding, Severity, human_duration};
+use crate::snapshot::{Process, Socket, endpoint};
+use crate::tcp::TcpState;
+use std::collections::BTreeMap;
+
+pub const KIND: &str = "close_wait_leak";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupKey {
+    pid: Option<u32>,
+    side_is_server: bool,
+    endpoint: String,
+}
+
+#[derive(Default)]
+struct Group<'a> {
+    owner: Option<&'a Process>,
+    count: u64,
+    /// Old enough (or of unknown age) to count as stuck rather than closing.
+    stuck: u64,
+    eof_read: u64,
+    fin_unread: u64,
+    data_unread: u64,
+    max_unread: u32,
+    never_accepted: u64,
+    oldest_ms: Option<u32>,
+    newest_ms: Option<u32>,
+}
+
+/// Time since the peer's FIN, from tcp_info: the last segment the peer sent.
+fn age_ms(s: &Socket) -> Option<u32> {
+    s.tcp_info?.last_ack_recv_ms
+}
+
+pub fn find(cx: &Context) -> Vec<Finding> {
+    let min_age_ms = cx.thresholds.close_wait_min_age_s.saturating_mul(1000);
+    let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
+    for s in cx.snapshot.sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
+        let listener = cx.index.listener_for(&s.local);
+        // A connection not yet accepted belongs to whoever owns its listener.
+        let owner = cx
+            .index
+            .owner(s.inode)
+            .or_else(|| listener.and_then(|l| cx.index.owner(l.inode)));
+        let key = GroupKey {
+            pid: owner.map(|p| p.pid),
+            side_is_server: listener.is_some(),
+            endpoint: endpoint(&listener.map_or(s.remote, |l| l.local)),
+        };
+        let g = groups.entry(key).or_default();
+        g.owner = owner;
+        g.count += 1;
+        let age = age_ms(s);
+        if age.is_none_or(|a| u64::from(a) >= min_age_ms) {
+            g.stuck += 1;
+        }
+        if let Some(a) = age {
+            g.oldest_ms = Some(g.oldest_ms.map_or(a, |o| o.max(a)));
+            g.newest_ms = Some(g.newest_ms.map_or(a, |n| n.min(a)));
+        }
+        match s.recv_q {
+            0 => g.eof_read += 1,
+            1 => g.fin_unread += 1,
+            n => {
+                g.data_unread += 1;
+                g.max_unread = g.max_unread.max(n);
+            }
+        }
+        if s.inode == 0 {
+            g.never_accepted += 1;
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, g)| g.stuck > 0)
+        .map(|(key, g)| finding(cx, &key, &g))
+        .collect()
+}
+
+/// Which of the three Recv-Q cases dominates the group.
+#[derive(Clone, Copy)]
+enum Cause {
+    NeverClosedAfterEof,
+    UnreadAfterPeerClose,
+    RequestNeverRead,
+}
+
+impl Cause {
+    fn of(g: &Group) -> Cause {
+        if g.eof_read >= g.fin_unread && g.eof_read >= g.data_unread {
+            Cause::NeverClosedAfterEof
+        } else if g.fin_unread >= g.data_unread {
+            Cause::UnreadAfterPeerClose
+        } else {
+            Cause::RequestNeverRead
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Cause::NeverClosedAfterEof => "never_closed_after_eof",
+            Cause::UnreadAfterPeerClose => "unread_after_peer_close",
+            Cause::RequestNeverRead => "request_never_read",
+        }
+    }
+
+    fn suggestion(self, side: ConnSide) -> &'static str {
+        match (self, side) {
+            (Cause::NeverClosedAfterEof, _) => {
+                "The application sees EOF (read() returns 0) and does not close the socket. Find the \
+                 code path that handles 'peer closed' and close there: try-with-resources / finally / \
+                 defer / a Drop guard, including on error paths. Restarting the process frees the \
+                 sockets but the leak comes back."
+            }
+            (Cause::UnreadAfterPeerClose, ConnSide::Client) => {
+                "Pooled connections closed by the server sit idle and nobody reads them. Make the \
+                 pool's idle timeout shorter than the server's keep-alive timeout, validate or evict \
+                 idle connections, or poll them for EOF."
+            }
+            (Cause::UnreadAfterPeerClose, ConnSide::Server) => {
+                "The server holds connections it no longer reads after the client closed: idle \
+                 keep-alive connections with no read timeout, or handlers parked elsewhere. Add an \
+                 idle/read timeout and close on EOF."
+            }
+            (Cause::RequestNeverRead, _) => {
+                "Requests arrived and were never read: the workers that should read them are stuck \
+                 or all busy. Take a thread dump (jstack, py-spy dump, gdb) to see what they block \
+                 on; add read timeouts and size the pool for slow clients."
+            }
+        }
+    }
+}
+
+fn finding(cx: &Context, key: &GroupKey, g: &Group) -> Finding {
+    let t = cx.thresholds;
+    let side = if key.side_is_server {
+        ConnSide::Server
+    } else {
+        ConnSide::Client
+    };
+    let oldest_s = g.oldest_ms.map(|ms| u64::from(ms) / 1000);
+    let severity = if g.stuck >= t.close_wait_crit
+        || (g.stuck >= t.close_wait_warn && oldest_s.is_some_and(|a| a >= t.close_wait_crit_age_s))
+    {
+        Severity::Critical
+    } else if g.stuck >= t.close_wait_warn {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    let cause = Cause::of(g);
+    let who = match g.owner {
+        Some(p) => format!("pid {} ({})", p.pid, p.comm),
+        None => "no process we could see".to_string(),
+    };
+    let mut evidence = vec![match side {
+        ConnSide::Server => format!(
+            "{} CLOSE_WAIT sockets accepted on listener {}, held by {who}",
+            g.count, key.endpoint
+        ),
+        ConnSide::Client => format!(
+            "{} CLOSE_WAIT sockets toward {} (client side), held by {who}",
+            g.count, key.endpoint
+        ),
+    }];
+    evidence.push(
+        "CLOSE-WAIT: the peer sent FIN first and the kernel acknowledged it; no timer ends this \
+         state, only the application's close() (then LAST-ACK)"
+            .to_string(),
+    );
+    if g.eof_read > 0 {
+        evidence.push(format!(
+            "{} with Recv-Q 0: the application read EOF and never called close()",
+            g.eof_read
+        ));
+    }
+    if g.fin_unread > 0 {
+        evidence.push(format!(
+            "{} with Recv-Q 1: only the peer's FIN is unread; the application has not read since \
+             the peer closed",
+            g.fin_unread
+        ));
+    }
+    if g.data_unread > 0 {
+        evidence.push(format!(
+            "{} with Recv-Q > 1 (up to {} bytes): request data never read at all",
+            g.data_unread, g.max_unread
+        ));
+    }
+    if g.never_accepted > 0 {
+        evidence.push(format!(
+            "{} never accept()ed (inode 0): still in the listener's accept queue",
+            g.never_accepted
+        ));
+    }
+    match (g.oldest_ms, g.newest_ms) {
+        (Some(old), Some(new)) => evidence.push(format!(
+            "peer closed {} ago (oldest), {} ago (newest), per tcp_info",
+            human_duration(u64::from(old) / 1000),
+            human_duration(u64::from(new) / 1000)
+        )),
+        _ => evidence.push("age unknown: no tcp_info from this socket source".to_string()),
+    }
+    if g.stuck < g.count {
+        evidence.push(format!(
+            "{} younger than {} s, possibly still being closed; not counted toward severity",
+            g.count - g.stuck,
+            t.close_wait_min_age_s
+        ));
+    }
+    if let Some(p) = g.owner
+        && let Some(limit) = p.fd_soft_limit
+    {
+        evidence.push(format!(
+            "pid {} has {} fds open of a soft limit of {limit} ({}%)",
+            p.pid,
+            p.fds,
+            u64::from(p.fds) * 100 / limit.max(1)
+        ));
+    }
+    let (local, remote) = match side {
+        ConnSide::Server => (Some(key.endpoint.clone()), None),
+        ConnSide::Client => (None, Some(key.endpoint.clone())),
+    };
+    Finding {
+        kind: KIND.to_string(),
+        severity,
+        pid: key.pid,
+        comm: g.owner.map(|p| p.comm.clone()),
+        count: g.count,
+        local,
+        remote,
+        evidence,
+        suggestion: cause.suggestion(side).to_string(),
+        state: TcpState::CloseWait.name().to_string(),
+        side: Some(side),
+        cause: Some(cause.name().to_string()),
+        oldest_s,
+    }
+}

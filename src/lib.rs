@@ -1,0 +1,21 @@
+//! connleak finds TCP connection leaks on a Linux host and says why they happen.
+//!
+//! The pipeline is **collect → snapshot → diagnose → report → render**:
+//!
+//! - [`collect`] is the only code that touches the system: sockets from the
+//!   kernel's sock_diag netlink interface, owners from `/proc/PID/fd`, sysctls
+//!   and counters from `/proc`.
+//! - [`snapshot::Snapshot`] is what it yields: plain data that saves to JSON
+//!   and loads back, so an incident can be diagnosed later and every rule is
+//!   tested on fixtures.
+//! - [`diagnose`] holds one pure rule per cause, speaking TCP's state machine
+//!   as modelled in [`tcp`].
+//! - [`report::Report`] is the JSON contract; [`render`] turns it into text.
+
+pub mod cli;
+pub mod collect;
+pub mod diagnose;
+pub mod render;
+pub mod report;
+pub mod snapshot;
+pub mod tcp;

@@ -1,0 +1,259 @@
+//! The human report: findings first (what, who, how many, since when, why in
+//! TCP terms, what to do), then the evidence tables. Readable in 80 columns;
+//! colour only when the caller says so (a terminal, and no `NO_COLOR`); every
+//! string from outside escaped.
+
+use super::escape::escape;
+use crate::diagnose::{Finding, Severity};
+use crate::report::{ProcessReport, Report, Status};
+use crate::snapshot::SocketSource;
+use crate::tcp::TcpState;
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use std::io::{self, Write};
+
+/// How many processes the table shows; `--json` has them all.
+const MAX_PROCESS_ROWS: usize = 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+    pub width: u16,
+}
+
+impl Style {
+    fn paint(&self, text: &str, sgr: &str) -> String {
+        if self.color {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn severity(&self, s: Severity) -> String {
+        let sgr = match s {
+            Severity::Critical => "1;31",
+            Severity::Warning => "1;33",
+            Severity::Info => "36",
+        };
+        self.paint(s.label(), sgr)
+    }
+
+    fn status(&self, s: Status) -> String {
+        match s {
+            Status::Ok => self.paint("OK", "1;32"),
+            Status::Warning => self.severity(Severity::Warning),
+            Status::Critical => self.severity(Severity::Critical),
+        }
+    }
+}
+
+pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
+    let width = usize::from(style.width.max(40));
+    let worth = r.findings.iter().filter(|f| f.severity >= Severity::Warning).count();
+    let place = match (&r.host, &r.netns.name) {
+        (Some(h), Some(ns)) => format!("{} (netns {})", escape(h), escape(ns)),
+        (Some(h), None) => escape(h).into_owned(),
+        (None, Some(ns)) => format!("netns {}", escape(ns)),
+        (None, None) => "this host".to_string(),
+    };
+    writeln!(
+        out,
+        "connleak: {} - {} on {place} at {}",
+        style.status(r.status),
+        plural(worth as u64, "problem"),
+        r.taken_at
+    )?;
+    let source = match r.source {
+        SocketSource::SockDiag => "sock_diag",
+        SocketSource::ProcNet => "/proc/net/tcp (no socket ages)",
+    };
+    writeln!(
+        out,
+        "  {} read via {source} in {} ms{}",
+        plural(r.summary.sockets, "TCP socket"),
+        r.duration_ms,
+        r.kernel
+            .as_deref()
+            .map(|k| format!("; kernel {}", escape(k)))
+            .unwrap_or_default()
+    )?;
+    writeln!(out)?;
+
+    if r.findings.is_empty() {
+        writeln!(out, "No findings: no TCP socket is stuck in a state connleak checks.")?;
+        writeln!(out)?;
+    }
+    for f in &r.findings {
+        write_finding(out, f, style, width)?;
+    }
+
+    write_processes(out, &r.processes, width)?;
+    writeln!(out)?;
+    let states: Vec<String> = r
+        .summary
+        .states
+        .iter()
+        .map(|(st, n)| format!("{} {n}", st.name()))
+        .collect();
+    let line = if states.is_empty() {
+        "Sockets by state: none".to_string()
+    } else {
+        format!(
+            "Sockets by state: {}; {} held by no visible process",
+            states.join(", "),
+            r.summary.unowned
+        )
+    };
+    wrap(out, &line, "", "  ", width)?;
+    write_unreadable(out, r, width)
+}
+
+fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) -> io::Result<()> {
+    let who = match (f.pid, &f.comm) {
+        (Some(pid), Some(comm)) => format!("pid {pid} ({})", escape(comm)),
+        (Some(pid), None) => format!("pid {pid}"),
+        _ => "unknown process".to_string(),
+    };
+    let place = match (&f.local, &f.remote) {
+        (Some(l), _) => format!(" on {l}"),
+        (None, Some(r)) => format!(" toward {r}"),
+        _ => String::new(),
+    };
+    let head = format!(
+        "{} {}: {who} holds {} {}{place}",
+        style.severity(f.severity),
+        f.kind,
+        f.count,
+        f.state
+    );
+    wrap(out, &head, "", "    ", width)?;
+    for e in &f.evidence {
+        wrap(out, &escape(e), "  - ", "    ", width)?;
+    }
+    wrap(out, &f.suggestion, "  What to do: ", "    ", width)?;
+    writeln!(out)
+}
+
+fn write_processes(out: &mut impl Write, procs: &[ProcessReport], width: usize) -> io::Result<()> {
+    if procs.is_empty() {
+        return writeln!(out, "No process we could read holds a TCP socket.");
+    }
+    let mut t = Table::new();
+    t.load_style(presets::ASCII_NO_BORDERS)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(u16::try_from(width).unwrap_or(u16::MAX))
+        .set_header([
+            "PID", "PROCESS", "LISTEN", "ESTAB", "CLOSE_WAIT", "OTHER", "FDS", "LIMIT", "THR",
+        ]);
+    let dash = || "-".to_string();
+    for p in procs.iter().take(MAX_PROCESS_ROWS) {
+        let n = |st| p.states.get(&st).copied().unwrap_or(0);
+        let named = n(TcpState::Listen) + n(TcpState::Established) + n(TcpState::CloseWait);
+        let other = p.states.values().sum::<u64>() - named;
+        t.add_row([
+            p.pid.to_string(),
+            escape(&p.comm).into_owned(),
+            n(TcpState::Listen).to_string(),
+            n(TcpState::Established).to_string(),
+            n(TcpState::CloseWait).to_string(),
+            other.to_string(),
+            p.fds.to_string(),
+            p.fd_limit.map_or_else(dash, |l| l.to_string()),
+            p.threads.map_or_else(dash, |n| n.to_string()),
+        ]);
+    }
+    for i in [0, 2, 3, 4, 5, 6, 7, 8] {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    writeln!(out, "Processes holding TCP sockets")?;
+    writeln!(out, "{t}")?;
+    if procs.len() > MAX_PROCESS_ROWS {
+        writeln!(
+            out,
+            "... and {} more (all of them in --json)",
+            procs.len() - MAX_PROCESS_ROWS
+        )?;
+    }
+    Ok(())
+}
+
+fn write_unreadable(out: &mut impl Write, r: &Report, width: usize) -> io::Result<()> {
+    let u = &r.unreadable;
+    if u.processes_denied > 0 {
+        let line = format!(
+            "Not readable: the fd tables of {} (permission denied); \
+             their sockets show as held by no process. Run as root for owners.",
+            plural(u64::from(u.processes_denied), "process")
+        );
+        wrap(out, &line, "", "  ", width)?;
+    }
+    if u.processes_vanished > 0 {
+        let line = format!(
+            "{} exited while being scanned.",
+            plural(u64::from(u.processes_vanished), "process")
+        );
+        wrap(out, &line, "", "  ", width)?;
+    }
+    for s in &u.sources {
+        let line = format!("Not readable: {}: {}", escape(&s.what), escape(&s.error));
+        wrap(out, &line, "", "  ", width)?;
+    }
+    Ok(())
+}
+
+fn plural(n: u64, word: &str) -> String {
+    match (n, word.ends_with('s')) {
+        (1, _) => format!("1 {word}"),
+        (_, true) => format!("{n} {word}es"),
+        (_, false) => format!("{n} {word}s"),
+    }
+}
+
+/// Writes `text` word-wrapped to `width`, the first line after `first`, the
+/// others after `rest`.
+fn wrap(out: &mut impl Write, text: &str, first: &str, rest: &str, width: usize) -> io::Result<()> {
+    let mut line = first.to_string();
+    let mut line_len = first.chars().count();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if !empty && line_len + 1 + len > width {
+            writeln!(out, "{line}")?;
+            line = rest.to_string();
+            line_len = rest.chars().count();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+            line_len += 1;
+        }
+        line.push_str(word);
+        line_len += len;
+        empty = false;
+    }
+    writeln!(out, "{line}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_at_width_with_indent() {
+        let mut out = Vec::new();
+        let text = "one two three four five six seven eight nine ten";
+        assert!(wrap(&mut out, text, "  - ", "    ", 20).is_ok());
+        let s = String::from_utf8(out).unwrap_or_default();
+        assert_eq!(s, "  - one two three\n    four five six\n    seven eight nine\n    ten\n");
+        assert!(s.lines().all(|l| l.chars().count() <= 20));
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(plural(1, "process"), "1 process");
+        assert_eq!(plural(3, "process"), "3 processes");
+        assert_eq!(plural(0, "problem"), "0 problems");
+    }
+}

@@ -1,0 +1,167 @@
+//! The report: a snapshot's diagnosis in the shape of connleak's JSON contract
+//! (`schema_version` 1). Monitoring parses it, so fields are only ever added,
+//! never renamed or removed. Every renderer (table, JSON) works from this one
+//! value, built without reading the clock or the system.
+
+use crate::diagnose::{Finding, Severity, Thresholds, diagnose};
+use crate::snapshot::{Netns, Snapshot, SocketSource, Unreadable};
+use crate::tcp::TcpState;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The overall verdict: the worst finding's severity, `Ok` when none is a warning or worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub status: Status,
+    /// RFC 3339, UTC.
+    pub taken_at: String,
+    pub host: Option<String>,
+    pub netns: Netns,
+    pub kernel: Option<String>,
+    pub source: SocketSource,
+    pub duration_ms: u64,
+    pub summary: Summary,
+    pub processes: Vec<ProcessReport>,
+    pub findings: Vec<Finding>,
+    pub unreadable: Unreadable,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub sockets: u64,
+    pub states: BTreeMap<TcpState, u64>,
+    /// Sockets no visible process holds (TIME_WAIT, not yet accepted, or owners we could not read).
+    pub unowned: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub comm: String,
+    pub cmdline: String,
+    pub uid: Option<u32>,
+    pub states: BTreeMap<TcpState, u64>,
+    pub fds: u32,
+    /// Soft RLIMIT_NOFILE; `null` when unlimited or unreadable.
+    pub fd_limit: Option<u64>,
+    pub threads: Option<u32>,
+}
+
+impl Report {
+    pub fn build(snapshot: &Snapshot, thresholds: Thresholds) -> Report {
+        let findings = diagnose(snapshot, thresholds);
+        let status = match findings.iter().map(|f| f.severity).max() {
+            Some(Severity::Critical) => Status::Critical,
+            Some(Severity::Warning) => Status::Warning,
+            _ => Status::Ok,
+        };
+        let mut states = BTreeMap::new();
+        let mut state_by_inode = HashMap::with_capacity(snapshot.sockets.len());
+        for s in &snapshot.sockets {
+            *states.entry(s.state).or_insert(0) += 1;
+            if s.inode != 0 {
+                state_by_inode.insert(s.inode, s.state);
+            }
+        }
+        let mut processes: Vec<ProcessReport> = snapshot
+            .processes
+            .iter()
+            .map(|p| {
+                let mut states = BTreeMap::new();
+                for st in p.socket_inodes.iter().filter_map(|i| state_by_inode.get(i)) {
+                    *states.entry(*st).or_insert(0) += 1;
+                }
+                ProcessReport {
+                    pid: p.pid,
+                    comm: p.comm.clone(),
+                    cmdline: p.cmdline.clone(),
+                    uid: p.uid,
+                    states,
+                    fds: p.fds,
+                    fd_limit: p.fd_soft_limit,
+                    threads: p.threads,
+                }
+            })
+            .collect();
+        let owned: HashSet<u64> = snapshot
+            .processes
+            .iter()
+            .flat_map(|p| &p.socket_inodes)
+            .filter(|i| state_by_inode.contains_key(i))
+            .copied()
+            .collect();
+        let close_wait = |p: &ProcessReport| p.states.get(&TcpState::CloseWait).copied().unwrap_or(0);
+        let total = |p: &ProcessReport| p.states.values().sum::<u64>();
+        processes.sort_by(|a, b| {
+            close_wait(b)
+                .cmp(&close_wait(a))
+                .then(total(b).cmp(&total(a)))
+                .then(a.pid.cmp(&b.pid))
+        });
+        let sockets = snapshot.sockets.len() as u64;
+        Report {
+            schema_version: SCHEMA_VERSION,
+            status,
+            taken_at: rfc3339(snapshot.meta.taken_at_ms),
+            host: snapshot.meta.host.clone(),
+            netns: snapshot.meta.netns.clone(),
+            kernel: snapshot.meta.kernel_release.clone(),
+            source: snapshot.meta.source,
+            duration_ms: snapshot.meta.duration_ms,
+            summary: Summary {
+                sockets,
+                states,
+                unowned: sockets - owned.len() as u64,
+            },
+            processes,
+            findings,
+            unreadable: snapshot.unreadable.clone(),
+        }
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-25T04:02:11.123Z`).
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_579_331_123), "2026-11-25T04:02:11.123Z");
+    }
+}

@@ -1,0 +1,320 @@
+//! The snapshot: everything connleak knows about one moment of one host.
+//!
+//! It is plain data, filled by `collect` and read by everything after it, so
+//! that a snapshot saved during an incident (`--save`) can be diagnosed later
+//! anywhere (`--from`), and every rule can be tested on a fixture without root.
+//! Values the kernel did not give are `None` (or absent from a map), never zero.
+//! Ownership is kept as collected (each process lists the socket inodes in its
+//! fd table); the join happens in analysis.
+
+use crate::tcp::TcpState;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Version of the snapshot file format. Bumped on any incompatible change;
+/// `--from` refuses other versions with a clear message.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub snapshot_version: u32,
+    pub meta: Meta,
+    pub sockets: Vec<Socket>,
+    pub processes: Vec<Process>,
+    pub kernel: Kernel,
+    pub unreadable: Unreadable,
+}
+
+/// When, where and how the snapshot was taken.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    /// Milliseconds since the Unix epoch, when collection started.
+    pub taken_at_ms: u64,
+    /// How long collection took, milliseconds.
+    pub duration_ms: u64,
+    pub host: Option<String>,
+    pub kernel_release: Option<String>,
+    pub netns: Netns,
+    pub source: SocketSource,
+    pub connleak_version: String,
+}
+
+/// The network namespace the sockets were read in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Netns {
+    /// Inode of `/proc/thread-self/ns/net`.
+    pub inode: Option<u64>,
+    /// Its `ip netns` name, when it has one.
+    pub name: Option<String>,
+}
+
+/// Where the socket table came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketSource {
+    /// The kernel's sock_diag netlink interface, with tcp_info.
+    SockDiag,
+    /// `/proc/net/tcp` and `/proc/net/tcp6`: no cookies, no tcp_info.
+    ProcNet,
+}
+
+/// One TCP socket as the kernel reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Socket {
+    pub state: TcpState,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// 0 for TIME_WAIT sockets and for connections not yet accepted.
+    pub inode: u64,
+    pub uid: u32,
+    /// The kernel's socket cookie (unique while the socket lives); `None` from `/proc/net`.
+    pub cookie: Option<u64>,
+    /// Bytes received and not read by the application; for LISTEN, the accept queue length.
+    pub recv_q: u32,
+    /// Bytes not yet acknowledged by the peer; for LISTEN, the backlog.
+    pub send_q: u32,
+    pub timer: Timer,
+    /// Milliseconds until the timer fires (TIME_WAIT: until the socket is gone).
+    pub timer_ms: Option<u32>,
+    pub tcp_info: Option<TcpInfo>,
+}
+
+impl Socket {
+    pub fn is_ipv6(&self) -> bool {
+        self.local.is_ipv6()
+    }
+}
+
+/// The timer the kernel runs on a socket.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Timer {
+    None,
+    Retransmit,
+    KeepAlive,
+    TimeWait,
+    ZeroWindowProbe,
+}
+
+impl Timer {
+    /// The kernel's `idiag_timer` number, which `/proc/net/tcp` prints as `tr`.
+    pub fn from_kernel(n: u8) -> Timer {
+        match n {
+            1 => Timer::Retransmit,
+            2 => Timer::KeepAlive,
+            3 => Timer::TimeWait,
+            4 => Timer::ZeroWindowProbe,
+            _ => Timer::None,
+        }
+    }
+}
+
+/// The parts of `struct tcp_info` a diagnosis uses. Only full sockets have one
+/// (not TIME_WAIT, not request sockets); fields an old kernel lacks are `None`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TcpInfo {
+    /// Retransmissions of the current unacknowledged segment.
+    pub retransmits: u8,
+    pub last_data_sent_ms: Option<u32>,
+    pub last_data_recv_ms: Option<u32>,
+    /// Time since the last segment (ACK) from the peer; in CLOSE_WAIT, since its FIN.
+    pub last_ack_recv_ms: Option<u32>,
+    pub total_retrans: Option<u32>,
+}
+
+/// A process that holds at least one socket, or whose fd table was scanned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub pid: u32,
+    /// Control characters kept; invalid UTF-8 bytes written as `\xNN`.
+    pub comm: String,
+    pub cmdline: String,
+    pub uid: Option<u32>,
+    pub threads: Option<u32>,
+    /// Open file descriptors, all kinds.
+    pub fds: u32,
+    pub fd_soft_limit: Option<u64>,
+    pub fd_hard_limit: Option<u64>,
+    /// Inodes of the TCP (or other) sockets in its fd table.
+    pub socket_inodes: Vec<u64>,
+}
+
+/// Kernel settings and counters of the namespace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    pub sysctls: Sysctls,
+    /// `/proc/net/netstat` and `/proc/net/snmp`: group (`TcpExt`, `Tcp`, ...) → name → value.
+    pub counters: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+impl Kernel {
+    pub fn counter(&self, group: &str, name: &str) -> Option<i64> {
+        self.counters.get(group)?.get(name).copied()
+    }
+}
+
+/// The sysctls that bound the states connleak diagnoses. `None`: not readable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Sysctls {
+    pub tcp_fin_timeout: Option<u32>,
+    pub ip_local_port_range: Option<(u16, u16)>,
+    /// Ranges, inclusive.
+    pub ip_local_reserved_ports: Option<Vec<(u16, u16)>>,
+    pub tcp_max_tw_buckets: Option<u64>,
+    pub tcp_tw_reuse: Option<u32>,
+    pub somaxconn: Option<u32>,
+    pub tcp_max_orphans: Option<u64>,
+    pub tcp_syncookies: Option<u32>,
+}
+
+/// What could not be read, counted so that the report never pretends to be complete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Unreadable {
+    /// Processes whose fd table we were not allowed to read (owners unknown).
+    pub processes_denied: u32,
+    /// Processes that exited while being scanned.
+    pub processes_vanished: u32,
+    /// Other files or interfaces that failed, with the reason.
+    pub sources: Vec<UnreadableSource>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UnreadableSource {
+    pub what: String,
+    pub error: String,
+}
+
+impl Unreadable {
+    pub fn note(&mut self, what: impl Into<String>, error: impl std::fmt::Display) {
+        self.sources.push(UnreadableSource {
+            what: what.into(),
+            error: error.to_string(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.processes_denied == 0 && self.processes_vanished == 0 && self.sources.is_empty()
+    }
+}
+
+/// Formats an endpoint as `ip:port`, IPv6 as `[addr]:port`; IPv4-mapped IPv6
+/// addresses are shown as the IPv4 address they carry.
+pub fn endpoint(addr: &SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("{v4}:{}", addr.port()),
+            None => format!("[{v6}]:{}", addr.port()),
+        },
+        IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
+    }
+}
+
+/// Why a snapshot file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read snapshot {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("snapshot {path} is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { path: String, size: u64, limit: u64 },
+    #[error("snapshot {path} is not a connleak snapshot: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "snapshot {path} has format version {found}; this connleak reads version {SNAPSHOT_VERSION}"
+    )]
+    Version { path: String, found: u64 },
+}
+
+/// Largest snapshot `--from` accepts: far above a million sockets' worth.
+pub const MAX_SNAPSHOT_BYTES: u64 = 2 << 30;
+
+impl Snapshot {
+    /// Reads a snapshot written by `--save`, checking its version before its shape.
+    pub fn load(path: &std::path::Path) -> Result<Snapshot, LoadError> {
+        let shown = path.display().to_string();
+        let read_err = |source| LoadError::Read {
+            path: shown.clone(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > MAX_SNAPSHOT_BYTES {
+            return Err(LoadError::TooLarge {
+                path: shown,
+                size,
+                limit: MAX_SNAPSHOT_BYTES,
+            });
+        }
+        let text = std::fs::read(path).map_err(read_err)?;
+        Self::from_json(&text).map_err(|e| match e {
+            FromJsonError::Parse(source) => LoadError::Parse {
+                path: shown,
+                source,
+            },
+            FromJsonError::Version(found) => LoadError::Version { path: shown, found },
+        })
+    }
+
+    /// Parses a snapshot from JSON bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Snapshot, FromJsonError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            snapshot_version: u64,
+        }
+        let version: VersionOnly = serde_json::from_slice(bytes).map_err(FromJsonError::Parse)?;
+        if version.snapshot_version != u64::from(SNAPSHOT_VERSION) {
+            return Err(FromJsonError::Version(version.snapshot_version));
+        }
+        serde_json::from_slice(bytes).map_err(FromJsonError::Parse)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FromJsonError {
+    #[error("{0}")]
+    Parse(serde_json::Error),
+    #[error("format version {0}")]
+    Version(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_print_like_ss() {
+        let v4: SocketAddr = "10.0.0.1:80".parse().unwrap_or_else(|_| unreachable!());
+        let v6: SocketAddr = "[2001:db8::1]:443".parse().unwrap_or_else(|_| unreachable!());
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:8080"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(endpoint(&v4), "10.0.0.1:80");
+        assert_eq!(endpoint(&v6), "[2001:db8::1]:443");
+        assert_eq!(endpoint(&mapped), "10.1.2.3:8080");
+    }
+
+    #[test]
+    fn wrong_version_is_named_before_shape() {
+        let err = Snapshot::from_json(br#"{"snapshot_version": 99, "whatever": true}"#);
+        assert!(matches!(err, Err(FromJsonError::Version(99))));
+        let err = Snapshot::from_json(br#"{"snapshot_version": 1}"#);
+        assert!(matches!(err, Err(FromJsonError::Parse(_))));
+        let err = Snapshot::from_json(b"{\"snapshot_v");
+        assert!(matches!(err, Err(FromJsonError::Parse(_))));
+    }
+}
