@@ -18,8 +18,10 @@ use std::path::PathBuf;
 /// socket's owner.
 #[derive(Debug, Parser)]
 #[command(name = "connleak", version, max_term_width = 100)]
-#[command(after_help = "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  2  \
-    an error: nothing could be collected, or a bad argument or snapshot file")]
+#[command(
+    after_help = "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  2  \
+    an error: nothing could be collected, or a bad argument or snapshot file"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -19,11 +19,26 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let msg = format!("{e:#}");
-            eprintln!("connleak: error: {}", escape(&msg));
+            eprintln!("connleak: error: {}", escape(&one_line(&e)));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The error and its causes on one line, each said once: our errors already
+/// quote their source, and the chain would repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if msg.contains(&cause) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&cause);
+    }
+    msg.replace('\n', " ")
 }
 
 /// `connleak | head` closing the pipe early is not an error.
@@ -45,7 +60,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         None => collect::collect(cli.source).context("collecting the socket table")?,
     };
     if let Some(path) = &cli.save {
-        save(&snapshot, path).with_context(|| format!("saving the snapshot to {}", path.display()))?;
+        save(&snapshot, path)
+            .with_context(|| format!("saving the snapshot to {}", path.display()))?;
     }
     let report = Report::build(&snapshot, cli.thresholds.thresholds());
     if cli.json {
@@ -56,7 +72,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
                 ColorChoice::Auto => {
-                    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    io::stdout().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
                 }
             },
             width: terminal_width().unwrap_or(80),

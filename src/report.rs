@@ -101,7 +101,8 @@ impl Report {
             .filter(|i| state_by_inode.contains_key(i))
             .copied()
             .collect();
-        let close_wait = |p: &ProcessReport| p.states.get(&TcpState::CloseWait).copied().unwrap_or(0);
+        let close_wait =
+            |p: &ProcessReport| p.states.get(&TcpState::CloseWait).copied().unwrap_or(0);
         let total = |p: &ProcessReport| p.states.values().sum::<u64>();
         processes.sort_by(|a, b| {
             close_wait(b)

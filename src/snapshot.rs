@@ -299,7 +299,9 @@ mod tests {
     #[test]
     fn endpoints_print_like_ss() {
         let v4: SocketAddr = "10.0.0.1:80".parse().unwrap_or_else(|_| unreachable!());
-        let v6: SocketAddr = "[2001:db8::1]:443".parse().unwrap_or_else(|_| unreachable!());
+        let v6: SocketAddr = "[2001:db8::1]:443"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
         let mapped: SocketAddr = "[::ffff:10.1.2.3]:8080"
             .parse()
             .unwrap_or_else(|_| unreachable!());

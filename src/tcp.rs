@@ -78,7 +78,9 @@ impl Bound {
     pub fn describe(self) -> String {
         match self {
             Bound::Application => "no timer: only the application's close() ends it".to_string(),
-            Bound::Fixed(s) => format!("a fixed {s} s timer (TCP_TIMEWAIT_LEN; no sysctl changes it)"),
+            Bound::Fixed(s) => {
+                format!("a fixed {s} s timer (TCP_TIMEWAIT_LEN; no sysctl changes it)")
+            }
             Bound::Sysctl(name) => format!("net.ipv4.{name} when orphaned (no process holds it)"),
             Bound::Retransmission(sysctl) => {
                 format!("retransmission with back-off, bounded by net.ipv4.{sysctl}")
@@ -309,9 +311,18 @@ mod tests {
         for st in TcpState::ALL {
             assert_eq!(st.name().parse::<TcpState>().ok(), Some(st));
         }
-        assert_eq!("close-wait".parse::<TcpState>().ok(), Some(TcpState::CloseWait));
-        assert_eq!("FIN-WAIT-2".parse::<TcpState>().ok(), Some(TcpState::FinWait2));
-        assert_eq!("SYN-RECEIVED".parse::<TcpState>().ok(), Some(TcpState::SynRecv));
+        assert_eq!(
+            "close-wait".parse::<TcpState>().ok(),
+            Some(TcpState::CloseWait)
+        );
+        assert_eq!(
+            "FIN-WAIT-2".parse::<TcpState>().ok(),
+            Some(TcpState::FinWait2)
+        );
+        assert_eq!(
+            "SYN-RECEIVED".parse::<TcpState>().ok(),
+            Some(TcpState::SynRecv)
+        );
         assert!("LEAKING".parse::<TcpState>().is_err());
     }
 
@@ -319,7 +330,10 @@ mod tests {
     fn timers_follow_linux_not_folklore() {
         // TIME_WAIT is a fixed 60 s, not tcp_fin_timeout.
         assert_eq!(TcpState::TimeWait.info().bound, Bound::Fixed(60));
-        assert_eq!(TcpState::FinWait2.info().bound, Bound::Sysctl("tcp_fin_timeout"));
+        assert_eq!(
+            TcpState::FinWait2.info().bound,
+            Bound::Sysctl("tcp_fin_timeout")
+        );
         assert_eq!(TcpState::CloseWait.info().bound, Bound::Application);
         assert_eq!(TcpState::CloseWait.info().side, Side::PassiveCloser);
         assert_eq!(TcpState::TimeWait.info().side, Side::ActiveCloser);

@@ -16,6 +16,8 @@ pub fn read(proc_root: &Path, unreadable: &mut Unreadable) -> Kernel {
         let path = proc_root.join("sys").join(name);
         match std::fs::read_to_string(&path) {
             Ok(s) => Some(s.trim().to_string()),
+            // Global-only sysctls (tcp_max_orphans) do not exist inside a network namespace.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 unreadable.note(path.display().to_string(), e);
                 None
@@ -93,7 +95,10 @@ pub fn parse_counters(
             .split_once(':')
             .ok_or_else(|| format!("line {}: no group name", j + 1))?;
         if vgroup != group {
-            return Err(format!("line {}: expected {group} values, found {vgroup}", j + 1));
+            return Err(format!(
+                "line {}: expected {group} values, found {vgroup}",
+                j + 1
+            ));
         }
         let names: Vec<&str> = names.split_whitespace().collect();
         let values: Vec<&str> = values.split_whitespace().collect();
@@ -107,9 +112,9 @@ pub fn parse_counters(
         }
         let entry = into.entry(group.to_string()).or_default();
         for (name, value) in names.into_iter().zip(values) {
-            let value = value
-                .parse()
-                .map_err(|_| format!("line {}: {group} {name} = {value:?} is not a number", j + 1))?;
+            let value = value.parse().map_err(|_| {
+                format!("line {}: {group} {name} = {value:?} is not a number", j + 1)
+            })?;
             entry.insert(name.to_string(), value);
         }
     }
@@ -148,7 +153,10 @@ mod tests {
         assert_eq!(port_range("32768\t60999"), Some((32768, 60999)));
         assert_eq!(port_range("1"), None);
         assert_eq!(port_list(""), Some(vec![]));
-        assert_eq!(port_list("8080,9000-9010"), Some(vec![(8080, 8080), (9000, 9010)]));
+        assert_eq!(
+            port_list("8080,9000-9010"),
+            Some(vec![(8080, 8080), (9000, 9010)])
+        );
         assert_eq!(port_list("x"), None);
     }
 

@@ -54,7 +54,11 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut unreadable = Unreadable::default();
     let (sockets, source) = read_sockets(source, proc_root, &mut unreadable)?;
-    let tcp_inodes: HashSet<u64> = sockets.iter().map(|s| s.inode).filter(|&i| i != 0).collect();
+    let tcp_inodes: HashSet<u64> = sockets
+        .iter()
+        .map(|s| s.inode)
+        .filter(|&i| i != 0)
+        .collect();
     let processes = owners::scan(proc_root, &tcp_inodes, &mut unreadable);
     let kernel = kernel::read(proc_root, &mut unreadable);
     let text = |rel: &str| {
@@ -129,7 +133,12 @@ fn proc_net_tables(proc_root: &Path) -> Result<Vec<Socket>, CollectError> {
             Ok(f) => proc_net::parse(&shown, BufReader::new(f), &mut sockets)?,
             // No tcp6 is a kernel without IPv6.
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(CollectError::ProcNet { path: shown, source }),
+            Err(source) => {
+                return Err(CollectError::ProcNet {
+                    path: shown,
+                    source,
+                });
+            }
         }
     }
     Ok(sockets)

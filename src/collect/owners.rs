@@ -7,7 +7,9 @@
 //! spread over the available cores. Only processes that hold a TCP socket of
 //! the snapshot are kept, and only then are their names, limits and thread
 //! counts read. A process that exits mid-scan or that we may not read is
-//! counted, never fatal and never silently dropped.
+//! counted, never fatal and never silently dropped. `status` and `limits` are
+//! read for the one or two fields used, not through procfs, whose parsers
+//! fail a whole file for one field an older or newer kernel lacks.
 
 use crate::snapshot::{Process, Unreadable};
 use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat_raw};
@@ -24,13 +26,20 @@ const MAX_THREADS: usize = 4;
 /// The outcome of reading one process's fd table.
 enum Scan {
     /// Fd count and the TCP socket inodes found.
-    Read { fds: u32, inodes: Vec<u64> },
+    Read {
+        fds: u32,
+        inodes: Vec<u64>,
+    },
     Denied,
     Vanished,
 }
 
 /// Scans every process under `proc_root` for fds pointing at `tcp_inodes`.
-pub fn scan(proc_root: &Path, tcp_inodes: &HashSet<u64>, unreadable: &mut Unreadable) -> Vec<Process> {
+pub fn scan(
+    proc_root: &Path,
+    tcp_inodes: &HashSet<u64>,
+    unreadable: &mut Unreadable,
+) -> Vec<Process> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let proc_dir = match openat(rustix::fs::CWD, proc_root, dir_flags, Mode::empty()) {
         Ok(fd) => fd,
@@ -61,7 +70,10 @@ pub fn scan(proc_root: &Path, tcp_inodes: &HashSet<u64>, unreadable: &mut Unread
                     let Some(&pid) = pids.get(i) else { break };
                     mine.push((pid, scan_fds(&proc_dir, pid, tcp_inodes)));
                 }
-                results.lock().unwrap_or_else(|e| e.into_inner()).append(&mut mine);
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .append(&mut mine);
             });
         }
     });
@@ -151,24 +163,39 @@ fn describe(proc_root: &Path, pid: u32, fds: u32, socket_inodes: Vec<u64>) -> Op
     let dir = proc_root.join(pid.to_string());
     let comm = std::fs::read(dir.join("comm")).ok()?;
     let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
-    let proc = procfs::process::Process::new_with_root(dir).ok()?;
-    let status = proc.status().ok();
-    let limits = proc.limits().ok().map(|l| l.max_open_files);
-    let limit = |v: procfs::process::LimitValue| match v {
-        procfs::process::LimitValue::Value(n) => Some(n),
-        procfs::process::LimitValue::Unlimited => None,
+    let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+    let status_field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
     };
+    let limits = std::fs::read_to_string(dir.join("limits")).unwrap_or_default();
+    let (fd_soft_limit, fd_hard_limit) = open_files_limit(&limits);
     Some(Process {
         pid,
         comm: lossless_text(trim_newline(&comm)),
         cmdline: lossless_text(&cmdline_text(&cmdline)),
-        uid: status.as_ref().map(|s| s.ruid),
-        threads: status.as_ref().and_then(|s| u32::try_from(s.threads).ok()),
+        uid: status_field("Uid"),
+        threads: status_field("Threads"),
         fds,
-        fd_soft_limit: limits.as_ref().and_then(|l| limit(l.soft_limit)),
-        fd_hard_limit: limits.as_ref().and_then(|l| limit(l.hard_limit)),
+        fd_soft_limit,
+        fd_hard_limit,
         socket_inodes,
     })
+}
+
+/// The soft and hard `Max open files` of `/proc/PID/limits`; `None` when
+/// unlimited or unreadable.
+fn open_files_limit(limits: &str) -> (Option<u64>, Option<u64>) {
+    let Some(rest) = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+    else {
+        return (None, None);
+    };
+    let mut values = rest.split_whitespace().map(|v| v.parse().ok());
+    (values.next().flatten(), values.next().flatten())
 }
 
 fn trim_newline(b: &[u8]) -> &[u8] {
@@ -178,7 +205,10 @@ fn trim_newline(b: &[u8]) -> &[u8] {
 /// `/proc/PID/cmdline` separates arguments with NUL; show them with spaces.
 fn cmdline_text(raw: &[u8]) -> Vec<u8> {
     let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
-    trimmed.iter().map(|&b| if b == 0 { b' ' } else { b }).collect()
+    trimmed
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect()
 }
 
 /// Text as the process set it: valid UTF-8 kept as is (control characters
@@ -212,7 +242,10 @@ mod tests {
         assert_eq!(lossless_text(b"java"), "java");
         assert_eq!(lossless_text(b"a\x1b[31mb"), "a\u{1b}[31mb");
         assert_eq!(lossless_text(b"bad\xff\xfe"), "bad\\xff\\xfe");
-        assert_eq!(cmdline_text(b"python3\0-m\0http.server\0"), b"python3 -m http.server");
+        assert_eq!(
+            cmdline_text(b"python3\0-m\0http.server\0"),
+            b"python3 -m http.server"
+        );
     }
 
     /// A fake /proc with one socket-holding process, one without TCP
@@ -253,7 +286,10 @@ mod tests {
         assert_eq!(srv.cmdline, "srv --port 7001");
         assert_eq!(srv.socket_inodes, vec![7]);
         assert_eq!((srv.uid, srv.threads), (Some(1000), Some(5)));
-        assert_eq!((srv.fd_soft_limit, srv.fd_hard_limit), (Some(256), Some(4096)));
+        assert_eq!(
+            (srv.fd_soft_limit, srv.fd_hard_limit),
+            (Some(256), Some(4096))
+        );
         assert_eq!(unreadable.processes_vanished, 1);
         Ok(())
     }

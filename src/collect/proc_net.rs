@@ -17,11 +17,7 @@ pub struct ParseError {
 
 /// Parses one `/proc/net/tcp`-format table, appending its sockets to `out`.
 /// Rows whose state is unknown to this connleak are skipped.
-pub fn parse(
-    file: &str,
-    reader: impl BufRead,
-    out: &mut Vec<Socket>,
-) -> Result<(), ParseError> {
+pub fn parse(file: &str, reader: impl BufRead, out: &mut Vec<Socket>) -> Result<(), ParseError> {
     for (i, line) in reader.lines().enumerate().skip(1) {
         let err = |what: String| ParseError {
             file: file.to_string(),
@@ -45,7 +41,8 @@ fn parse_row(line: &str) -> Result<Option<Socket>, String> {
     if f.len() < 10 {
         return Err(format!("expected at least 10 fields, found {}", f.len()));
     }
-    let hex = |s: &str, what: &str| u32::from_str_radix(s, 16).map_err(|_| format!("bad {what} {s:?}"));
+    let hex =
+        |s: &str, what: &str| u32::from_str_radix(s, 16).map_err(|_| format!("bad {what} {s:?}"));
     let state = u8::from_str_radix(f[3], 16).map_err(|_| format!("bad state {:?}", f[3]))?;
     let Some(state) = TcpState::from_kernel(state) else {
         return Ok(None);
@@ -72,7 +69,9 @@ fn parse_row(line: &str) -> Result<Option<Socket>, String> {
 
 /// `0100007F:1B59` → 127.0.0.1:7001. Addresses are 32-bit words in host byte order.
 fn endpoint(s: &str) -> Result<SocketAddr, String> {
-    let (addr, port) = s.split_once(':').ok_or_else(|| format!("bad endpoint {s:?}"))?;
+    let (addr, port) = s
+        .split_once(':')
+        .ok_or_else(|| format!("bad endpoint {s:?}"))?;
     let port = u16::from_str_radix(port, 16).map_err(|_| format!("bad port in {s:?}"))?;
     if !addr.is_ascii() {
         return Err(format!("bad address in {s:?}"));

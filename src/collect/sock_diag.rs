@@ -11,8 +11,8 @@
 use crate::snapshot::{Socket, TcpInfo, Timer};
 use crate::tcp::TcpState;
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
-    NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
 };
 use netlink_packet_sock_diag::{
     AF_INET, AF_INET6, INET_DIAG_INFO, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY, SockDiagMessage,
@@ -73,7 +73,8 @@ pub fn dump() -> Result<Dump, SockDiagError> {
             match dump_family(&nl, family, name, &mut buf, &mut sockets)? {
                 Outcome::Complete => {}
                 Outcome::NoSuchFamily => {
-                    out.notes.push(format!("{name}: not available in this kernel"));
+                    out.notes
+                        .push(format!("{name}: not available in this kernel"));
                 }
                 Outcome::Interrupted if attempt < DUMP_ATTEMPTS => {
                     attempt += 1;
@@ -252,7 +253,12 @@ fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
     let port = |at: usize| u16::from_be_bytes([p[at], p[at + 1]]);
     let addr = |at: usize| -> Result<IpAddr, SockDiagError> {
         match family {
-            AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]))),
+            AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(
+                p[at],
+                p[at + 1],
+                p[at + 2],
+                p[at + 3],
+            ))),
             AF_INET6 => {
                 let mut a = [0; 16];
                 a.copy_from_slice(&p[at..at + 16]);
@@ -325,7 +331,14 @@ mod tests {
         m
     }
 
-    fn inet_diag_msg(state: u8, timer: u8, expires: u32, rq: u32, inode: u32, info: &[u8]) -> Vec<u8> {
+    fn inet_diag_msg(
+        state: u8,
+        timer: u8,
+        expires: u32,
+        rq: u32,
+        inode: u32,
+        info: &[u8],
+    ) -> Vec<u8> {
         let mut p = vec![AF_INET, state, timer, 0];
         p.extend(7001u16.to_be_bytes());
         p.extend(40000u16.to_be_bytes());
@@ -355,7 +368,11 @@ mod tests {
     fn decodes_a_close_wait_socket_with_tcp_info() {
         let mut info = vec![0u8; 104];
         info[56..60].copy_from_slice(&4200u32.to_ne_bytes());
-        let mut dgram = message(SOCK_DIAG_BY_FAMILY, 2, &inet_diag_msg(8, 0, 0, 1, 4242, &info));
+        let mut dgram = message(
+            SOCK_DIAG_BY_FAMILY,
+            2,
+            &inet_diag_msg(8, 0, 0, 1, 4242, &info),
+        );
         dgram.extend(message(NLMSG_DONE, 2, &0i32.to_ne_bytes()));
         let mut out = Vec::new();
         let r = decode_datagram(&dgram, &mut out);
@@ -374,8 +391,15 @@ mod tests {
     #[test]
     fn time_wait_keeps_its_expiry_and_short_tcp_info_parses() {
         let mut out = Vec::new();
-        let d = message(SOCK_DIAG_BY_FAMILY, 2, &inet_diag_msg(6, 3, 59000, 0, 0, &[]));
-        assert_eq!(decode_datagram(&d, &mut out).ok(), Some(Datagram::More { interrupted: false }));
+        let d = message(
+            SOCK_DIAG_BY_FAMILY,
+            2,
+            &inet_diag_msg(6, 3, 59000, 0, 0, &[]),
+        );
+        assert_eq!(
+            decode_datagram(&d, &mut out).ok(),
+            Some(Datagram::More { interrupted: false })
+        );
         assert_eq!(out[0].timer, Timer::TimeWait);
         assert_eq!(out[0].timer_ms, Some(59000));
         // An old kernel's 48-byte tcp_info: the later fields are unknown, not zero.
@@ -389,9 +413,15 @@ mod tests {
     fn errors_interruptions_and_garbage() {
         let mut out = Vec::new();
         let err = message(NLMSG_ERROR, 0, &(-libc::ENOENT).to_ne_bytes());
-        assert_eq!(decode_datagram(&err, &mut out).ok(), Some(Datagram::Error(libc::ENOENT)));
+        assert_eq!(
+            decode_datagram(&err, &mut out).ok(),
+            Some(Datagram::Error(libc::ENOENT))
+        );
         let intr = message(NLMSG_DONE, NLM_F_DUMP_INTR, &0i32.to_ne_bytes());
-        assert_eq!(decode_datagram(&intr, &mut out).ok(), Some(Datagram::Done { interrupted: true }));
+        assert_eq!(
+            decode_datagram(&intr, &mut out).ok(),
+            Some(Datagram::Done { interrupted: true })
+        );
         assert!(decode_datagram(&[1, 2, 3], &mut out).is_err());
         let short = message(SOCK_DIAG_BY_FAMILY, 0, &[2, 1, 0]);
         assert!(decode_datagram(&short, &mut out).is_err());

@@ -58,7 +58,12 @@ fn age_ms(s: &Socket) -> Option<u32> {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let min_age_ms = cx.thresholds.close_wait_min_age_s.saturating_mul(1000);
     let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
-    for s in cx.snapshot.sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
+    for s in cx
+        .snapshot
+        .sockets
+        .iter()
+        .filter(|s| s.state == TcpState::CloseWait)
+    {
         let listener = cx.index.listener_for(&s.local);
         // A connection not yet accepted belongs to whoever owns its listener.
         let owner = cx

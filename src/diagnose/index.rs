@@ -21,7 +21,11 @@ impl<'a> Index<'a> {
             }
         }
         let mut listeners_by_port: HashMap<u16, Vec<&Socket>> = HashMap::new();
-        for s in snapshot.sockets.iter().filter(|s| s.state == TcpState::Listen) {
+        for s in snapshot
+            .sockets
+            .iter()
+            .filter(|s| s.state == TcpState::Listen)
+        {
             listeners_by_port.entry(s.local.port()).or_default().push(s);
         }
         Index {

@@ -128,6 +128,7 @@ pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
 /// Formats a duration in seconds the way an on-call engineer reads it.
 pub fn human_duration(secs: u64) -> String {
     match secs {
+        0 => "under 1 s".to_string(),
         s if s < 60 => format!("{s} s"),
         s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
         s if s < 86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
@@ -142,6 +143,7 @@ mod tests {
     #[test]
     fn severities_order_and_durations_read() {
         assert!(Severity::Critical > Severity::Warning && Severity::Warning > Severity::Info);
+        assert_eq!(human_duration(0), "under 1 s");
         assert_eq!(human_duration(5), "5 s");
         assert_eq!(human_duration(125), "2 min 5 s");
         assert_eq!(human_duration(7300), "2 h 1 min");

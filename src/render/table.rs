@@ -49,20 +49,24 @@ impl Style {
 
 pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
     let width = usize::from(style.width.max(40));
-    let worth = r.findings.iter().filter(|f| f.severity >= Severity::Warning).count();
+    let worth = r
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .count();
     let place = match (&r.host, &r.netns.name) {
         (Some(h), Some(ns)) => format!("{} (netns {})", escape(h), escape(ns)),
         (Some(h), None) => escape(h).into_owned(),
         (None, Some(ns)) => format!("netns {}", escape(ns)),
         (None, None) => "this host".to_string(),
     };
-    writeln!(
-        out,
+    let head = format!(
         "connleak: {} - {} on {place} at {}",
         style.status(r.status),
         plural(worth as u64, "problem"),
         r.taken_at
-    )?;
+    );
+    wrap(out, &head, "", "  ", width)?;
     let source = match r.source {
         SocketSource::SockDiag => "sock_diag",
         SocketSource::ProcNet => "/proc/net/tcp (no socket ages)",
@@ -80,7 +84,10 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
     writeln!(out)?;
 
     if r.findings.is_empty() {
-        writeln!(out, "No findings: no TCP socket is stuck in a state connleak checks.")?;
+        writeln!(
+            out,
+            "No findings: no TCP socket is stuck in a state connleak checks."
+        )?;
         writeln!(out)?;
     }
     for f in &r.findings {
@@ -143,7 +150,15 @@ fn write_processes(out: &mut impl Write, procs: &[ProcessReport], width: usize) 
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(u16::try_from(width).unwrap_or(u16::MAX))
         .set_header([
-            "PID", "PROCESS", "LISTEN", "ESTAB", "CLOSE_WAIT", "OTHER", "FDS", "LIMIT", "THR",
+            "PID",
+            "PROCESS",
+            "LISTEN",
+            "ESTAB",
+            "CLOSE_WAIT",
+            "OTHER",
+            "FDS",
+            "LIMIT",
+            "THR",
         ]);
     let dash = || "-".to_string();
     for p in procs.iter().take(MAX_PROCESS_ROWS) {
@@ -246,7 +261,10 @@ mod tests {
         let text = "one two three four five six seven eight nine ten";
         assert!(wrap(&mut out, text, "  - ", "    ", 20).is_ok());
         let s = String::from_utf8(out).unwrap_or_default();
-        assert_eq!(s, "  - one two three\n    four five six\n    seven eight nine\n    ten\n");
+        assert_eq!(
+            s,
+            "  - one two three\n    four five six\n    seven eight nine\n    ten\n"
+        );
         assert!(s.lines().all(|l| l.chars().count() <= 20));
     }
 

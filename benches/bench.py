@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""connleak's benchmark: a full diagnosis against `ss -tan` and `ss -tanp` on the same sockets.
+
+    sudo python3 benches/bench.py [--connections 100000] [--procs 100] [--runs 5]
+
+Builds the release binary, then, in a private network namespace, CONNECTIONS established loopback
+connections held by PROCS processes (both ends in the same process, so 2 sockets per connection)
+plus a client that keeps opening short connections (TIME_WAIT churn). It then runs each command
+RUNS times and prints the median wall time and the peak RSS, with connleak's ratios to `ss -tan`.
+The targets (connleak within 1.5x of `ss -tan`, peak RSS under 64 MiB) are printed beside the
+figures; this is a measurement, not a test, and it never fails on a figure.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ROLES = os.path.join(ROOT, "tests", "scenarios", "roles.py")
+BINARY = os.path.join(ROOT, "target", "release", "connleak")
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def spawn(ns, rundir, i, role, *args):
+    ready = os.path.join(rundir, "%03d-%s.json" % (i, role))
+    log = open(ready[:-5] + ".log", "w")
+    subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, ROLES, role, "--ready", ready,
+                      *map(str, args)], stdout=log, stderr=log, start_new_session=True)
+    return ready
+
+
+def wait_ready(paths, timeout):
+    end = time.time() + timeout
+    for p in paths:
+        while not os.path.exists(p):
+            if time.time() > end:
+                raise SystemExit("bench: %s not ready; see its .log" % p)
+            time.sleep(0.2)
+
+
+def measure(ns, cmd, runs):
+    """Median wall seconds and max peak RSS (KiB) of `ip netns exec NS CMD`, output discarded."""
+    walls, rss = [], 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(p.pid, 0)
+        walls.append(time.perf_counter() - t0)
+        if status != 0:
+            raise SystemExit("bench: %s exited with status %d" % (" ".join(cmd), status))
+        rss = max(rss, usage.ru_maxrss)
+    return statistics.median(walls), rss
+
+
+def count_sockets(ns):
+    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Htan"], capture_output=True, text=True)
+    return len(out.stdout.splitlines())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--connections", type=int, default=100000)
+    ap.add_argument("--procs", type=int, default=100)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--settle", type=float, default=10.0, help="seconds of TIME_WAIT churn first")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench: needs root (network namespaces)")
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+
+    ns = "connleak-bench-%d" % os.getpid()
+    rundir = "/tmp/" + ns
+    os.makedirs(rundir, exist_ok=True)
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=262144")
+        per = a.connections // a.procs
+        t0 = time.time()
+        holders = [spawn(ns, rundir, i, "holder", "--port", 10000 + i, "--n", per, "--index", i)
+                   for i in range(a.procs)]
+        wait_ready(holders, 600)
+        echo = spawn(ns, rundir, a.procs, "echo_server", "--port", 7009)
+        wait_ready([echo], 60)
+        churn = spawn(ns, rundir, a.procs + 1, "churn", "--port", 7009, "--wait", 0)
+        wait_ready([churn], 60)
+        time.sleep(a.settle)
+        sockets = count_sockets(ns)
+        print("built %d connections in %d processes in %.0f s; %d TCP sockets in the namespace"
+              % (per * a.procs, a.procs, time.time() - t0, sockets))
+
+        rows = [
+            ("connleak (full diagnosis)", [BINARY]),
+            ("connleak --json", [BINARY, "--json"]),
+            ("ss -tan", ["ss", "-tan"]),
+            ("ss -tanp", ["ss", "-tanp"]),
+        ]
+        results = {name: measure(ns, cmd, a.runs) for name, cmd in rows}
+        base_wall, base_rss = results["ss -tan"]
+        print("\n%-28s %10s %12s %12s" % ("command", "wall (ms)", "peak RSS", "vs ss -tan"))
+        for name, (wall, rss) in results.items():
+            print("%-28s %10.0f %9.1f MiB %11.2fx" % (name, wall * 1000, rss / 1024, wall / base_wall))
+        wall, rss = results["connleak (full diagnosis)"]
+        print("\ntargets: wall within 1.5x of ss -tan: %.2fx (%s); peak RSS under 64 MiB: %.1f MiB (%s)"
+              % (wall / base_wall, "met" if wall <= 1.5 * base_wall else "missed",
+                 rss / 1024, "met" if rss < 64 * 1024 else "missed"))
+    finally:
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "del", ns])
+        subprocess.run(["rm", "-rf", rundir])
+
+
+if __name__ == "__main__":
+    main()

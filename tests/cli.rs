@@ -1,0 +1,99 @@
+//! The binary's contract with its caller: exit codes, one-line errors, explain.
+//! No root needed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+const CONNLEAK: &str = env!("CARGO_BIN_EXE_connleak");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(CONNLEAK).args(args).output().unwrap()
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `content` to a temporary file and runs `connleak --from` on it.
+fn from_bytes(name: &str, content: &[u8]) -> Output {
+    let path = std::env::temp_dir().join(format!("connleak-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, content).unwrap();
+    let out = run(&["--from", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    out
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("connleak: error: "), "{err}");
+    assert!(err.contains(needle), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_snapshots_get_one_line_and_exit_2() {
+    assert_one_line_error(
+        &run(&["--from", "/nonexistent/snap.json"]),
+        "cannot read snapshot",
+    );
+    let good = std::fs::read(fixture("leak.json")).unwrap();
+    let truncated = from_bytes("truncated", &good[..good.len() / 2]);
+    assert_one_line_error(&truncated, "is not a connleak snapshot: EOF while parsing");
+    let wrong_version = from_bytes("version", br#"{"snapshot_version": 99}"#);
+    assert_one_line_error(
+        &wrong_version,
+        "has format version 99; this connleak reads version 1",
+    );
+    let wrong_type = String::from_utf8(good.clone()).unwrap().replacen(
+        "\"recv_q\": 0",
+        "\"recv_q\": \"zero\"",
+        1,
+    );
+    assert_one_line_error(
+        &from_bytes("type", wrong_type.as_bytes()),
+        "expected u32 at line",
+    );
+    let deep = format!(
+        r#"{{"snapshot_version": 1, "meta": {}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert_one_line_error(
+        &from_bytes("deep", deep.as_bytes()),
+        "is not a connleak snapshot",
+    );
+    assert_one_line_error(&from_bytes("empty", b""), "is not a connleak snapshot");
+}
+
+#[test]
+fn from_a_fixture_needs_no_root() {
+    let out = run(&["--from", &fixture("leak.json"), "--json"]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["status"], "warning");
+    assert_eq!(report["netns"]["name"], "fx-leak");
+    assert_eq!(report["taken_at"], "2026-11-25T04:15:00.895Z");
+}
+
+#[test]
+fn explain_tells_the_state_machine() {
+    let out = run(&["explain", "close-wait"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("CLOSE_WAIT (RFC 9293: CLOSE-WAIT)"),
+        "{text}"
+    );
+    assert!(text.contains("only the application's close()"), "{text}");
+    let tw = String::from_utf8(run(&["explain", "TIME_WAIT"]).stdout).unwrap();
+    assert!(tw.contains("fixed 60 s"), "{tw}");
+    let all = String::from_utf8(run(&["explain"]).stdout).unwrap();
+    assert_eq!(all.lines().count(), 13);
+    let bad = run(&["explain", "LEAKING"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown TCP state"));
+}

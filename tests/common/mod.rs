@@ -1,0 +1,187 @@
+//! A private network namespace per test, with real processes holding real
+//! sockets in it, and the built connleak binary run inside it.
+//!
+//! Needs root and `ip netns`; without them each test prints a visible SKIP
+//! line (straight to stderr, past the test harness's capture) and passes.
+//! The namespace and every process in it are removed when the `Lab` drops,
+//! also when the test fails.
+
+#![allow(dead_code)] // each test binary uses its own part of this harness
+
+use serde_json::Value;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CONNLEAK: &str = env!("CARGO_BIN_EXE_connleak");
+
+fn roles_py() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/roles.py")
+}
+
+/// Prints past libtest's output capture, so that a skip is seen.
+pub fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+pub struct Lab {
+    pub ns: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    /// A fresh namespace named after the test, or `None` (with a SKIP line) when not root.
+    pub fn new(test: &str) -> Option<Lab> {
+        let root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        let have_ip = Command::new("ip")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !root || !have_ip {
+            say(&format!(
+                "SKIP {test}: needs root and iproute2 (ip netns) to build real sockets in a \
+                 private network namespace"
+            ));
+            return None;
+        }
+        let ns = format!("cl{}-{test}", std::process::id());
+        let ns: String = ns.chars().take(60).collect();
+        let dir = std::env::temp_dir().join(&ns);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).ok()?;
+        let lab = Lab {
+            ns,
+            dir,
+            children: Vec::new(),
+        };
+        let _ = Command::new("ip")
+            .args(["netns", "del", &lab.ns])
+            .stderr(Stdio::null())
+            .status();
+        lab.ip(&["netns", "add", &lab.ns]);
+        lab.exec(&["ip", "link", "set", "lo", "up"]);
+        Some(lab)
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let st = Command::new("ip").args(args).status();
+        assert!(st.is_ok_and(|s| s.success()), "ip {args:?} failed");
+    }
+
+    /// Runs a command inside the namespace and asserts it succeeded.
+    pub fn exec(&self, cmd: &[&str]) {
+        let mut args = vec!["netns", "exec", &self.ns];
+        args.extend_from_slice(cmd);
+        self.ip(&args);
+    }
+
+    /// Starts a role of `tests/scenarios/roles.py` in the namespace and waits
+    /// until it says its sockets are in place; returns what it wrote.
+    pub fn spawn(&mut self, role: &str, args: &[&str]) -> Value {
+        let ready = self
+            .dir
+            .join(format!("{}-{role}.json", self.children.len()));
+        let log = self.dir.join(format!("{}-{role}.log", self.children.len()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3"])
+            .arg(roles_py())
+            .arg(role)
+            .arg("--ready")
+            .arg(&ready)
+            .args(args)
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start python3");
+        self.children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                return serde_json::from_str(&text).expect("ready file is JSON");
+            }
+            let child = self.children.last_mut().expect("just pushed");
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("role {role} exited with {status} before it was ready:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "role {role} not ready after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs connleak inside the namespace.
+    pub fn connleak_output(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, CONNLEAK])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run connleak")
+    }
+
+    /// Runs `connleak --json ARGS` inside the namespace, asserts exit 0, parses the report.
+    pub fn report(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.connleak_output(&all);
+        assert!(
+            out.status.success(),
+            "connleak {all:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("connleak --json prints JSON")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &self.ns])
+            .output();
+        if let Ok(out) = pids {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The findings of a report of one kind.
+pub fn findings<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .expect("findings is an array")
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .collect()
+}
+
+/// Findings at warning level or worse.
+pub fn warnings(report: &Value) -> Vec<&Value> {
+    report["findings"]
+        .as_array()
+        .expect("findings is an array")
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .collect()
+}

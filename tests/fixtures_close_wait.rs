@@ -1,0 +1,177 @@
+//! The close_wait_leak rule and the renderers on snapshots saved from real
+//! leaks (`connleak --save`), run without root. Edge cases that are slow to
+//! build for real (hours-old sockets, huge counts, hostile names) are made by
+//! editing a real snapshot.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use connleak::diagnose::{ConnSide, Severity, Thresholds, diagnose};
+use connleak::render::table::{Style, write};
+use connleak::report::{Report, Status};
+use connleak::snapshot::Snapshot;
+use connleak::tcp::TcpState;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn load(name: &str) -> Snapshot {
+    Snapshot::load(&fixture(name)).expect("fixture loads")
+}
+
+fn listener_pid(s: &Snapshot, port: u16) -> u32 {
+    let inode = s
+        .sockets
+        .iter()
+        .find(|x| x.state == TcpState::Listen && x.local.port() == port)
+        .unwrap()
+        .inode;
+    s.processes
+        .iter()
+        .find(|p| p.socket_inodes.contains(&inode))
+        .unwrap()
+        .pid
+}
+
+fn table(report: &Report) -> String {
+    let mut out = Vec::new();
+    write(
+        &mut out,
+        report,
+        Style {
+            color: false,
+            width: 80,
+        },
+    )
+    .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn leak_fixture_is_a_server_that_never_closes() {
+    let s = load("leak.json");
+    let f = diagnose(&s, Thresholds::default());
+    assert_eq!(f.len(), 1);
+    let f = &f[0];
+    assert_eq!(f.kind, "close_wait_leak");
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.pid, Some(listener_pid(&s, 7001)));
+    assert_eq!(f.count, 40);
+    assert_eq!(f.side, Some(ConnSide::Server));
+    assert_eq!(f.local.as_deref(), Some("127.0.0.1:7001"));
+    assert_eq!(f.cause.as_deref(), Some("never_closed_after_eof"));
+    assert!(f.evidence.iter().any(|e| e.starts_with("40 with Recv-Q 0")));
+}
+
+#[test]
+fn pool_fixture_is_requests_never_read() {
+    let s = load("pool.json");
+    let f = diagnose(&s, Thresholds::default());
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].pid, Some(listener_pid(&s, 7002)));
+    assert_eq!(f[0].cause.as_deref(), Some("request_never_read"));
+    assert_eq!(f[0].count, 30);
+}
+
+#[test]
+fn backlog_fixture_counts_the_never_accepted() {
+    let s = load("backlog.json");
+    let f = diagnose(&s, Thresholds::default());
+    assert_eq!(f.len(), 1);
+    // Connections still in the accept queue are the listener owner's problem.
+    assert_eq!(f[0].pid, Some(listener_pid(&s, 7003)));
+    assert_eq!(f[0].count, 11);
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.starts_with("9 never accept()ed (inode 0)"))
+    );
+}
+
+#[test]
+fn severity_follows_count_and_age() {
+    let mut s = load("leak.json");
+    let t = Thresholds::default();
+    let crit_by_count = Thresholds {
+        close_wait_crit: 40,
+        ..t
+    };
+    assert_eq!(diagnose(&s, crit_by_count)[0].severity, Severity::Critical);
+    let info = Thresholds {
+        close_wait_warn: 41,
+        ..t
+    };
+    assert_eq!(diagnose(&s, info)[0].severity, Severity::Info);
+    assert_eq!(Report::build(&s, info).status, Status::Ok);
+    // All younger than the minimum age: still being closed, nothing to say.
+    let young = Thresholds {
+        close_wait_min_age_s: 3600,
+        ..t
+    };
+    assert!(diagnose(&s, young).is_empty());
+    // Two hours stuck: critical although the count is modest.
+    for sock in s
+        .sockets
+        .iter_mut()
+        .filter(|x| x.state == TcpState::CloseWait)
+    {
+        if let Some(info) = sock.tcp_info.as_mut() {
+            info.last_ack_recv_ms = Some(7_200_000);
+        }
+    }
+    let f = diagnose(&s, t);
+    assert_eq!(f[0].severity, Severity::Critical);
+    assert_eq!(f[0].oldest_s, Some(7200));
+}
+
+#[test]
+fn unowned_close_wait_is_still_reported() {
+    let mut s = load("leak.json");
+    s.processes.clear();
+    s.unreadable.processes_denied = 1;
+    let f = diagnose(&s, Thresholds::default());
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].pid, None);
+    assert_eq!(f[0].count, 40);
+    assert!(table(&Report::build(&s, Thresholds::default())).contains("permission denied"));
+}
+
+/// The human report of the leak fixture, byte for byte. Regenerate with
+/// `CONNLEAK_UPDATE_FIXTURES=1 cargo test --test fixtures_close_wait`.
+#[test]
+fn leak_report_renders_exactly() {
+    let report = Report::build(&load("leak.json"), Thresholds::default());
+    let text = table(&report);
+    let golden = fixture("leak.txt");
+    if std::env::var_os("CONNLEAK_UPDATE_FIXTURES").is_some() {
+        std::fs::write(&golden, &text).unwrap();
+    }
+    assert_eq!(text, std::fs::read_to_string(&golden).unwrap_or_default());
+    assert!(text.lines().all(|l| l.chars().count() <= 80));
+}
+
+#[test]
+fn hostile_process_names_never_reach_the_terminal_raw() {
+    let mut s = load("leak.json");
+    s.processes[0].comm = "\x1b]0;owned\x07\x1b[2J\nfake line".to_string();
+    let report = Report::build(&s, Thresholds::default());
+    let text = table(&report);
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+    assert!(
+        text.contains("\\e]0;owned\\x07\\e[2J\\nfake line"),
+        "{text}"
+    );
+    // JSON keeps the name intact, escaped by JSON's own rules.
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("\\u001b]0;owned\\u0007\\u001b[2J\\nfake line"));
+}
+
+#[test]
+fn save_format_round_trips() {
+    let s = load("pool.json");
+    let text = serde_json::to_vec(&s).unwrap();
+    assert_eq!(Snapshot::from_json(&text).unwrap(), s);
+}

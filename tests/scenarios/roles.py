@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Roles that build real TCP connection patterns, for connleak's integration tests and benchmark.
+
+Each role runs inside a network namespace (started with `ip netns exec NS python3 roles.py ROLE
+--ready FILE ...`), sets up its sockets, then writes FILE (JSON with its pid and what it built) and
+stays alive holding them until killed. The tests read FILE to know when the pattern is in place and
+which pid to expect in connleak's report.
+"""
+import argparse
+import json
+import os
+import resource
+import selectors
+import socket
+import threading
+import time
+
+
+def ready(path, **info):
+    info["pid"] = os.getpid()
+    with open(path + ".tmp", "w") as f:
+        json.dump(info, f)
+    os.rename(path + ".tmp", path)
+
+
+def forever():
+    threading.Event().wait()
+
+
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def listener(host, port, backlog=4096):
+    s = socket.socket(family(host))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(backlog)
+    return s
+
+
+def connect(host, port, src=None):
+    c = socket.socket(family(host))
+    if src:
+        c.bind((src, 0))
+    c.settimeout(5)
+    c.connect((host, port))
+    return c
+
+
+def role_leak_server(a):
+    """Reads each connection to EOF, then forgets to close it: the classic CLOSE_WAIT leak."""
+    if a.nofile:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (a.nofile, a.nofile))
+    ls = listener(a.host, a.port)
+    ls.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(ls, selectors.EVENT_READ)
+    kept = []
+    ready(a.ready, port=a.port)
+    while True:
+        for key, _ in sel.select():
+            s = key.fileobj
+            if s is ls:
+                try:
+                    c, _ = ls.accept()
+                except OSError:
+                    time.sleep(0.05)
+                    continue
+                c.setblocking(False)
+                sel.register(c, selectors.EVENT_READ)
+                continue
+            try:
+                data = s.recv(65536)
+            except OSError:
+                data = b""
+            if not data:  # EOF: the bug is that s.close() is never called
+                sel.unregister(s)
+                kept.append(s)
+
+
+def role_clients(a):
+    """N clients that each send a line and then close (timeout) or stay open and idle (idle)."""
+    conns = [connect(a.host, a.port) for _ in range(a.n)]
+    for c in conns:
+        c.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    if a.kind == "close":
+        time.sleep(a.wait)
+        for c in conns:
+            c.close()
+        conns = []
+    ready(a.ready, port=a.port, n=a.n)
+    forever()
+
+
+def role_closing_server(a):
+    """Accepts connections and closes each one after --wait seconds (a server's idle timeout)."""
+    ls = listener(a.host, a.port)
+
+    def handle(c):
+        time.sleep(a.wait)
+        c.close()
+
+    ready(a.ready, port=a.port)
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+
+def role_idle_pool(a):
+    """A client connection pool: N connections opened and then never read again."""
+    pool = [connect(a.host, a.port) for _ in range(a.n)]
+    ready(a.ready, port=a.port, n=len(pool))
+    forever()
+
+
+def role_echo_server(a):
+    """A well-behaved threaded echo server: closes when the client closes."""
+    ls = listener(a.host, a.port)
+
+    def handle(c):
+        with c:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    return
+                c.sendall(data)
+
+    ready(a.ready, port=a.port)
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+
+def role_healthy_clients(a):
+    """Long-lived echo clients that talk now and then, plus short connections closed properly."""
+    held = [connect(a.host, a.port) for _ in range(a.n)]
+    for c in held:
+        c.sendall(b"ping\n")
+        c.recv(64)
+    for _ in range(a.churn):
+        c = connect(a.host, a.port)
+        c.sendall(b"hello\n")
+        c.recv(64)
+        c.close()
+    ready(a.ready, port=a.port, n=a.n, churn=a.churn)
+    while True:
+        time.sleep(0.5)
+        for c in held:
+            c.sendall(b"ping\n")
+            c.recv(64)
+
+
+def role_holder(a):
+    """Holds --n loopback connections (both ends) in this one process, for the benchmark."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (a.n * 2 + 64, a.n * 2 + 64))
+    ls = listener("0.0.0.0", a.port)
+    socks = []
+    for i in range(a.n):
+        # Spread over source addresses so that no (source, destination) runs out of ports.
+        src = "127.%d.%d.%d" % (1 + a.index % 200, (i // 20000) % 250, 1 + (i // 250) % 80)
+        socks.append(connect("127.0.0.1", a.port, src=src))
+        socks.append(ls.accept()[0])
+    ready(a.ready, port=a.port, n=a.n)
+    forever()
+
+
+def role_churn(a):
+    """Short connections, each closed by the client first: TIME_WAIT on the client side."""
+    ready(a.ready, port=a.port)
+    while True:
+        try:
+            c = connect(a.host, a.port)
+            c.sendall(b"x")
+            c.recv(8)
+            c.close()
+        except OSError:
+            time.sleep(0.01)
+        if a.wait:
+            time.sleep(a.wait)
+
+
+ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role_")}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("role", choices=sorted(ROLES))
+    p.add_argument("--ready", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--churn", type=int, default=0)
+    p.add_argument("--kind", default="close")
+    p.add_argument("--wait", type=float, default=0.2)
+    p.add_argument("--nofile", type=int, default=0)
+    p.add_argument("--index", type=int, default=0)
+    a = p.parse_args()
+    ROLES[a.role](a)
+
+
+if __name__ == "__main__":
+    main()
