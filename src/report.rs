@@ -6,8 +6,9 @@
 use crate::diagnose::{Finding, Severity, Thresholds, diagnose};
 use crate::snapshot::{Netns, Snapshot, SocketSource, Unreadable};
 use crate::tcp::TcpState;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -67,7 +68,8 @@ impl Report {
             _ => Status::Ok,
         };
         let mut states = BTreeMap::new();
-        let mut state_by_inode = HashMap::with_capacity(snapshot.sockets.len());
+        let mut state_by_inode =
+            FxHashMap::with_capacity_and_hasher(snapshot.sockets.len(), Default::default());
         for s in &snapshot.sockets {
             *states.entry(s.state).or_insert(0) += 1;
             if s.inode != 0 {
@@ -94,7 +96,7 @@ impl Report {
                 }
             })
             .collect();
-        let owned: HashSet<u64> = snapshot
+        let owned: FxHashSet<u64> = snapshot
             .processes
             .iter()
             .flat_map(|p| &p.socket_inodes)

@@ -11,6 +11,7 @@ use crate::tcp::TcpState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU64;
 
 /// Version of the snapshot file format. Bumped on any incompatible change;
 /// `--from` refuses other versions with a clear message.
@@ -72,8 +73,8 @@ pub struct Socket {
     /// 0 for TIME_WAIT sockets and for connections not yet accepted.
     pub inode: u64,
     pub uid: u32,
-    /// The kernel's socket cookie (unique while the socket lives); `None` from `/proc/net`.
-    pub cookie: Option<u64>,
+    /// The kernel's socket cookie (unique while the socket lives, never 0); `None` from `/proc/net`.
+    pub cookie: Option<NonZeroU64>,
     /// Bytes received and not read by the application; for LISTEN, the accept queue length.
     pub recv_q: u32,
     /// Bytes not yet acknowledged by the peer; for LISTEN, the backlog.

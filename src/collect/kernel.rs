@@ -52,6 +52,35 @@ fn num<T: FromStr>(s: Option<String>) -> Option<T> {
     s.and_then(|s| s.parse().ok())
 }
 
+/// About how many TCP sockets the namespace has, from `/proc/net/sockstat{,6}`
+/// (in use + TIME_WAIT), with some slack: enough to size the socket table
+/// once. 0 when unknown.
+pub fn socket_count_hint(proc_root: &Path) -> usize {
+    let net = proc_root.join("thread-self/net");
+    let text = ["sockstat", "sockstat6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(net.join(f)).ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let n = sockstat_tcp(&text);
+    n + n / 8 + 64
+}
+
+/// Sums `inuse` and `tw` of the `TCP:` and `TCP6:` lines of sockstat text.
+fn sockstat_tcp(text: &str) -> usize {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("TCP:").or_else(|| l.strip_prefix("TCP6:")))
+        .map(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            words
+                .chunks(2)
+                .filter(|kv| kv.len() == 2 && (kv[0] == "inuse" || kv[0] == "tw"))
+                .filter_map(|kv| kv[1].parse::<usize>().ok())
+                .sum::<usize>()
+        })
+        .sum()
+}
+
 /// `32768\t60999` → (32768, 60999).
 fn port_range(s: &str) -> Option<(u16, u16)> {
     let mut it = s.split_whitespace().map(u16::from_str);
@@ -146,6 +175,14 @@ mod tests {
         assert!(parse_counters("TcpExt: A\n", &mut m).is_err());
         assert!(parse_counters("TcpExt: A\nIp: 1\n", &mut m).is_err());
         assert!(parse_counters("TcpExt: A\nTcpExt: x\n", &mut m).is_err());
+    }
+
+    #[test]
+    fn sockstat_counts_tcp_in_use_and_time_wait() {
+        let text = "sockets: used 290\nTCP: inuse 200 orphan 3 tw 50 alloc 900 mem 12\n\
+                    UDP: inuse 4 mem 1\nTCP6: inuse 7\nUDP6: inuse 2\n";
+        assert_eq!(sockstat_tcp(text), 257);
+        assert_eq!(sockstat_tcp("garbage"), 0);
     }
 
     #[test]

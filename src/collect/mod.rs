@@ -10,7 +10,7 @@ pub mod proc_net;
 pub mod sock_diag;
 
 use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,8 @@ pub enum CollectError {
     },
     #[error(transparent)]
     ProcNetParse(#[from] proc_net::ParseError),
+    #[error("internal error: {0} panicked")]
+    Panicked(&'static str),
     #[error("no socket table: sock_diag failed ({netlink}) and so did /proc/net/tcp ({proc})")]
     Neither { netlink: String, proc: String },
 }
@@ -53,13 +55,20 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut unreadable = Unreadable::default();
-    let (sockets, source) = read_sockets(source, proc_root, &mut unreadable)?;
-    let tcp_inodes: HashSet<u64> = sockets
+    // The kernel's dump and the fd scan are independent: run them side by side.
+    let (sockets, tables) = std::thread::scope(|s| {
+        let tables = s.spawn(|| owners::scan_fd_tables(proc_root));
+        let sockets = read_sockets(source, proc_root, &mut unreadable);
+        (sockets, tables.join())
+    });
+    let (sockets, source) = sockets?;
+    let tables = tables.map_err(|_| CollectError::Panicked("the /proc fd scan"))?;
+    let tcp_inodes: FxHashSet<u64> = sockets
         .iter()
         .map(|s| s.inode)
         .filter(|&i| i != 0)
         .collect();
-    let processes = owners::scan(proc_root, &tcp_inodes, &mut unreadable);
+    let processes = owners::owners(proc_root, tables, &tcp_inodes, &mut unreadable);
     let kernel = kernel::read(proc_root, &mut unreadable);
     let text = |rel: &str| {
         std::fs::read_to_string(proc_root.join(rel))
@@ -93,9 +102,9 @@ fn read_sockets(
     unreadable: &mut Unreadable,
 ) -> Result<(Vec<Socket>, SocketSource), CollectError> {
     match choice {
-        SourceChoice::Netlink => Ok(from_netlink(unreadable)?),
+        SourceChoice::Netlink => Ok(from_netlink(proc_root, unreadable)?),
         SourceChoice::Proc => Ok((proc_net_tables(proc_root)?, SocketSource::ProcNet)),
-        SourceChoice::Auto => match from_netlink(unreadable) {
+        SourceChoice::Auto => match from_netlink(proc_root, unreadable) {
             Ok(found) => Ok(found),
             Err(netlink_err) => match proc_net_tables(proc_root) {
                 Ok(sockets) => {
@@ -115,9 +124,10 @@ fn read_sockets(
 }
 
 fn from_netlink(
+    proc_root: &Path,
     unreadable: &mut Unreadable,
 ) -> Result<(Vec<Socket>, SocketSource), sock_diag::SockDiagError> {
-    let dump = sock_diag::dump()?;
+    let dump = sock_diag::dump(kernel::socket_count_hint(proc_root))?;
     for note in &dump.notes {
         unreadable.note("sock_diag", note);
     }

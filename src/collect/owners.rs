@@ -12,9 +12,9 @@
 //! fail a whole file for one field an older or newer kernel lacks.
 
 use crate::snapshot::{Process, Unreadable};
+use rustc_hash::FxHashSet;
 use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat_raw};
 use rustix::io::Errno;
-use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Mutex;
@@ -25,7 +25,7 @@ const MAX_THREADS: usize = 4;
 
 /// The outcome of reading one process's fd table.
 enum Scan {
-    /// Fd count and the TCP socket inodes found.
+    /// Fd count and the inodes of the sockets (of any kind) among them.
     Read {
         fds: u32,
         inodes: Vec<u64>,
@@ -34,30 +34,31 @@ enum Scan {
     Vanished,
 }
 
-/// Scans every process under `proc_root` for fds pointing at `tcp_inodes`.
-pub fn scan(
-    proc_root: &Path,
-    tcp_inodes: &HashSet<u64>,
-    unreadable: &mut Unreadable,
-) -> Vec<Process> {
+/// Every process's fd table, as read: the first half of the owner scan,
+/// which needs no socket table and so runs while the kernel dumps it.
+pub struct FdTables {
+    scans: Vec<(u32, Scan)>,
+    /// Why `/proc` itself could not be listed, if it could not.
+    failed: Option<(String, String)>,
+}
+
+/// Reads the fd table of every process under `proc_root`, on several threads.
+pub fn scan_fd_tables(proc_root: &Path) -> FdTables {
+    let failed = |e: Errno| FdTables {
+        scans: Vec::new(),
+        failed: Some((proc_root.display().to_string(), e.to_string())),
+    };
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let proc_dir = match openat(rustix::fs::CWD, proc_root, dir_flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(e) => {
-            unreadable.note(proc_root.display().to_string(), e);
-            return Vec::new();
-        }
+        Err(e) => return failed(e),
     };
     let pids = match list_pids(&proc_dir) {
         Ok(p) => p,
-        Err(e) => {
-            unreadable.note(proc_root.display().to_string(), e);
-            return Vec::new();
-        }
+        Err(e) => return failed(e),
     };
-
     let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
+    let results = Mutex::new(Vec::with_capacity(pids.len()));
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_THREADS);
@@ -68,7 +69,7 @@ pub fn scan(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&pid) = pids.get(i) else { break };
-                    mine.push((pid, scan_fds(&proc_dir, pid, tcp_inodes)));
+                    mine.push((pid, scan_fds(&proc_dir, pid)));
                 }
                 results
                     .lock()
@@ -77,18 +78,39 @@ pub fn scan(
             });
         }
     });
-    let scans = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    FdTables {
+        scans: results.into_inner().unwrap_or_else(|e| e.into_inner()),
+        failed: None,
+    }
+}
 
+/// The second half: keeps the processes that hold one of `tcp_inodes` (and
+/// only those inodes), reads their names and limits, and counts the rest of
+/// what could not be read.
+pub fn owners(
+    proc_root: &Path,
+    tables: FdTables,
+    tcp_inodes: &FxHashSet<u64>,
+    unreadable: &mut Unreadable,
+) -> Vec<Process> {
+    if let Some((what, error)) = tables.failed {
+        unreadable.note(what, error);
+    }
     let mut processes = Vec::new();
-    for (pid, scan) in scans {
+    for (pid, scan) in tables.scans {
         match scan {
             Scan::Denied => unreadable.processes_denied += 1,
             Scan::Vanished => unreadable.processes_vanished += 1,
-            Scan::Read { inodes, .. } if inodes.is_empty() => {}
-            Scan::Read { fds, inodes } => match describe(proc_root, pid, fds, inodes) {
-                Some(p) => processes.push(p),
-                None => unreadable.processes_vanished += 1,
-            },
+            Scan::Read { fds, mut inodes } => {
+                inodes.retain(|i| tcp_inodes.contains(i));
+                if inodes.is_empty() {
+                    continue;
+                }
+                match describe(proc_root, pid, fds, inodes) {
+                    Some(p) => processes.push(p),
+                    None => unreadable.processes_vanished += 1,
+                }
+            }
         }
     }
     processes.sort_by_key(|p| p.pid);
@@ -115,7 +137,7 @@ fn classify(e: Errno) -> Scan {
     }
 }
 
-fn scan_fds(proc_dir: &OwnedFd, pid: u32, tcp_inodes: &HashSet<u64>) -> Scan {
+fn scan_fds(proc_dir: &OwnedFd, pid: u32) -> Scan {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd_dir = match openat(proc_dir, format!("{pid}/fd"), flags, Mode::empty()) {
         Ok(fd) => fd,
@@ -142,9 +164,7 @@ fn scan_fds(proc_dir: &OwnedFd, pid: u32, tcp_inodes: &HashSet<u64>) -> Scan {
         let Ok(len) = readlinkat_raw(&fd_dir, name, &mut link[..]) else {
             continue;
         };
-        if let Some(inode) = socket_inode(&link[..len.min(link.len())])
-            && tcp_inodes.contains(&inode)
-        {
+        if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
             inodes.push(inode);
         }
     }
@@ -276,9 +296,9 @@ mod tests {
         std::fs::create_dir_all(q.join("fd"))?;
         symlink("socket:[99]", q.join("fd/5"))?;
         std::fs::create_dir_all(root.join("300"))?; // no fd dir: exited
-        let tcp: HashSet<u64> = [7, 9].into_iter().collect();
+        let tcp: FxHashSet<u64> = [7, 9].into_iter().collect();
         let mut unreadable = Unreadable::default();
-        let procs = scan(&root, &tcp, &mut unreadable);
+        let procs = owners(&root, scan_fd_tables(&root), &tcp, &mut unreadable);
         std::fs::remove_dir_all(&root)?;
         assert_eq!(procs.len(), 1);
         let srv = &procs[0];

@@ -19,9 +19,10 @@ use netlink_packet_sock_diag::{
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
 };
 use netlink_sys::{Socket as NlSocket, SocketAddr as NlAddr, protocols::NETLINK_SOCK_DIAG};
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU64;
 
 /// How often a dump the kernel marks interrupted is redone before its result is used as is.
 const DUMP_ATTEMPTS: usize = 3;
@@ -61,32 +62,33 @@ pub struct Dump {
 }
 
 /// Dumps every TCP socket, IPv4 then IPv6, in every state, with tcp_info.
-pub fn dump() -> Result<Dump, SockDiagError> {
+/// `expected` sizes the socket vector up front, so that a large table is not
+/// copied while it grows.
+pub fn dump(expected: usize) -> Result<Dump, SockDiagError> {
     let mut nl = NlSocket::new(NETLINK_SOCK_DIAG).map_err(SockDiagError::Open)?;
     nl.bind_auto().map_err(SockDiagError::Open)?;
-    let mut out = Dump::default();
+    let mut out = Dump {
+        sockets: Vec::with_capacity(expected),
+        notes: Vec::new(),
+    };
     let mut buf = Vec::with_capacity(RECV_BUF);
     for (family, name) in [(AF_INET, "IPv4"), (AF_INET6, "IPv6")] {
-        let mut attempt = 1;
-        loop {
-            let mut sockets = Vec::new();
-            match dump_family(&nl, family, name, &mut buf, &mut sockets)? {
-                Outcome::Complete => {}
+        let start = out.sockets.len();
+        for attempt in 1..=DUMP_ATTEMPTS {
+            out.sockets.truncate(start);
+            match dump_family(&nl, family, name, &mut buf, &mut out.sockets)? {
+                Outcome::Complete => break,
                 Outcome::NoSuchFamily => {
                     out.notes
                         .push(format!("{name}: not available in this kernel"));
+                    break;
                 }
-                Outcome::Interrupted if attempt < DUMP_ATTEMPTS => {
-                    attempt += 1;
-                    continue;
-                }
+                Outcome::Interrupted if attempt < DUMP_ATTEMPTS => {}
                 Outcome::Interrupted => out.notes.push(format!(
                     "{name}: the kernel marked the dump interrupted {DUMP_ATTEMPTS} times \
                      (sockets changing fast); the last one is used, de-duplicated by cookie"
                 )),
             }
-            out.sockets.append(&mut sockets);
-            break;
         }
     }
     dedup_by_cookie(&mut out.sockets);
@@ -269,7 +271,7 @@ fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
     };
     let local = SocketAddr::new(addr(8)?, port(4));
     let remote = SocketAddr::new(addr(24)?, port(6));
-    let cookie = u64::from(u32_at(p, 44)) | (u64::from(u32_at(p, 48)) << 32);
+    let cookie = NonZeroU64::new(u64::from(u32_at(p, 44)) | (u64::from(u32_at(p, 48)) << 32));
     let timer = Timer::from_kernel(p[2]);
     let expires = u32_at(p, 52);
     let mut tcp_info = None;
@@ -285,7 +287,7 @@ fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
         remote,
         inode: u64::from(u32_at(p, 68)),
         uid: u32_at(p, 64),
-        cookie: Some(cookie),
+        cookie,
         recv_q: u32_at(p, 56),
         send_q: u32_at(p, 60),
         timer,
@@ -309,7 +311,7 @@ pub fn decode_tcp_info(b: &[u8]) -> TcpInfo {
 
 /// Drops repeated sockets (a redone or overlapping dump); sockets without a cookie are kept.
 fn dedup_by_cookie(sockets: &mut Vec<Socket>) {
-    let mut seen = HashSet::with_capacity(sockets.len());
+    let mut seen = FxHashSet::with_capacity_and_hasher(sockets.len(), Default::default());
     sockets.retain(|s| s.cookie.is_none_or(|c| seen.insert(c)));
 }
 
@@ -383,7 +385,7 @@ mod tests {
         assert_eq!(s.local.to_string(), "127.0.0.1:7001");
         assert_eq!(s.remote.to_string(), "127.0.0.2:40000");
         assert_eq!((s.recv_q, s.inode, s.uid), (1, 4242, 1000));
-        assert_eq!(s.cookie, Some(0x1_0000_dead));
+        assert_eq!(s.cookie.map(NonZeroU64::get), Some(0x1_0000_dead));
         assert_eq!(s.tcp_info.and_then(|t| t.last_ack_recv_ms), Some(4200));
         assert_eq!(s.timer_ms, None);
     }

@@ -3,24 +3,24 @@
 
 use crate::snapshot::{Process, Snapshot, Socket};
 use crate::tcp::TcpState;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 
 pub struct Index<'a> {
-    owner_by_inode: HashMap<u64, &'a Process>,
-    listeners_by_port: HashMap<u16, Vec<&'a Socket>>,
+    owner_by_inode: FxHashMap<u64, &'a Process>,
+    listeners_by_port: FxHashMap<u16, Vec<&'a Socket>>,
 }
 
 impl<'a> Index<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Index<'a> {
-        let mut owner_by_inode = HashMap::new();
+        let mut owner_by_inode = FxHashMap::default();
         // Processes are sorted by pid: a socket shared after fork() goes to the lowest pid.
         for p in &snapshot.processes {
             for &inode in &p.socket_inodes {
                 owner_by_inode.entry(inode).or_insert(p);
             }
         }
-        let mut listeners_by_port: HashMap<u16, Vec<&Socket>> = HashMap::new();
+        let mut listeners_by_port: FxHashMap<u16, Vec<&Socket>> = FxHashMap::default();
         for s in snapshot
             .sockets
             .iter()
