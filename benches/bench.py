@@ -3,6 +3,7 @@
 
     sudo python3 benches/bench.py [--connections 100000] [--procs 100] [--runs 5]
 
+Needs root, iproute2 and GNU time (`apt-get install time`).
 Builds the release binary, then, in a private network namespace, CONNECTIONS established loopback
 connections held by PROCS processes (both ends in the same process, so 2 sockets per connection)
 plus a client that keeps opening short connections (TIME_WAIT churn). It then runs each command
@@ -12,7 +13,6 @@ figures; this is a measurement, not a test, and it never fails on a figure.
 """
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ROLES = os.path.join(ROOT, "tests", "scenarios", "roles.py")
 BINARY = os.path.join(ROOT, "target", "release", "connleak")
+TIME = "/usr/bin/time"  # GNU time, Debian package "time"
 
 
 def sh(*cmd, **kw):
@@ -45,23 +46,21 @@ def wait_ready(paths, timeout):
             time.sleep(0.2)
 
 
-def measure(ns, cmd, runs):
+def measure(ns, cmd, runs, rundir):
     """Median wall seconds and max peak RSS (KiB) of `ip netns exec NS CMD`, output discarded.
 
-    posix_spawn (vfork-like) rather than fork: a forked child would carry this script's RSS into
-    the peak; `ip netns exec` execs the command in the same process, so the peak is the command's.
+    The peak RSS comes from GNU time, which forks: a process this script started directly would
+    carry this script's own peak into its ru_maxrss (the kernel keeps it across exec).
     """
-    ip = shutil.which("ip")
-    devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    report = os.path.join(rundir, "time.out")
     walls, rss = [], 0
     for _ in range(runs):
         t0 = time.perf_counter()
-        pid = os.posix_spawn(ip, ["ip", "netns", "exec", ns, *cmd], os.environ, file_actions=devnull)
-        _, status, usage = os.wait4(pid, 0)
+        subprocess.run([TIME, "-f", "%M", "-o", report, "ip", "netns", "exec", ns, *cmd],
+                       stdout=subprocess.DEVNULL, check=True)
         walls.append(time.perf_counter() - t0)
-        if status != 0:
-            raise SystemExit("bench: %s exited with status %d" % (" ".join(cmd), status))
-        rss = max(rss, usage.ru_maxrss)
+        with open(report) as f:
+            rss = max(rss, int(f.read().split()[-1]))
     return statistics.median(walls), rss
 
 
@@ -81,6 +80,8 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: needs root (network namespaces)")
+    if not os.access(TIME, os.X_OK):
+        raise SystemExit("bench: needs GNU time for peak RSS: apt-get install time")
     sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
 
     ns = "connleak-bench-%d" % os.getpid()
@@ -110,7 +111,7 @@ def main():
             ("ss -tan", ["ss", "-tan"]),
             ("ss -tanp", ["ss", "-tanp"]),
         ]
-        results = {name: measure(ns, cmd, a.runs) for name, cmd in rows}
+        results = {name: measure(ns, cmd, a.runs, rundir) for name, cmd in rows}
         base_wall, base_rss = results["ss -tan"]
         print("\n%-28s %10s %12s %12s" % ("command", "wall (ms)", "peak RSS", "vs ss -tan"))
         for name, (wall, rss) in results.items():

@@ -192,3 +192,43 @@ fn human_report_leads_with_the_finding() {
         "no colour when NO_COLOR is set: {text}"
     );
 }
+
+/// Without privileges the socket table is still complete; owners of other
+/// users' processes are unknown, counted, and the exit code is unchanged.
+#[test]
+fn unprivileged_run_counts_what_it_cannot_see() {
+    let Some(mut lab) = Lab::new("unprivileged") else {
+        return;
+    };
+    lab.spawn("leak_server", &["--port", "7001"]);
+    lab.spawn("clients", &["--port", "7001", "--n", "10"]);
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+        ])
+        .args([
+            "--clear-groups",
+            common::CONNLEAK,
+            "--json",
+            "--close-wait-min-age",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["states"]["CLOSE_WAIT"], 10);
+    assert!(report["unreadable"]["processes_denied"].as_u64().unwrap() > 0);
+    let f = only_close_wait(&report);
+    assert_eq!(f["pid"], Value::Null);
+    assert_eq!(f["count"], 10);
+}

@@ -93,18 +93,23 @@ def role_clients(a):
     forever()
 
 
+def serve_threaded(a, handle):
+    """Listens on --host/--port, says ready, and runs handle(conn) in a thread per connection."""
+    ls = listener(a.host, a.port)
+    ready(a.ready, port=a.port)
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+
 def role_closing_server(a):
     """Accepts connections and closes each one after --wait seconds (a server's idle timeout)."""
-    ls = listener(a.host, a.port)
 
     def handle(c):
         time.sleep(a.wait)
         c.close()
 
-    ready(a.ready, port=a.port)
-    while True:
-        c, _ = ls.accept()
-        threading.Thread(target=handle, args=(c,), daemon=True).start()
+    serve_threaded(a, handle)
 
 
 def role_idle_pool(a):
@@ -116,7 +121,6 @@ def role_idle_pool(a):
 
 def role_echo_server(a):
     """A well-behaved threaded echo server: closes when the client closes."""
-    ls = listener(a.host, a.port)
 
     def handle(c):
         with c:
@@ -126,10 +130,7 @@ def role_echo_server(a):
                     return
                 c.sendall(data)
 
-    ready(a.ready, port=a.port)
-    while True:
-        c, _ = ls.accept()
-        threading.Thread(target=handle, args=(c,), daemon=True).start()
+    serve_threaded(a, handle)
 
 
 def role_healthy_clients(a):
