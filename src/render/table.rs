@@ -8,8 +8,16 @@ use crate::diagnose::{Finding, Severity};
 use crate::report::{ProcessReport, Report, Status};
 use crate::snapshot::SocketSource;
 use crate::tcp::TcpState;
-use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use comfy_table::{
+    CellAlignment, ContentArrangement, ContentLineStyle, LineStyle, Table, TableStyle,
+};
 use std::io::{self, Write};
+
+/// Columns as `ps` prints them: no borders, a dashed line under the header.
+const PLAIN: TableStyle = TableStyle::new()
+    .header_lines(ContentLineStyle::none())
+    .header_separator(LineStyle::none().fill('-').junction(' '))
+    .content_lines(ContentLineStyle::none());
 
 /// How many processes the table shows; `--json` has them all.
 const MAX_PROCESS_ROWS: usize = 20;
@@ -146,7 +154,7 @@ fn write_processes(out: &mut impl Write, procs: &[ProcessReport], width: usize) 
         return writeln!(out, "No process we could read holds a TCP socket.");
     }
     let mut t = Table::new();
-    t.load_style(presets::ASCII_NO_BORDERS)
+    t.load_style(PLAIN)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(u16::try_from(width).unwrap_or(u16::MAX))
         .set_header([
@@ -183,7 +191,7 @@ fn write_processes(out: &mut impl Write, procs: &[ProcessReport], width: usize) 
         }
     }
     writeln!(out, "Processes holding TCP sockets")?;
-    writeln!(out, "{t}")?;
+    writeln!(out, "{}", t.trim_fmt())?;
     if procs.len() > MAX_PROCESS_ROWS {
         writeln!(
             out,
