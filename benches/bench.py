@@ -98,7 +98,8 @@ def main():
         wait_ready(holders, 600)
         echo = spawn(ns, rundir, a.procs, "echo_server", "--port", 7009)
         wait_ready([echo], 60)
-        churn = spawn(ns, rundir, a.procs + 1, "churn", "--port", 7009, "--wait", a.churn_gap)
+        churn = spawn(ns, rundir, a.procs + 1, "churn", "--port", 7009, "--n", 0,
+                      "--wait", a.churn_gap)
         wait_ready([churn], 60)
         time.sleep(a.settle)
         sockets = count_sockets(ns)

@@ -3,7 +3,6 @@
 
 use crate::collect::SourceChoice;
 use crate::diagnose::Thresholds;
-use crate::tcp::TcpState;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -52,11 +51,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Explain a TCP state: who is in it, what ends it, which timer bounds it.
+    /// Explain a TCP state (who is in it, what ends it, which timer bounds it) or a finding kind.
     Explain {
-        /// A state, as ss or RFC 9293 spells it (CLOSE_WAIT, close-wait, FIN-WAIT-2...);
-        /// none lists them all.
-        state: Option<TcpState>,
+        /// A state, as ss or RFC 9293 spells it (CLOSE_WAIT, close-wait, FIN-WAIT-2...), or a
+        /// finding kind (close_wait_leak, ...); none lists them all.
+        topic: Option<String>,
     },
 }
 
@@ -85,6 +84,38 @@ pub struct ThresholdArgs {
     /// A warning whose oldest CLOSE_WAIT socket is older than SECS becomes critical.
     #[arg(long, value_name = "SECS", default_value_t = Thresholds::default().close_wait_crit_age_s)]
     pub close_wait_crit_age: u64,
+
+    /// Accepted connections with requests nobody reads that make a warning (worker pool).
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().unread_warn)]
+    pub unread_warn: u64,
+
+    /// Percent of the usable ephemeral ports toward one destination that makes a warning.
+    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().ports_warn_pct)]
+    pub ports_warn: u64,
+
+    /// ... and a critical.
+    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().ports_crit_pct)]
+    pub ports_crit: u64,
+
+    /// Percent of a process's soft fd limit in use that makes a warning.
+    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().fd_warn_pct)]
+    pub fd_warn: u64,
+
+    /// ... and a critical.
+    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().fd_crit_pct)]
+    pub fd_crit: u64,
+
+    /// Sockets in LAST_ACK, FIN_WAIT1 or CLOSING (each) that make a warning.
+    #[arg(long, value_name = "N", default_value_t = Thresholds::default().stalled_close_warn)]
+    pub stalled_close_warn: u64,
+
+    /// Percent of tcp_max_tw_buckets or tcp_max_orphans in use that makes a warning.
+    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().kernel_limit_warn_pct)]
+    pub kernel_limit_warn: u64,
+
+    /// ESTABLISHED connections silent this long without keep-alive are noted.
+    #[arg(long, value_name = "SECS", default_value_t = Thresholds::default().idle_s)]
+    pub idle: u64,
 }
 
 impl ThresholdArgs {
@@ -94,6 +125,14 @@ impl ThresholdArgs {
             close_wait_crit: self.close_wait_crit.max(self.close_wait_warn),
             close_wait_min_age_s: self.close_wait_min_age,
             close_wait_crit_age_s: self.close_wait_crit_age,
+            unread_warn: self.unread_warn,
+            ports_warn_pct: self.ports_warn,
+            ports_crit_pct: self.ports_crit.max(self.ports_warn),
+            fd_warn_pct: self.fd_warn,
+            fd_crit_pct: self.fd_crit.max(self.fd_warn),
+            stalled_close_warn: self.stalled_close_warn,
+            kernel_limit_warn_pct: self.kernel_limit_warn,
+            idle_s: self.idle,
         }
     }
 }

@@ -51,8 +51,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    if let Some(Command::Explain { state }) = &cli.command {
-        render::explain::write(&mut out, *state)?;
+    if let Some(Command::Explain { topic }) = &cli.command {
+        let topic = render::explain::topic(topic.as_deref()).map_err(anyhow::Error::msg)?;
+        render::explain::write(&mut out, &topic)?;
         return Ok(out.flush()?);
     }
     let snapshot = match &cli.from {

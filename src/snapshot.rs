@@ -143,8 +143,30 @@ pub struct Process {
     pub fds: u32,
     pub fd_soft_limit: Option<u64>,
     pub fd_hard_limit: Option<u64>,
-    /// Inodes of the TCP (or other) sockets in its fd table.
+    /// Inodes of the TCP sockets in its fd table.
     pub socket_inodes: Vec<u64>,
+    /// Its threads and what each waits on; read only for processes that have
+    /// unread data on a socket (the worker-pool diagnosis), empty otherwise.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+}
+
+/// One thread of a process, as `/proc/PID/task/TID` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub tid: u32,
+    pub comm: String,
+    /// The scheduler state letter (`R`, `S`, `D`, ...).
+    pub state: String,
+    /// The kernel function it sleeps in, when the kernel tells.
+    pub wchan: Option<String>,
+    /// The system call it is blocked in (`recvfrom`, `futex`, ...), when known.
+    pub syscall: Option<String>,
+    /// The fd that system call works on, for calls whose first argument is one.
+    pub fd: Option<u32>,
+    /// The socket inode that fd points to, if it is a socket.
+    pub inode: Option<u64>,
 }
 
 /// Kernel settings and counters of the namespace.

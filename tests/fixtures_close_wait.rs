@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{listener_pid, load};
 use connleak::diagnose::{ConnSide, Severity, Thresholds, diagnose};
 use connleak::render::table::{Style, write};
 use connleak::report::{Report, Status};
@@ -16,24 +19,6 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn load(name: &str) -> Snapshot {
-    Snapshot::load(&fixture(name)).expect("fixture loads")
-}
-
-fn listener_pid(s: &Snapshot, port: u16) -> u32 {
-    let inode = s
-        .sockets
-        .iter()
-        .find(|x| x.state == TcpState::Listen && x.local.port() == port)
-        .unwrap()
-        .inode;
-    s.processes
-        .iter()
-        .find(|p| p.socket_inodes.contains(&inode))
-        .unwrap()
-        .pid
 }
 
 fn table(report: &Report) -> String {
@@ -64,31 +49,6 @@ fn leak_fixture_is_a_server_that_never_closes() {
     assert_eq!(f.local.as_deref(), Some("127.0.0.1:7001"));
     assert_eq!(f.cause.as_deref(), Some("never_closed_after_eof"));
     assert!(f.evidence.iter().any(|e| e.starts_with("40 with Recv-Q 0")));
-}
-
-#[test]
-fn pool_fixture_is_requests_never_read() {
-    let s = load("pool.json");
-    let f = diagnose(&s, Thresholds::default());
-    assert_eq!(f.len(), 1);
-    assert_eq!(f[0].pid, Some(listener_pid(&s, 7002)));
-    assert_eq!(f[0].cause.as_deref(), Some("request_never_read"));
-    assert_eq!(f[0].count, 30);
-}
-
-#[test]
-fn backlog_fixture_counts_the_never_accepted() {
-    let s = load("backlog.json");
-    let f = diagnose(&s, Thresholds::default());
-    assert_eq!(f.len(), 1);
-    // Connections still in the accept queue are the listener owner's problem.
-    assert_eq!(f[0].pid, Some(listener_pid(&s, 7003)));
-    assert_eq!(f[0].count, 11);
-    assert!(
-        f[0].evidence
-            .iter()
-            .any(|e| e.starts_with("9 never accept()ed (inode 0)"))
-    );
 }
 
 #[test]

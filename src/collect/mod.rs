@@ -8,8 +8,10 @@ pub mod kernel;
 pub mod owners;
 pub mod proc_net;
 pub mod sock_diag;
+pub mod tasks;
 
 use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};
+use crate::tcp::TcpState;
 use rustc_hash::FxHashSet;
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
@@ -68,7 +70,18 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         .map(|s| s.inode)
         .filter(|&i| i != 0)
         .collect();
-    let processes = owners::owners(proc_root, tables, &tcp_inodes, &mut unreadable);
+    let wants_tasks: FxHashSet<u64> = sockets
+        .iter()
+        .filter(|s| has_unread_data(s))
+        .map(|s| s.inode)
+        .collect();
+    let processes = owners::owners(
+        proc_root,
+        tables,
+        &tcp_inodes,
+        &wants_tasks,
+        &mut unreadable,
+    );
     let kernel = kernel::read(proc_root, &mut unreadable);
     let text = |rel: &str| {
         std::fs::read_to_string(proc_root.join(rel))
@@ -94,6 +107,17 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
     };
     snapshot.meta.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(snapshot)
+}
+
+/// A socket whose owner's threads are worth reading: requests waiting unread,
+/// or connections waiting to be accepted.
+fn has_unread_data(s: &Socket) -> bool {
+    s.inode != 0
+        && match s.state {
+            TcpState::CloseWait => s.recv_q > 1,
+            TcpState::Established | TcpState::Listen => s.recv_q > 0,
+            _ => false,
+        }
 }
 
 fn read_sockets(

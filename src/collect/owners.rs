@@ -91,6 +91,7 @@ pub fn owners(
     proc_root: &Path,
     tables: FdTables,
     tcp_inodes: &FxHashSet<u64>,
+    wants_tasks: &FxHashSet<u64>,
     unreadable: &mut Unreadable,
 ) -> Vec<Process> {
     if let Some((what, error)) = tables.failed {
@@ -106,7 +107,8 @@ pub fn owners(
                 if inodes.is_empty() {
                     continue;
                 }
-                match describe(proc_root, pid, fds, inodes) {
+                let with_tasks = inodes.iter().any(|i| wants_tasks.contains(i));
+                match describe(proc_root, pid, fds, inodes, with_tasks) {
                     Some(p) => processes.push(p),
                     None => unreadable.processes_vanished += 1,
                 }
@@ -179,7 +181,13 @@ fn socket_inode(link: &[u8]) -> Option<u64> {
 
 /// Reads the rest of what the report shows of a socket-holding process;
 /// `None` when it exited meanwhile.
-fn describe(proc_root: &Path, pid: u32, fds: u32, socket_inodes: Vec<u64>) -> Option<Process> {
+fn describe(
+    proc_root: &Path,
+    pid: u32,
+    fds: u32,
+    socket_inodes: Vec<u64>,
+    with_tasks: bool,
+) -> Option<Process> {
     let dir = proc_root.join(pid.to_string());
     let comm = std::fs::read(dir.join("comm")).ok()?;
     let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
@@ -201,6 +209,11 @@ fn describe(proc_root: &Path, pid: u32, fds: u32, socket_inodes: Vec<u64>) -> Op
         fds,
         fd_soft_limit,
         fd_hard_limit,
+        tasks: if with_tasks {
+            super::tasks::read(&dir)
+        } else {
+            Vec::new()
+        },
         socket_inodes,
     })
 }
@@ -298,7 +311,8 @@ mod tests {
         std::fs::create_dir_all(root.join("300"))?; // no fd dir: exited
         let tcp: FxHashSet<u64> = [7, 9].into_iter().collect();
         let mut unreadable = Unreadable::default();
-        let procs = owners(&root, scan_fd_tables(&root), &tcp, &mut unreadable);
+        let none = FxHashSet::default();
+        let procs = owners(&root, scan_fd_tables(&root), &tcp, &none, &mut unreadable);
         std::fs::remove_dir_all(&root)?;
         assert_eq!(procs.len(), 1);
         let srv = &procs[0];

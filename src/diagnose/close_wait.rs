@@ -21,12 +21,22 @@
 //! Sockets are grouped per owning process and per listening port (server
 //! side) or remote endpoint (client side).
 
-use super::{ConnSide, Context, Finding, Severity, human_duration};
+use super::{ConnSide, Context, Finding, Rule, Severity, human_duration, percent, who};
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
 use std::collections::BTreeMap;
 
-pub const KIND: &str = "close_wait_leak";
+pub const RULE: Rule = Rule {
+    kind: "close_wait_leak",
+    title: "the peer closed, the application never did (CLOSE-WAIT)",
+    about: "Sockets stuck in CLOSE-WAIT: the peer closed, the application did not. Only the \
+            application's close() ends the state. Recv-Q 0: it read EOF and never closed \
+            (cause never_closed_after_eof); Recv-Q 1: nobody read the socket since the peer \
+            closed, typically idle pooled connections (unread_after_peer_close); Recv-Q > 1: \
+            request data never read (request_never_read). Fix the code path that should close, \
+            or evict idle pooled connections before the server does.",
+    run: find,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupKey {
@@ -38,6 +48,7 @@ struct GroupKey {
 #[derive(Default)]
 struct Group<'a> {
     owner: Option<&'a Process>,
+    sockets: Vec<usize>,
     count: u64,
     /// Old enough (or of unknown age) to count as stuck rather than closing.
     stuck: u64,
@@ -58,18 +69,9 @@ fn age_ms(s: &Socket) -> Option<u32> {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let min_age_ms = cx.thresholds.close_wait_min_age_s.saturating_mul(1000);
     let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
-    for s in cx
-        .snapshot
-        .sockets
-        .iter()
-        .filter(|s| s.state == TcpState::CloseWait)
-    {
+    for (i, s) in cx.in_state(TcpState::CloseWait) {
         let listener = cx.index.listener_for(&s.local);
-        // A connection not yet accepted belongs to whoever owns its listener.
-        let owner = cx
-            .index
-            .owner(s.inode)
-            .or_else(|| listener.and_then(|l| cx.index.owner(l.inode)));
+        let owner = cx.index.responsible(s);
         let key = GroupKey {
             pid: owner.map(|p| p.pid),
             side_is_server: listener.is_some(),
@@ -77,6 +79,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         };
         let g = groups.entry(key).or_default();
         g.owner = owner;
+        g.sockets.push(i);
         g.count += 1;
         let age = age_ms(s);
         if age.is_none_or(|a| u64::from(a) >= min_age_ms) {
@@ -101,7 +104,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     groups
         .into_iter()
         .filter(|(_, g)| g.stuck > 0)
-        .map(|(key, g)| finding(cx, &key, &g))
+        .map(|(key, g)| finding(cx, &key, g))
         .collect()
 }
 
@@ -159,7 +162,7 @@ impl Cause {
     }
 }
 
-fn finding(cx: &Context, key: &GroupKey, g: &Group) -> Finding {
+fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
     let t = cx.thresholds;
     let side = if key.side_is_server {
         ConnSide::Server
@@ -176,18 +179,15 @@ fn finding(cx: &Context, key: &GroupKey, g: &Group) -> Finding {
     } else {
         Severity::Info
     };
-    let cause = Cause::of(g);
-    let who = match g.owner {
-        Some(p) => format!("pid {} ({})", p.pid, p.comm),
-        None => "no process we could see".to_string(),
-    };
+    let cause = Cause::of(&g);
+    let who = who(g.owner);
     let mut evidence = vec![match side {
         ConnSide::Server => format!(
-            "{} CLOSE_WAIT sockets accepted on listener {}, held by {who}",
+            "{who} holds {} CLOSE_WAIT sockets accepted on listener {}",
             g.count, key.endpoint
         ),
         ConnSide::Client => format!(
-            "{} CLOSE_WAIT sockets toward {} (client side), held by {who}",
+            "{who} holds {} CLOSE_WAIT sockets toward {} (client side)",
             g.count, key.endpoint
         ),
     }];
@@ -243,7 +243,7 @@ fn finding(cx: &Context, key: &GroupKey, g: &Group) -> Finding {
             "pid {} has {} fds open of a soft limit of {limit} ({}%)",
             p.pid,
             p.fds,
-            u64::from(p.fds) * 100 / limit.max(1)
+            percent(u64::from(p.fds), limit)
         ));
     }
     let (local, remote) = match side {
@@ -251,18 +251,17 @@ fn finding(cx: &Context, key: &GroupKey, g: &Group) -> Finding {
         ConnSide::Client => (None, Some(key.endpoint.clone())),
     };
     Finding {
-        kind: KIND.to_string(),
         severity,
-        pid: key.pid,
-        comm: g.owner.map(|p| p.comm.clone()),
         count: g.count,
         local,
         remote,
         evidence,
         suggestion: cause.suggestion(side).to_string(),
-        state: TcpState::CloseWait.name().to_string(),
         side: Some(side),
         cause: Some(cause.name().to_string()),
         oldest_s,
+        sockets: g.sockets,
+        ..Finding::of(RULE.kind, Some(TcpState::CloseWait))
     }
+    .owned_by(g.owner)
 }

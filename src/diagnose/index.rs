@@ -7,7 +7,9 @@ use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 
 pub struct Index<'a> {
+    process_by_pid: FxHashMap<u32, &'a Process>,
     owner_by_inode: FxHashMap<u64, &'a Process>,
+    socket_by_inode: FxHashMap<u64, &'a Socket>,
     listeners_by_port: FxHashMap<u16, Vec<&'a Socket>>,
 }
 
@@ -20,6 +22,12 @@ impl<'a> Index<'a> {
                 owner_by_inode.entry(inode).or_insert(p);
             }
         }
+        let socket_by_inode = snapshot
+            .sockets
+            .iter()
+            .filter(|s| s.inode != 0)
+            .map(|s| (s.inode, s))
+            .collect();
         let mut listeners_by_port: FxHashMap<u16, Vec<&Socket>> = FxHashMap::default();
         for s in snapshot
             .sockets
@@ -29,7 +37,9 @@ impl<'a> Index<'a> {
             listeners_by_port.entry(s.local.port()).or_default().push(s);
         }
         Index {
+            process_by_pid: snapshot.processes.iter().map(|p| (p.pid, p)).collect(),
             owner_by_inode,
+            socket_by_inode,
             listeners_by_port,
         }
     }
@@ -40,6 +50,25 @@ impl<'a> Index<'a> {
             return None;
         }
         self.owner_by_inode.get(&inode).copied()
+    }
+
+    /// The process with this pid, if it holds a TCP socket.
+    pub fn process(&self, pid: u32) -> Option<&'a Process> {
+        self.process_by_pid.get(&pid).copied()
+    }
+
+    /// The socket with this inode.
+    pub fn socket(&self, inode: u64) -> Option<&'a Socket> {
+        self.socket_by_inode.get(&inode).copied()
+    }
+
+    /// Who answers for a socket: its holder, or for a connection not yet
+    /// accepted (or a server-side TIME_WAIT), the owner of its listener.
+    pub fn responsible(&self, s: &Socket) -> Option<&'a Process> {
+        self.owner(s.inode).or_else(|| {
+            self.listener_for(&s.local)
+                .and_then(|l| self.owner(l.inode))
+        })
     }
 
     /// The listening socket a connection with this local address was accepted

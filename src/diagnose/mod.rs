@@ -7,12 +7,24 @@
 //! close sequence, and what to do. Rules never read the system or the clock,
 //! so every one is tested on saved snapshots.
 
+mod accept_queue;
 mod close_wait;
+mod ephemeral_ports;
+mod fd_limit;
+mod half_closed;
+mod idle;
 mod index;
+mod kernel_limits;
+mod server_close;
+mod stalled_close;
+mod syn_backlog;
+mod worker_pool;
 
 pub use index::Index;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Process, Snapshot, Socket};
+use crate::tcp::TcpState;
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 /// How bad a finding is. Ordered: `Info` < `Warning` < `Critical`.
@@ -56,13 +68,53 @@ pub struct Finding {
     pub remote: Option<String>,
     pub evidence: Vec<String>,
     pub suggestion: String,
-    /// The TCP state the finding is about.
-    pub state: String,
+    /// The TCP state the finding is about (`null` for process- or kernel-wide findings).
+    pub state: Option<String>,
     pub side: Option<ConnSide>,
     /// The specific cause within the kind (e.g. `never_closed_after_eof`).
     pub cause: Option<String>,
     /// Age of the oldest socket in the group, seconds, when the kernel told it.
     pub oldest_s: Option<u64>,
+    /// The other local process of a connection pair (`half_closed_peer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_comm: Option<String>,
+    /// Indexes (into the snapshot's sockets) of the sockets this finding
+    /// explains; a warning claims them from less specific rules.
+    #[serde(skip)]
+    pub sockets: Vec<usize>,
+}
+
+impl Finding {
+    /// A finding of `kind` with everything else empty, to fill with struct update syntax.
+    pub fn of(kind: &str, state: Option<TcpState>) -> Finding {
+        Finding {
+            kind: kind.to_string(),
+            severity: Severity::Info,
+            pid: None,
+            comm: None,
+            count: 0,
+            local: None,
+            remote: None,
+            evidence: Vec::new(),
+            suggestion: String::new(),
+            state: state.map(|s| s.name().to_string()),
+            side: None,
+            cause: None,
+            oldest_s: None,
+            peer_pid: None,
+            peer_comm: None,
+            sockets: Vec::new(),
+        }
+    }
+
+    /// Names the owning process.
+    pub fn owned_by(mut self, p: Option<&Process>) -> Finding {
+        self.pid = p.map(|p| p.pid);
+        self.comm = p.map(|p| p.comm.clone());
+        self
+    }
 }
 
 /// The numbers that turn counts into severities. Every one is a flag.
@@ -76,6 +128,20 @@ pub struct Thresholds {
     pub close_wait_min_age_s: u64,
     /// A warning-sized group whose oldest socket is older than this is critical.
     pub close_wait_crit_age_s: u64,
+    /// Accepted connections whose requests nobody reads that make a warning.
+    pub unread_warn: u64,
+    /// Share of the usable ephemeral ports toward one destination, percent.
+    pub ports_warn_pct: u64,
+    pub ports_crit_pct: u64,
+    /// Share of a process's soft RLIMIT_NOFILE in use, percent.
+    pub fd_warn_pct: u64,
+    pub fd_crit_pct: u64,
+    /// Sockets in LAST_ACK, FIN_WAIT1 or CLOSING that make a warning.
+    pub stalled_close_warn: u64,
+    /// Share of a kernel limit (tcp_max_tw_buckets, tcp_max_orphans) in use, percent.
+    pub kernel_limit_warn_pct: u64,
+    /// ESTABLISHED connections silent this long (seconds) with no keep-alive are noted.
+    pub idle_s: u64,
 }
 
 impl Default for Thresholds {
@@ -85,6 +151,14 @@ impl Default for Thresholds {
             close_wait_crit: 200,
             close_wait_min_age_s: 2,
             close_wait_crit_age_s: 3600,
+            unread_warn: 5,
+            ports_warn_pct: 50,
+            ports_crit_pct: 80,
+            fd_warn_pct: 80,
+            fd_crit_pct: 90,
+            stalled_close_warn: 50,
+            kernel_limit_warn_pct: 80,
+            idle_s: 3600,
         }
     }
 }
@@ -94,28 +168,74 @@ pub struct Context<'a> {
     pub snapshot: &'a Snapshot,
     pub index: Index<'a>,
     pub thresholds: Thresholds,
+    /// Sockets already explained by a more specific warning.
+    claimed: FxHashSet<usize>,
 }
 
-/// A rule: its finding kind and the function that finds it.
+impl<'a> Context<'a> {
+    /// The sockets no earlier rule has explained, with their indexes.
+    pub fn sockets(&self) -> impl Iterator<Item = (usize, &'a Socket)> + '_ {
+        self.snapshot
+            .sockets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.claimed.contains(i))
+    }
+
+    /// Unclaimed sockets in one state.
+    pub fn in_state(&self, state: TcpState) -> impl Iterator<Item = (usize, &'a Socket)> + '_ {
+        self.sockets().filter(move |(_, s)| s.state == state)
+    }
+}
+
+/// A rule: its finding kind, what it means for a person, and the function that finds it.
 pub struct Rule {
     pub kind: &'static str,
+    /// One line: what the finding is.
+    pub title: &'static str,
+    /// What the finding means and what to do: `connleak explain KIND` and the README.
+    pub about: &'static str,
     pub run: fn(&Context) -> Vec<Finding>,
 }
 
-/// Every rule connleak runs, in the order their findings are reported.
-pub const RULES: &[Rule] = &[Rule {
-    kind: close_wait::KIND,
-    run: close_wait::find,
-}];
+/// Every rule, most specific first: a socket explained by a warning of an
+/// earlier rule is not counted again by a later one.
+pub const RULES: &[Rule] = &[
+    worker_pool::RULE,
+    accept_queue::RULE,
+    half_closed::RULE,
+    fd_limit::RULE,
+    close_wait::RULE,
+    ephemeral_ports::RULE,
+    server_close::RULE,
+    syn_backlog::RULE,
+    stalled_close::RULE,
+    kernel_limits::TIME_WAIT_RULE,
+    kernel_limits::ORPHAN_RULE,
+    idle::RULE,
+];
+
+/// The rule of a finding kind.
+pub fn rule(kind: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.kind == kind)
+}
 
 /// Runs every rule; findings come worst first, then largest first.
 pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
-    let cx = Context {
+    let mut cx = Context {
         snapshot,
         index: Index::new(snapshot),
         thresholds,
+        claimed: FxHashSet::default(),
     };
-    let mut findings: Vec<Finding> = RULES.iter().flat_map(|r| (r.run)(&cx)).collect();
+    let mut findings = Vec::new();
+    for rule in RULES {
+        let found = (rule.run)(&cx);
+        for f in found.iter().filter(|f| f.severity >= Severity::Warning) {
+            cx.claimed.extend(f.sockets.iter().copied());
+        }
+        findings.extend(found);
+    }
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -123,6 +243,19 @@ pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
             .then(a.pid.cmp(&b.pid))
     });
     findings
+}
+
+/// `n` as a percentage of `of` (0 when `of` is 0).
+pub fn percent(n: u64, of: u64) -> u64 {
+    n.saturating_mul(100).checked_div(of).unwrap_or(0)
+}
+
+/// "pid 123 (nginx)", or a phrase for an unknown owner.
+pub fn who(p: Option<&Process>) -> String {
+    match p {
+        Some(p) => format!("pid {} ({})", p.pid, p.comm),
+        None => "no process we could see".to_string(),
+    }
 }
 
 /// Formats a duration in seconds the way an on-call engineer reads it.

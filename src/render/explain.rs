@@ -1,17 +1,51 @@
-//! `connleak explain STATE`: the TCP state model, told for a person.
+//! `connleak explain TOPIC`: the TCP state model and the finding kinds, told
+//! for a person.
 
+use crate::diagnose::{RULES, Rule};
 use crate::tcp::{Bound, TcpState};
 use std::io::{self, Write};
 
-/// Writes the model's account of one state, or a one-line summary of all.
-pub fn write(out: &mut impl Write, state: Option<TcpState>) -> io::Result<()> {
-    let Some(state) = state else {
-        writeln!(out, "TCP states (connleak explain STATE for details):")?;
-        for st in TcpState::ALL {
-            let i = st.info();
-            writeln!(out, "  {:<13} {}", st.name(), i.side.describe())?;
+/// What `explain` was asked about.
+pub enum Topic {
+    All,
+    State(TcpState),
+    Kind(&'static Rule),
+}
+
+/// The topic named by `arg`: a TCP state in any spelling, or a finding kind.
+pub fn topic(arg: Option<&str>) -> Result<Topic, String> {
+    let Some(arg) = arg else {
+        return Ok(Topic::All);
+    };
+    if let Some(rule) = RULES.iter().find(|r| r.kind.eq_ignore_ascii_case(arg)) {
+        return Ok(Topic::Kind(rule));
+    }
+    arg.parse()
+        .map(Topic::State)
+        .map_err(|e: crate::tcp::UnknownState| {
+            let kinds: Vec<&str> = RULES.iter().map(|r| r.kind).collect();
+            format!("{e}; or a finding kind: {}", kinds.join(", "))
+        })
+}
+
+pub fn write(out: &mut impl Write, topic: &Topic) -> io::Result<()> {
+    let state = match topic {
+        Topic::All => {
+            writeln!(out, "TCP states (connleak explain STATE for details):")?;
+            for st in TcpState::ALL {
+                writeln!(out, "  {:<13} {}", st.name(), st.info().side.describe())?;
+            }
+            writeln!(out, "Finding kinds (connleak explain KIND for details):")?;
+            for rule in RULES {
+                writeln!(out, "  {:<26} {}", rule.kind, rule.title)?;
+            }
+            return Ok(());
         }
-        return Ok(());
+        Topic::Kind(rule) => {
+            writeln!(out, "{}: {}", rule.kind, rule.title)?;
+            return super::table::wrap(out, rule.about, "  ", "  ", 80);
+        }
+        Topic::State(state) => *state,
     };
     let i = state.info();
     writeln!(out, "{} (RFC 9293: {})", state.name(), state.rfc_name())?;

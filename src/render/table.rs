@@ -124,25 +124,19 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
 }
 
 fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) -> io::Result<()> {
-    let who = match (f.pid, &f.comm) {
-        (Some(pid), Some(comm)) => format!("pid {pid} ({})", escape(comm)),
-        (Some(pid), None) => format!("pid {pid}"),
-        _ => "unknown process".to_string(),
-    };
-    let place = match (&f.local, &f.remote) {
-        (Some(l), _) => format!(" on {l}"),
-        (None, Some(r)) => format!(" toward {r}"),
-        _ => String::new(),
-    };
+    // Every rule's first evidence line says what, who, how many and where.
+    let (head, rest) = f
+        .evidence
+        .split_first()
+        .map_or(("", &[][..]), |(h, r)| (h.as_str(), r));
     let head = format!(
-        "{} {}: {who} holds {} {}{place}",
+        "{} {}: {}",
         style.severity(f.severity),
         f.kind,
-        f.count,
-        f.state
+        escape(head)
     );
     wrap(out, &head, "", "    ", width)?;
-    for e in &f.evidence {
+    for e in rest {
         wrap(out, &escape(e), "  - ", "    ", width)?;
     }
     wrap(out, &f.suggestion, "  What to do: ", "    ", width)?;
@@ -236,7 +230,13 @@ fn plural(n: u64, word: &str) -> String {
 
 /// Writes `text` word-wrapped to `width`, the first line after `first`, the
 /// others after `rest`.
-fn wrap(out: &mut impl Write, text: &str, first: &str, rest: &str, width: usize) -> io::Result<()> {
+pub fn wrap(
+    out: &mut impl Write,
+    text: &str,
+    first: &str,
+    rest: &str,
+    width: usize,
+) -> io::Result<()> {
     let mut line = first.to_string();
     let mut line_len = first.chars().count();
     let mut empty = true;

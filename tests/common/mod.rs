@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this harness
 
+use connleak::snapshot::Snapshot;
+use connleak::tcp::TcpState;
 use serde_json::Value;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -184,4 +186,27 @@ pub fn warnings(report: &Value) -> Vec<&Value> {
         .iter()
         .filter(|f| f["severity"] != "info")
         .collect()
+}
+
+/// A snapshot saved from a real pattern, under `tests/fixtures`.
+pub fn load(name: &str) -> Snapshot {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    Snapshot::load(&path).expect("fixture loads")
+}
+
+/// The pid holding the listener on `port` in a snapshot.
+pub fn listener_pid(s: &Snapshot, port: u16) -> u32 {
+    let inode = s
+        .sockets
+        .iter()
+        .find(|x| x.state == TcpState::Listen && x.local.port() == port)
+        .expect("a listener on that port")
+        .inode;
+    s.processes
+        .iter()
+        .find(|p| p.socket_inodes.contains(&inode))
+        .expect("an owner of that listener")
+        .pid
 }

@@ -14,6 +14,7 @@ import selectors
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 
 def ready(path, **info):
@@ -80,16 +81,47 @@ def role_leak_server(a):
 
 
 def role_clients(a):
-    """N clients that each send a line and then close (timeout) or stay open and idle (idle)."""
+    """N clients of one --kind: close (send a request, wait --wait s, close), idle (connect and
+    send nothing), halfclose (send a line, shutdown(SHUT_WR), keep the socket)."""
     conns = [connect(a.host, a.port) for _ in range(a.n)]
-    for c in conns:
-        c.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    if a.kind != "idle":
+        for c in conns:
+            c.sendall(b"GET / HTTP/1.1\r\n\r\n")
     if a.kind == "close":
         time.sleep(a.wait)
         for c in conns:
             c.close()
         conns = []
+    elif a.kind == "halfclose":
+        for c in conns:
+            c.shutdown(socket.SHUT_WR)
     ready(a.ready, port=a.port, n=a.n)
+    forever()
+
+
+def role_pool_server(a):
+    """Accepts on the main thread and hands each connection to a fixed pool of --n workers,
+    each of which blocks reading its client: idle clients exhaust the pool."""
+    pool = ThreadPoolExecutor(max_workers=a.n, thread_name_prefix="worker")
+    ls = listener(a.host, a.port)
+
+    def handle(c):
+        data = c.recv(1024)
+        if data:
+            c.sendall(b"ok\n")
+        c.close()
+
+    ready(a.ready, port=a.port, workers=a.n)
+    while True:
+        c, _ = ls.accept()
+        pool.submit(handle, c)
+
+
+def role_backlog_server(a):
+    """Listens with backlog --n, accepts --churn connections, then never accepts again."""
+    ls = listener(a.host, a.port, backlog=a.n)
+    ready(a.ready, port=a.port, backlog=a.n)
+    held = [ls.accept()[0] for _ in range(a.churn)]
     forever()
 
 
@@ -107,6 +139,17 @@ def role_closing_server(a):
 
     def handle(c):
         time.sleep(a.wait)
+        c.close()
+
+    serve_threaded(a, handle)
+
+
+def role_http10_server(a):
+    """Reads a request, answers and closes first, as an HTTP/1.0 server does."""
+
+    def handle(c):
+        c.recv(1024)
+        c.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
         c.close()
 
     serve_threaded(a, handle)
@@ -167,18 +210,30 @@ def role_holder(a):
 
 
 def role_churn(a):
-    """Short connections, each closed by the client first: TIME_WAIT on the client side."""
-    ready(a.ready, port=a.port)
-    while True:
+    """Short connections: send a byte, read the answer, close. Against an echo server the client
+    closes first (TIME_WAIT here); with --kind eof it reads until the server closes first. Opens
+    --n of them and says ready (0: forever, ready at once), holding one long-lived connection."""
+    held = connect(a.host, a.port)
+    if not a.n:
+        ready(a.ready, port=a.port)
+    done = 0
+    while not a.n or done < a.n:
         try:
             c = connect(a.host, a.port)
             c.sendall(b"x")
-            c.recv(8)
+            if a.kind == "eof":  # the server closes first: read until its FIN
+                while c.recv(65536):
+                    pass
+            else:
+                c.recv(8)
             c.close()
+            done += 1
         except OSError:
             time.sleep(0.01)
         if a.wait:
             time.sleep(a.wait)
+    ready(a.ready, port=a.port, n=done)
+    forever()
 
 
 ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role_")}

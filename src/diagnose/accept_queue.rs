@@ -1,0 +1,105 @@
+//! `accept_queue_full`: a listener that stopped accepting.
+//!
+//! The kernel completes handshakes on its own and queues the connections for
+//! `accept()`. A LISTEN socket's Recv-Q is that queue and its Send-Q the
+//! backlog (already capped by `somaxconn`). Connections that wait there have
+//! no fd, hence inode 0, and when their clients give up they turn CLOSE-WAIT
+//! still unaccepted. Once the queue is full, new handshakes are dropped
+//! (`ListenOverflows`, `ListenDrops`).
+
+use super::{Context, Finding, Rule, Severity, who};
+use crate::snapshot::endpoint;
+use crate::tcp::TcpState;
+use rustc_hash::FxHashMap;
+use std::net::SocketAddr;
+
+pub const RULE: Rule = Rule {
+    kind: "accept_queue_full",
+    title: "a listener stopped accepting; its accept queue is full",
+    about: "A listener whose accept queue (LISTEN Recv-Q) is at its backlog (Send-Q, capped by \
+            somaxconn): the application stopped calling accept() or calls it too slowly. \
+            Queued connections have inode 0; new handshakes are dropped (ListenOverflows). \
+            Find why the accept loop is stuck or slow; a larger backlog or somaxconn only buys \
+            time.",
+    run: find,
+};
+
+pub fn find(cx: &Context) -> Vec<Finding> {
+    let overflows = cx.snapshot.kernel.counter("TcpExt", "ListenOverflows");
+    let drops = cx.snapshot.kernel.counter("TcpExt", "ListenDrops");
+    // Unaccepted connections, by the address of the listener they queue on.
+    let mut waiting: FxHashMap<SocketAddr, Vec<(usize, TcpState)>> = FxHashMap::default();
+    for (i, s) in cx.sockets() {
+        if s.inode == 0 && matches!(s.state, TcpState::Established | TcpState::CloseWait) {
+            if let Some(l) = cx.index.listener_for(&s.local) {
+                waiting.entry(l.local).or_default().push((i, s.state));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (li, l) in cx.in_state(TcpState::Listen) {
+        let queued = waiting.remove(&l.local).unwrap_or_default();
+        let full = l.send_q > 0 && l.recv_q >= l.send_q;
+        if l.recv_q == 0 && queued.is_empty() {
+            continue;
+        }
+        let gave_up = queued
+            .iter()
+            .filter(|(_, st)| *st == TcpState::CloseWait)
+            .count() as u64;
+        let severity = if full || gave_up >= cx.thresholds.unread_warn {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
+        let owner = cx.index.owner(l.inode);
+        let somaxconn = cx.snapshot.kernel.sysctls.somaxconn;
+        let mut evidence = vec![
+            format!(
+                "listener {} of {}: accept queue {} of a backlog of {}{}",
+                endpoint(&l.local),
+                who(owner),
+                l.recv_q,
+                l.send_q,
+                somaxconn
+                    .map(|m| format!(" (somaxconn {m})"))
+                    .unwrap_or_default()
+            ),
+            format!(
+                "{} connections wait unaccepted (inode 0: no process has an fd for them); {gave_up} \
+                 of them in CLOSE-WAIT, their clients already gave up",
+                queued.len()
+            ),
+        ];
+        if full {
+            evidence.push(
+                "the queue is full: further handshakes are dropped and clients retry or time out"
+                    .to_string(),
+            );
+        }
+        if let (Some(o), Some(d)) = (overflows, drops) {
+            evidence.push(format!(
+                "ListenOverflows {o}, ListenDrops {d} in this namespace since boot"
+            ));
+        }
+        let mut sockets: Vec<usize> = queued.iter().map(|(i, _)| *i).collect();
+        sockets.push(li);
+        out.push(
+            Finding {
+                severity,
+                count: u64::from(l.recv_q).max(queued.len() as u64),
+                local: Some(endpoint(&l.local)),
+                evidence,
+                suggestion: "The accept loop is stuck or too slow: see what the thread that \
+                             calls accept() does (a thread dump), and whether it waits for a \
+                             free worker. A larger backlog or somaxconn only buys time."
+                    .to_string(),
+                side: Some(super::ConnSide::Server),
+                sockets,
+                ..Finding::of(RULE.kind, Some(TcpState::Listen))
+            }
+            .owned_by(owner),
+        );
+    }
+    out
+}

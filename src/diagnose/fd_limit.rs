@@ -1,0 +1,98 @@
+//! `fd_exhaustion`: a process at or near its soft `RLIMIT_NOFILE`.
+//!
+//! At the limit, `accept()` and `socket()` fail with `EMFILE`: the service
+//! stops taking connections although the host is fine. When leaked CLOSE-WAIT
+//! sockets fill the table, the leak is the cause and `EMFILE` the symptom, and
+//! this finding takes those sockets over from `close_wait_leak`.
+
+use super::{Context, Finding, Rule, Severity, percent};
+use crate::tcp::TcpState;
+use std::collections::BTreeMap;
+
+pub const RULE: Rule = Rule {
+    kind: "fd_exhaustion",
+    title: "a process near its open-file limit (EMFILE)",
+    about: "A process near its soft RLIMIT_NOFILE: at the limit accept() and socket() fail \
+            with EMFILE. When CLOSE-WAIT sockets fill its fd table, that leak is the cause and \
+            EMFILE the symptom: fix the leak; raising the limit (LimitNOFILE=, ulimit -n) only \
+            buys time.",
+    run: find,
+};
+
+pub fn find(cx: &Context) -> Vec<Finding> {
+    let t = cx.thresholds;
+    let mut out = Vec::new();
+    for p in &cx.snapshot.processes {
+        let Some(limit) = p.fd_soft_limit else {
+            continue;
+        };
+        let pct = percent(u64::from(p.fds), limit);
+        if pct < t.fd_warn_pct {
+            continue;
+        }
+        let severity = if pct >= t.fd_crit_pct {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        let mut mix: BTreeMap<TcpState, u64> = BTreeMap::new();
+        let mut close_wait = Vec::new();
+        for s in p.socket_inodes.iter().filter_map(|i| cx.index.socket(*i)) {
+            *mix.entry(s.state).or_default() += 1;
+        }
+        for (i, s) in cx.in_state(TcpState::CloseWait) {
+            if cx.index.owner(s.inode).is_some_and(|o| o.pid == p.pid) {
+                close_wait.push(i);
+            }
+        }
+        let tcp: u64 = mix.values().sum();
+        let mix_text: Vec<String> = mix.iter().map(|(st, n)| format!("{st} {n}")).collect();
+        let mut evidence = vec![
+            format!(
+                "pid {} ({}) has {} fds open of a soft limit of {limit} ({pct}%; hard limit {})",
+                p.pid,
+                p.comm,
+                p.fds,
+                p.fd_hard_limit
+                    .map_or("unlimited".to_string(), |h| h.to_string())
+            ),
+            format!(
+                "its fds: {tcp} TCP sockets ({}), {} other",
+                if mix_text.is_empty() {
+                    "none".to_string()
+                } else {
+                    mix_text.join(", ")
+                },
+                u64::from(p.fds).saturating_sub(tcp)
+            ),
+        ];
+        let leak = close_wait.len() as u64 * 2 >= u64::from(p.fds);
+        if leak {
+            evidence.push(format!(
+                "{} of them are CLOSE-WAIT sockets it never closed: that leak is the cause, \
+                 EMFILE (accept() failing) the symptom",
+                close_wait.len()
+            ));
+        }
+        let suggestion = if leak {
+            "Fix the CLOSE_WAIT leak (close the socket when read() returns 0); restart to recover \
+             now. Raising the limit only delays the next outage."
+        } else {
+            "Find what holds the fds (ls -l /proc/PID/fd); raise the limit (LimitNOFILE= in the \
+             unit, ulimit -n) if the load is real."
+        };
+        out.push(
+            Finding {
+                severity,
+                count: u64::from(p.fds),
+                evidence,
+                suggestion: suggestion.to_string(),
+                cause: Some(if leak { "close_wait_leak" } else { "fd_limit" }.to_string()),
+                sockets: if leak { close_wait } else { Vec::new() },
+                ..Finding::of(RULE.kind, None)
+            }
+            .owned_by(Some(p)),
+        );
+    }
+    out
+}

@@ -1,0 +1,153 @@
+//! `half_closed_peer`: one end shut down its side (FIN-WAIT-2, waiting for the
+//! peer's FIN) and the other end never closes (CLOSE-WAIT).
+//!
+//! When both ends live on this host the two sockets pair up (the same
+//! four-tuple, reversed), and both processes can be named: the one that never
+//! closes, and the one that half-closed and waits. A FIN-WAIT-2 socket that no
+//! process holds any more (orphaned) is bounded by `tcp_fin_timeout`.
+
+use super::{Context, Finding, Rule, Severity, who};
+use crate::snapshot::endpoint;
+use crate::tcp::TcpState;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+pub const RULE: Rule = Rule {
+    kind: "half_closed_peer",
+    title: "one end half-closed (FIN-WAIT-2), the other never closes (CLOSE-WAIT)",
+    about: "A half-closed connection: one end called shutdown(SHUT_WR) and waits in FIN-WAIT-2 \
+            for the other's FIN; the other end sits in CLOSE-WAIT and never closes. With both \
+            ends on this host, pid is the process that never closes and peer_pid the one that \
+            waits. Fix the side that never closes; an orphaned FIN-WAIT-2 (no process holds it) \
+            disappears after net.ipv4.tcp_fin_timeout.",
+    run: find,
+};
+
+pub fn find(cx: &Context) -> Vec<Finding> {
+    let fin_wait2: FxHashMap<(SocketAddr, SocketAddr), usize> = cx
+        .in_state(TcpState::FinWait2)
+        .map(|(i, s)| ((s.local, s.remote), i))
+        .collect();
+    // (closer pid, waiter pid, server endpoint) → (close_wait, fin_wait2) socket pairs
+    type Key = (Option<u32>, Option<u32>, String);
+    let mut pairs: BTreeMap<Key, Vec<(usize, usize)>> = BTreeMap::new();
+    for (ci, cw) in cx.in_state(TcpState::CloseWait) {
+        let Some(&fi) = fin_wait2.get(&(cw.remote, cw.local)) else {
+            continue;
+        };
+        let fw = &cx.snapshot.sockets[fi];
+        // Orphaned: the peer closed fully, which is the CLOSE_WAIT leak's case, not this one.
+        let Some(waiter) = cx.index.owner(fw.inode) else {
+            continue;
+        };
+        let closer = cx.index.responsible(cw);
+        let server = match cx.index.listener_for(&cw.local) {
+            Some(l) => endpoint(&l.local),
+            None => endpoint(&fw.local),
+        };
+        pairs
+            .entry((closer.map(|p| p.pid), Some(waiter.pid), server))
+            .or_default()
+            .push((ci, fi));
+    }
+    let mut out: Vec<Finding> = pairs
+        .into_iter()
+        .map(|((closer, waiter, server), socks)| pair_finding(cx, closer, waiter, server, socks))
+        .collect();
+    // Orphans whose other end is a local CLOSE_WAIT belong to that end's finding.
+    let local_close_wait: FxHashSet<(SocketAddr, SocketAddr)> = cx
+        .snapshot
+        .sockets
+        .iter()
+        .filter(|s| s.state == TcpState::CloseWait)
+        .map(|s| (s.remote, s.local))
+        .collect();
+    let orphans: Vec<usize> = cx
+        .in_state(TcpState::FinWait2)
+        .filter(|(_, s)| s.inode == 0 && !local_close_wait.contains(&(s.local, s.remote)))
+        .map(|(i, _)| i)
+        .collect();
+    if orphans.len() as u64 >= cx.thresholds.close_wait_warn {
+        out.push(orphan_finding(cx, orphans));
+    }
+    out
+}
+
+fn pair_finding(
+    cx: &Context,
+    closer: Option<u32>,
+    waiter: Option<u32>,
+    server: String,
+    socks: Vec<(usize, usize)>,
+) -> Finding {
+    let count = socks.len() as u64;
+    let closer_p = closer.and_then(|pid| cx.index.process(pid));
+    let waiter_p = waiter.and_then(|pid| cx.index.process(pid));
+    let severity = if count >= cx.thresholds.close_wait_crit {
+        Severity::Critical
+    } else if count >= cx.thresholds.close_wait_warn {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    let unread = socks
+        .iter()
+        .filter(|(ci, _)| cx.snapshot.sockets[*ci].recv_q > 0)
+        .count();
+    let evidence = vec![
+        format!(
+            "{count} connections on {server}: {} half-closed them (FIN-WAIT-2, still holding its \
+             end) and {} never closes its end (CLOSE-WAIT)",
+            who(waiter_p),
+            who(closer_p)
+        ),
+        format!(
+            "{} of the CLOSE-WAIT ends have read the FIN (Recv-Q 0), {unread} have not",
+            count - unread as u64
+        ),
+        "FIN-WAIT-2 held by a process has no timer: both ends stay until the CLOSE-WAIT side \
+         closes"
+            .to_string(),
+    ];
+    Finding {
+        severity,
+        count,
+        local: Some(server),
+        evidence,
+        suggestion: "The half-closing side signals 'no more requests' and waits for the answer \
+                     and the FIN; the other side must finish its reply and close() on EOF. Fix \
+                     the side that never closes (pid); give the waiting side a timeout."
+            .to_string(),
+        cause: Some("half_close_not_answered".to_string()),
+        peer_pid: waiter_p.map(|p| p.pid),
+        peer_comm: waiter_p.map(|p| p.comm.clone()),
+        sockets: socks.into_iter().flat_map(|(a, b)| [a, b]).collect(),
+        ..Finding::of(RULE.kind, Some(TcpState::CloseWait))
+    }
+    .owned_by(closer_p)
+}
+
+fn orphan_finding(cx: &Context, orphans: Vec<usize>) -> Finding {
+    let timeout = cx.snapshot.kernel.sysctls.tcp_fin_timeout;
+    Finding {
+        count: orphans.len() as u64,
+        evidence: vec![
+            format!(
+                "{} FIN-WAIT-2 sockets no process holds: this host closed them and the peers \
+                 never sent their FIN",
+                orphans.len()
+            ),
+            match timeout {
+                Some(t) => format!("the kernel drops each after net.ipv4.tcp_fin_timeout = {t} s"),
+                None => "the kernel drops each after net.ipv4.tcp_fin_timeout".to_string(),
+            },
+        ],
+        suggestion: "Harmless while bounded by tcp_fin_timeout; many of them mean peers that \
+                     never close their side (look at the remote ends)."
+            .to_string(),
+        cause: Some("orphaned_fin_wait2".to_string()),
+        sockets: orphans,
+        ..Finding::of(RULE.kind, Some(TcpState::FinWait2))
+    }
+}

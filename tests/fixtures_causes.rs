@@ -1,0 +1,221 @@
+//! The cause catalogue on snapshots saved from real patterns, and on edge
+//! cases too slow or too disruptive to build for real (a SYN flood, orphan
+//! pressure, LAST_ACK build-up, kernel limits), made by editing real
+//! snapshots. No root needed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{listener_pid, load};
+use connleak::diagnose::{Finding, Severity, Thresholds, diagnose};
+use connleak::report::{Report, Status};
+use connleak::snapshot::{Snapshot, Socket};
+use connleak::tcp::TcpState;
+use std::net::SocketAddr;
+
+fn warnings(findings: &[Finding]) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .collect()
+}
+
+/// The only warning-or-worse finding, which must be of `kind`.
+fn the_warning(s: &Snapshot, t: Thresholds, kind: &str) -> Finding {
+    let all = diagnose(s, t);
+    let w = warnings(&all);
+    assert_eq!(w.len(), 1, "one warning expected: {all:#?}");
+    assert_eq!(w[0].kind, kind, "{all:#?}");
+    w[0].clone()
+}
+
+/// `n` copies of a template socket in `state`, each from its own remote port.
+fn add_sockets(s: &mut Snapshot, template: &Socket, state: TcpState, n: u16) {
+    for i in 0..n {
+        let mut x = template.clone();
+        x.state = state;
+        x.inode = 0;
+        x.cookie = None;
+        x.remote = SocketAddr::new(
+            format!("10.0.{}.{}", i / 250, i % 250 + 1).parse().unwrap(),
+            40000 + i,
+        );
+        s.sockets.push(x);
+    }
+}
+
+#[test]
+fn worker_pool_names_the_blocked_threads() {
+    let s = load("pool.json");
+    let f = the_warning(&s, Thresholds::default(), "worker_pool_exhausted");
+    assert_eq!(f.pid, Some(listener_pid(&s, 7002)));
+    assert_eq!(f.count, 30);
+    assert_eq!(f.cause.as_deref(), Some("workers_blocked_on_reads"));
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.starts_with("4 of 5 threads blocked in recvfrom() on ESTABLISHED"))
+    );
+    // Without thread data (no privilege) the sockets alone still make the finding.
+    let mut bare = s.clone();
+    bare.processes.iter_mut().for_each(|p| p.tasks.clear());
+    let f = the_warning(&bare, Thresholds::default(), "worker_pool_exhausted");
+    assert_eq!(f.cause.as_deref(), Some("workers_unknown"));
+}
+
+#[test]
+fn accept_queue_full_claims_the_unaccepted() {
+    let s = load("backlog.json");
+    let f = the_warning(&s, Thresholds::default(), "accept_queue_full");
+    assert_eq!(f.pid, Some(listener_pid(&s, 7003)));
+    assert_eq!(f.local.as_deref(), Some("127.0.0.1:7003"));
+    assert!(f.evidence[0].contains("accept queue 9 of a backlog of 8"));
+    // The never-accepted CLOSE_WAIT sockets are not counted again as a leak.
+    let all = diagnose(&s, Thresholds::default());
+    let leak: u64 = all
+        .iter()
+        .filter(|f| f.kind == "close_wait_leak")
+        .map(|f| f.count)
+        .sum();
+    assert!(leak <= 2, "{all:#?}");
+}
+
+#[test]
+fn half_close_names_both_processes() {
+    let s = load("finwait2.json");
+    let f = the_warning(&s, Thresholds::default(), "half_closed_peer");
+    let server = listener_pid(&s, 7006);
+    assert_eq!(f.pid, Some(server));
+    assert!(f.peer_pid.is_some() && f.peer_pid != Some(server));
+    assert_eq!(f.count, 10);
+}
+
+#[test]
+fn fd_exhaustion_names_the_leak_as_cause() {
+    let s = load("fd-limit.json");
+    let f = the_warning(&s, Thresholds::default(), "fd_exhaustion");
+    assert_eq!(f.severity, Severity::Critical);
+    assert_eq!(f.pid, Some(listener_pid(&s, 7007)));
+    assert_eq!(f.cause.as_deref(), Some("close_wait_leak"));
+    assert!(f.evidence.iter().any(|e| e.contains("EMFILE")));
+}
+
+#[test]
+fn server_time_wait_is_info_until_the_bucket_limit() {
+    let mut s = load("tw-server.json");
+    let all = diagnose(&s, Thresholds::default());
+    assert!(warnings(&all).is_empty(), "{all:#?}");
+    let f = all
+        .iter()
+        .find(|f| f.kind == "server_active_close")
+        .unwrap();
+    assert_eq!(f.pid, Some(listener_pid(&s, 7005)));
+    assert_eq!(Report::build(&s, Thresholds::default()).status, Status::Ok);
+    // Near tcp_max_tw_buckets: a warning, said once (not again as time_wait_overflow).
+    let tw = s
+        .sockets
+        .iter()
+        .filter(|x| x.state == TcpState::TimeWait)
+        .count() as u64;
+    s.kernel.sysctls.tcp_max_tw_buckets = Some(tw + tw / 10);
+    the_warning(&s, Thresholds::default(), "server_active_close");
+}
+
+#[test]
+fn client_time_wait_against_the_port_range() {
+    let mut s = load("tw-client.json");
+    let used = s.sockets.iter().filter(|x| x.remote.port() == 7004).count() as u16;
+    s.kernel.sysctls.ip_local_port_range = Some((50000, 50000 + used + used / 10));
+    s.kernel.sysctls.tcp_tw_reuse = Some(0);
+    let f = the_warning(&s, Thresholds::default(), "ephemeral_port_exhaustion");
+    assert_eq!(f.severity, Severity::Critical);
+    assert_eq!(f.remote.as_deref(), Some("127.0.0.1:7004"));
+    // tcp_tw_reuse=2 covers loopback: one step lower.
+    s.kernel.sysctls.tcp_tw_reuse = Some(2);
+    let f = the_warning(&s, Thresholds::default(), "ephemeral_port_exhaustion");
+    assert_eq!(f.severity, Severity::Warning);
+    // The full default range: nothing to say.
+    s.kernel.sysctls.ip_local_port_range = Some((32768, 60999));
+    assert!(warnings(&diagnose(&s, Thresholds::default())).is_empty());
+}
+
+#[test]
+fn syn_flood_on_a_listener() {
+    let mut s = load("leak.json");
+    let listener = s
+        .sockets
+        .iter()
+        .find(|x| x.state == TcpState::Listen)
+        .unwrap()
+        .clone();
+    s.sockets
+        .iter_mut()
+        .filter(|x| x.state == TcpState::Listen)
+        .for_each(|l| l.send_q = 128);
+    add_sockets(&mut s, &listener, TcpState::SynRecv, 200);
+    s.kernel
+        .counters
+        .entry("TcpExt".into())
+        .or_default()
+        .insert("TCPReqQFullDrop".into(), 17);
+    let all = diagnose(&s, Thresholds::default());
+    let f = all.iter().find(|f| f.kind == "syn_backlog").unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.count, 200);
+    assert_eq!(f.pid, Some(listener_pid(&s, 7001)));
+    assert!(f.evidence.iter().any(|e| e.contains("TCPReqQFullDrop 17")));
+}
+
+#[test]
+fn last_ack_build_up_and_orphan_pressure() {
+    let mut s = load("leak.json");
+    let template = s
+        .sockets
+        .iter()
+        .find(|x| x.state == TcpState::CloseWait)
+        .unwrap()
+        .clone();
+    add_sockets(&mut s, &template, TcpState::LastAck, 60);
+    let all = diagnose(&s, Thresholds::default());
+    let f = all.iter().find(|f| f.kind == "stalled_close").unwrap();
+    assert_eq!((f.severity, f.count), (Severity::Warning, 60));
+    assert_eq!(f.state.as_deref(), Some("LAST_ACK"));
+    assert!(all.iter().all(|f| f.kind != "orphan_pressure"));
+    // 40 orphaned FIN_WAIT2 + 60 orphaned LAST_ACK of a limit of 110.
+    s.kernel.sysctls.tcp_max_orphans = Some(110);
+    let all = diagnose(&s, Thresholds::default());
+    let f = all.iter().find(|f| f.kind == "orphan_pressure").unwrap();
+    assert_eq!((f.severity, f.count), (Severity::Warning, 100));
+}
+
+#[test]
+fn long_idle_connections_without_keepalive_are_noted() {
+    let s = load("pool.json");
+    let t = Thresholds {
+        idle_s: 10,
+        ..Thresholds::default()
+    };
+    let all = diagnose(&s, t);
+    let f = all.iter().find(|f| f.kind == "no_keepalive_idle").unwrap();
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.count >= 4);
+    assert!(
+        diagnose(&s, Thresholds::default())
+            .iter()
+            .all(|f| f.kind != "no_keepalive_idle")
+    );
+}
+
+#[test]
+fn every_kind_is_documented() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for rule in connleak::diagnose::RULES {
+        assert!(
+            readme.contains(&format!("### `{}`", rule.kind)),
+            "README lacks {}",
+            rule.kind
+        );
+    }
+}
