@@ -47,6 +47,36 @@ fn fixed_pool_blocked_on_idle_clients() {
     );
 }
 
+/// Workers stuck on a lock, not on their clients: the same finding, another cause.
+#[test]
+fn fixed_pool_blocked_on_a_lock() {
+    let Some(mut lab) = Lab::new("pool-lock") else {
+        return;
+    };
+    let server = lab.spawn(
+        "pool_server",
+        &["--port", "7002", "--n", "4", "--kind", "lock"],
+    );
+    lab.spawn(
+        "clients",
+        &[
+            "--port", "7002", "--n", "10", "--kind", "close", "--wait", "0.3",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let report = lab.report(&[]);
+    let f = the_warning(&report, "worker_pool_exhausted");
+    assert_eq!(f["pid"], server["pid"]);
+    assert_eq!(f["count"], 10);
+    assert_eq!(f["cause"], "workers_blocked_elsewhere");
+    assert!(
+        f["evidence"]
+            .to_string()
+            .contains("4 of 5 threads in futex()"),
+        "{f:#}"
+    );
+}
+
 /// A listener with backlog 8 that accepted two connections and stopped.
 #[test]
 fn listener_that_stopped_accepting() {

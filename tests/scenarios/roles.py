@@ -100,12 +100,18 @@ def role_clients(a):
 
 
 def role_pool_server(a):
-    """Accepts on the main thread and hands each connection to a fixed pool of --n workers,
-    each of which blocks reading its client: idle clients exhaust the pool."""
+    """Accepts on the main thread and hands each connection to a fixed pool of --n workers.
+    Each worker blocks reading its client (idle clients exhaust the pool), or with --kind lock
+    first waits for a lock that a stuck thread never releases."""
     pool = ThreadPoolExecutor(max_workers=a.n, thread_name_prefix="worker")
     ls = listener(a.host, a.port)
+    stuck = threading.Lock()
+    if a.kind == "lock":
+        stuck.acquire()  # held forever, as by a thread stuck on a dead dependency
 
     def handle(c):
+        with stuck if a.kind == "lock" else threading.Lock():
+            pass
         data = c.recv(1024)
         if data:
             c.sendall(b"ok\n")
