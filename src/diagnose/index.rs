@@ -7,6 +7,8 @@ use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 
 pub struct Index<'a> {
+    /// Sockets per state, claimed or not, indexed by `TcpState as usize`.
+    per_state: [u64; TcpState::ALL.len()],
     process_by_pid: FxHashMap<u32, &'a Process>,
     owner_by_inode: FxHashMap<u64, &'a Process>,
     socket_by_inode: FxHashMap<u64, &'a Socket>,
@@ -36,7 +38,12 @@ impl<'a> Index<'a> {
         {
             listeners_by_port.entry(s.local.port()).or_default().push(s);
         }
+        let mut per_state = [0; TcpState::ALL.len()];
+        for s in &snapshot.sockets {
+            per_state[s.state as usize] += 1;
+        }
         Index {
+            per_state,
             process_by_pid: snapshot.processes.iter().map(|p| (p.pid, p)).collect(),
             owner_by_inode,
             socket_by_inode,
@@ -50,6 +57,11 @@ impl<'a> Index<'a> {
             return None;
         }
         self.owner_by_inode.get(&inode).copied()
+    }
+
+    /// How many sockets of the snapshot are in `state`.
+    pub fn count(&self, state: TcpState) -> u64 {
+        self.per_state[state as usize]
     }
 
     /// The process with this pid, if it holds a TCP socket.

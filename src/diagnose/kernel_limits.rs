@@ -29,12 +29,7 @@ pub const ORPHAN_RULE: Rule = Rule {
 
 fn time_wait(cx: &Context) -> Vec<Finding> {
     let k = &cx.snapshot.kernel;
-    let count = cx
-        .snapshot
-        .sockets
-        .iter()
-        .filter(|s| s.state == TcpState::TimeWait)
-        .count() as u64;
+    let count = cx.index.count(TcpState::TimeWait);
     let overflow = k.counter("TcpExt", "TCPTimeWaitOverflow").unwrap_or(0);
     let Some(max) = k.sysctls.tcp_max_tw_buckets else {
         return Vec::new();

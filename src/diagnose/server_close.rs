@@ -30,12 +30,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         }
     }
     let sysctls = &cx.snapshot.kernel.sysctls;
-    let all_tw = cx
-        .snapshot
-        .sockets
-        .iter()
-        .filter(|s| s.state == TcpState::TimeWait)
-        .count() as u64;
+    let all_tw = cx.index.count(TcpState::TimeWait);
     let overflow = cx.snapshot.kernel.counter("TcpExt", "TCPTimeWaitOverflow");
     by_listener
         .into_iter()
