@@ -2,8 +2,9 @@
 //! man page (`man/connleak.1`, checked by a test), so they cannot drift.
 
 use crate::collect::SourceChoice;
-use crate::diagnose::Thresholds;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::diagnose::{ThresholdArgs, Thresholds};
+use crate::tcp::TcpState;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Finds TCP connection leaks on this Linux host and says why they happen.
@@ -18,44 +19,102 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "connleak", version, max_term_width = 100)]
 #[command(
-    after_help = "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  2  \
-    an error: nothing could be collected, or a bad argument or snapshot file"
+    after_help = "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  \
+    2  an error: nothing could be collected, or a bad argument, configuration or snapshot\n\
+    connleak check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect)"
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
     /// Print the report as JSON (schema_version 1; see the README for the contract).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "prometheus")]
     pub json: bool,
 
+    /// Print the report in Prometheus' text exposition format (node_exporter textfile collector).
+    #[arg(long, global = true)]
+    pub prometheus: bool,
+
+    /// Write the output to FILE atomically (a temporary file renamed into place) instead of stdout.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
     /// Also save the collected snapshot to FILE (JSON), to diagnose later with --from.
-    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "from")]
     pub save: Option<PathBuf>,
 
     /// Diagnose a snapshot saved with --save instead of the live system (no root needed).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub from: Option<PathBuf>,
 
+    /// Diagnose the network namespace NAME (as `ip netns list` names it) instead of this one.
+    #[arg(long, global = true, value_name = "NAME", conflicts_with_all = ["netns_pid", "all_netns", "from"])]
+    pub netns: Option<String>,
+
+    /// Diagnose the network namespace of process PID (a container's) instead of this one.
+    #[arg(long, global = true, value_name = "PID", conflicts_with_all = ["all_netns", "from"])]
+    pub netns_pid: Option<u32>,
+
+    /// Diagnose every distinct network namespace on the host, each report labelled.
+    #[arg(long, global = true, conflicts_with = "from")]
+    pub all_netns: bool,
+
     /// Where to read the socket table from.
-    #[arg(long, value_enum, default_value_t = SourceChoice::Auto)]
+    #[arg(long, global = true, value_enum, default_value_t = SourceChoice::Auto)]
     pub source: SourceChoice,
 
+    /// Thresholds from this TOML file (keys as the threshold flags, with underscores)
+    /// [default: /etc/connleak.toml, if present].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// When to colour the report: auto colours a terminal unless NO_COLOR is set.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
 }
 
+/// Narrow the report (the collection and the summary stay whole).
+#[derive(Debug, Default, clap::Args)]
+#[command(next_help_heading = "Filters")]
+pub struct FilterArgs {
+    /// Only findings and processes of this pid (repeatable).
+    #[arg(long, global = true, value_name = "PID")]
+    pub pid: Vec<u32>,
+
+    /// Only findings whose local or remote endpoint has this port (repeatable).
+    #[arg(long, global = true, value_name = "PORT")]
+    pub port: Vec<u16>,
+
+    /// Only findings about this TCP state, any spelling (repeatable).
+    #[arg(long, global = true, value_name = "STATE")]
+    pub state: Vec<TcpState>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Health check for cron and Nagios/Icinga/Sensu: one line with performance data,
+    /// exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check {
+        /// Also print every finding's evidence after the status line.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Explain a TCP state (who is in it, what ends it, which timer bounds it) or a finding kind.
     Explain {
         /// A state, as ss or RFC 9293 spells it (CLOSE_WAIT, close-wait, FIN-WAIT-2...), or a
         /// finding kind (close_wait_leak, ...); none lists them all.
         topic: Option<String>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -66,78 +125,21 @@ pub enum ColorChoice {
     Never,
 }
 
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Thresholds")]
-pub struct ThresholdArgs {
-    /// Stuck CLOSE_WAIT sockets per process and endpoint that make a warning.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().close_wait_warn)]
-    pub close_wait_warn: u64,
-
-    /// Stuck CLOSE_WAIT sockets per process and endpoint that make a critical.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().close_wait_crit)]
-    pub close_wait_crit: u64,
-
-    /// CLOSE_WAIT sockets younger than SECS are still being closed, not stuck.
-    #[arg(long, value_name = "SECS", default_value_t = Thresholds::default().close_wait_min_age_s)]
-    pub close_wait_min_age: u64,
-
-    /// A warning whose oldest CLOSE_WAIT socket is older than SECS becomes critical.
-    #[arg(long, value_name = "SECS", default_value_t = Thresholds::default().close_wait_crit_age_s)]
-    pub close_wait_crit_age: u64,
-
-    /// Accepted connections with requests nobody reads that make a warning (worker pool).
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().unread_warn)]
-    pub unread_warn: u64,
-
-    /// Percent of the usable ephemeral ports toward one destination that makes a warning.
-    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().ports_warn_pct)]
-    pub ports_warn: u64,
-
-    /// ... and a critical.
-    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().ports_crit_pct)]
-    pub ports_crit: u64,
-
-    /// Percent of a process's soft fd limit in use that makes a warning.
-    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().fd_warn_pct)]
-    pub fd_warn: u64,
-
-    /// ... and a critical.
-    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().fd_crit_pct)]
-    pub fd_crit: u64,
-
-    /// Sockets in LAST_ACK, FIN_WAIT1 or CLOSING (each) that make a warning.
-    #[arg(long, value_name = "N", default_value_t = Thresholds::default().stalled_close_warn)]
-    pub stalled_close_warn: u64,
-
-    /// Percent of tcp_max_tw_buckets or tcp_max_orphans in use that makes a warning.
-    #[arg(long, value_name = "PCT", default_value_t = Thresholds::default().kernel_limit_warn_pct)]
-    pub kernel_limit_warn: u64,
-
-    /// ESTABLISHED connections silent this long without keep-alive are noted.
-    #[arg(long, value_name = "SECS", default_value_t = Thresholds::default().idle_s)]
-    pub idle: u64,
-}
-
-impl ThresholdArgs {
-    pub fn thresholds(&self) -> Thresholds {
-        Thresholds {
-            close_wait_warn: self.close_wait_warn,
-            close_wait_crit: self.close_wait_crit.max(self.close_wait_warn),
-            close_wait_min_age_s: self.close_wait_min_age,
-            close_wait_crit_age_s: self.close_wait_crit_age,
-            unread_warn: self.unread_warn,
-            ports_warn_pct: self.ports_warn,
-            ports_crit_pct: self.ports_crit.max(self.ports_warn),
-            fd_warn_pct: self.fd_warn,
-            fd_crit_pct: self.fd_crit.max(self.fd_warn),
-            stalled_close_warn: self.stalled_close_warn,
-            kernel_limit_warn_pct: self.kernel_limit_warn,
-            idle_s: self.idle,
-        }
-    }
-}
-
-/// The clap command, for the man page and completions.
+/// The clap command, for parsing, the man page and completions: the derived
+/// definition with each threshold's default added to its help.
 pub fn command() -> clap::Command {
-    <Cli as clap::CommandFactory>::command()
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for (id, default) in Thresholds::DEFAULTS {
+        cmd = cmd.mut_arg(*id, |a| {
+            let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+            a.help(format!("{help} [default: {default}]"))
+        });
+    }
+    cmd
+}
+
+/// Parses the process's arguments (exits with clap's message on a bad one).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

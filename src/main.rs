@@ -1,23 +1,30 @@
 //! The binary: parse arguments, run, map the outcome to an exit code.
 
-use anyhow::Context;
-use clap::Parser;
-use connleak::cli::{Cli, ColorChoice, Command};
-use connleak::collect;
+use anyhow::{Context, bail};
+use connleak::cli::{self, Cli, ColorChoice, Command};
+use connleak::collect::{self, netns};
+use connleak::diagnose::Thresholds;
 use connleak::render::{self, escape::escape, table::Style};
-use connleak::report::Report;
+use connleak::report::{Filter, Report, Status};
 use connleak::snapshot::Snapshot;
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Exit status for errors (nothing collected, bad argument, bad snapshot).
 const EXIT_ERROR: u8 = 2;
+/// `check`'s UNKNOWN: it could not tell.
+const EXIT_UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if matches!(cli.command, Some(Command::Check { .. })) => {
+            println!("CONNLEAK UNKNOWN - {}", escape(&one_line(&e)));
+            ExitCode::from(EXIT_UNKNOWN)
+        }
         Err(e) => {
             eprintln!("connleak: error: {}", escape(&one_line(&e)));
             ExitCode::from(EXIT_ERROR)
@@ -48,52 +55,178 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    if let Some(Command::Explain { topic }) = &cli.command {
-        let topic = render::explain::topic(topic.as_deref()).map_err(anyhow::Error::msg)?;
-        render::explain::write(&mut out, &topic)?;
-        return Ok(out.flush()?);
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let mut out = Vec::new();
+    match &cli.command {
+        Some(Command::Explain { topic }) => {
+            let topic = render::explain::topic(topic.as_deref()).map_err(anyhow::Error::msg)?;
+            render::explain::write(&mut out, &topic)?;
+            emit(cli.output.as_deref(), &out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut cli::command(), "connleak", &mut out);
+            emit(cli.output.as_deref(), &out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
-    let snapshot = match &cli.from {
-        Some(path) => Snapshot::load(path)?,
-        None => collect::collect(cli.source).context("collecting the socket table")?,
-    };
+    let thresholds = Thresholds::from_config(cli.config.as_deref())?.overridden_by(&cli.thresholds);
+    let snapshots = gather(cli)?;
     if let Some(path) = &cli.save {
-        save(&snapshot, path)
+        let [(_, snapshot)] = snapshots.as_slice() else {
+            bail!(
+                "--save writes one namespace's snapshot; use --netns NAME instead of --all-netns"
+            );
+        };
+        let bytes = serde_json::to_vec(snapshot)?;
+        write_atomically(path, &bytes)
             .with_context(|| format!("saving the snapshot to {}", path.display()))?;
     }
-    let report = Report::build(&snapshot, cli.thresholds.thresholds());
-    if cli.json {
-        render::json(&mut out, &report)?;
+    let filter = Filter {
+        pids: cli.filter.pid.clone(),
+        ports: cli.filter.port.clone(),
+        states: cli.filter.state.clone(),
+    };
+    let reports: Vec<(Option<String>, Report)> = snapshots
+        .iter()
+        .map(|(label, s)| {
+            let mut r = Report::build(s, thresholds);
+            r.narrow(&filter);
+            (label.clone(), r)
+        })
+        .collect();
+    let worst = reports
+        .iter()
+        .map(|(_, r)| r.status)
+        .max()
+        .unwrap_or(Status::Ok);
+    let code = if let Some(Command::Check { verbose }) = cli.command {
+        let only: Vec<Report> = reports.into_iter().map(|(_, r)| r).collect();
+        render::check::write(&mut out, &only, thresholds, verbose)?;
+        render::check::exit_code(worst)
     } else {
-        let style = Style {
-            color: match cli.color {
-                ColorChoice::Always => true,
-                ColorChoice::Never => false,
-                ColorChoice::Auto => {
-                    io::stdout().is_terminal()
-                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                }
-            },
-            width: terminal_width().unwrap_or(80),
-        };
-        render::table::write(&mut out, &report, style)?;
-    }
-    Ok(out.flush()?)
+        render_report(cli, &reports, worst, &mut out)?;
+        0
+    };
+    emit(cli.output.as_deref(), &out)?;
+    Ok(ExitCode::from(code))
 }
 
-/// Writes the snapshot next to its destination, then renames it into place.
-fn save(snapshot: &Snapshot, path: &std::path::Path) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let file = std::fs::File::create(&tmp)?;
-    let mut w = io::BufWriter::new(file);
-    serde_json::to_writer(&mut w, snapshot)?;
-    w.flush()?;
-    std::fs::rename(&tmp, path)?;
+/// The snapshots to diagnose, each with the namespace label its report gets
+/// (none for the current namespace or a saved snapshot).
+fn gather(cli: &Cli) -> anyhow::Result<Vec<(Option<String>, Snapshot)>> {
+    if let Some(path) = &cli.from {
+        return Ok(vec![(None, Snapshot::load(path)?)]);
+    }
+    let targets = if cli.all_netns {
+        netns::all()
+    } else if let Some(name) = &cli.netns {
+        vec![netns::Target::Named(name.clone())]
+    } else if let Some(pid) = cli.netns_pid {
+        vec![netns::Target::OfPid(pid)]
+    } else {
+        let snapshot = collect::collect(cli.source).context("collecting the socket table")?;
+        return Ok(vec![(None, snapshot)]);
+    };
+    let source = cli.source;
+    let mut snapshots = Vec::new();
+    for target in targets {
+        let label = target.label();
+        // setns moves one thread: a fresh one enters, collects, and ends.
+        let collected = std::thread::spawn(move || -> anyhow::Result<Snapshot> {
+            netns::enter(&target)?;
+            Ok(collect::collect(source)?)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("collection in namespace {label} panicked"))?;
+        match collected {
+            Ok(s) => snapshots.push((Some(label), s)),
+            // With --all-netns a namespace that vanished meanwhile is skipped, said on stderr.
+            Err(e) if cli.all_netns => eprintln!(
+                "connleak: skipped namespace {}: {}",
+                escape(&label),
+                escape(&one_line(&e))
+            ),
+            Err(e) => return Err(e.context(format!("in network namespace {label}"))),
+        }
+    }
+    if snapshots.is_empty() {
+        bail!("no network namespace could be read");
+    }
+    Ok(snapshots)
+}
+
+fn render_report(
+    cli: &Cli,
+    reports: &[(Option<String>, Report)],
+    worst: Status,
+    out: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    if cli.prometheus {
+        let labelled: Vec<(Option<String>, &Report)> =
+            reports.iter().map(|(l, r)| (l.clone(), r)).collect();
+        render::prometheus::write(out, &labelled)?;
+    } else if cli.json {
+        match reports {
+            [(_, one)] if !cli.all_netns => render::json(out, one)?,
+            many => render::json_all(out, worst, &many.iter().map(|(_, r)| r).collect::<Vec<_>>())?,
+        }
+    } else {
+        let style = Style {
+            color: cli.output.is_none()
+                && match cli.color {
+                    ColorChoice::Always => true,
+                    ColorChoice::Never => false,
+                    ColorChoice::Auto => {
+                        io::stdout().is_terminal()
+                            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    }
+                },
+            width: terminal_width().unwrap_or(80),
+        };
+        for (i, (label, r)) in reports.iter().enumerate() {
+            if let Some(label) = label.as_deref().filter(|_| reports.len() > 1) {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                writeln!(out, "=== network namespace {} ===", escape(label))?;
+            }
+            render::table::write(out, r, style)?;
+        }
+    }
     Ok(())
+}
+
+/// Sends the output to stdout, or atomically to FILE.
+fn emit(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    match path {
+        Some(path) => {
+            write_atomically(path, bytes).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            let mut stdout = io::stdout().lock();
+            stdout.write_all(bytes)?;
+            Ok(stdout.flush()?)
+        }
+    }
+}
+
+/// Writes a temporary file beside `path` and renames it into place, so that a
+/// reader (node_exporter's textfile collector) never sees half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn terminal_width() -> Option<u16> {

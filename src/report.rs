@@ -36,6 +36,9 @@ pub struct Report {
     pub processes: Vec<ProcessReport>,
     pub findings: Vec<Finding>,
     pub unreadable: Unreadable,
+    /// The namespace's kernel counters, for the Prometheus renderer (not in the JSON).
+    #[serde(skip)]
+    pub counters: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,11 +65,7 @@ pub struct ProcessReport {
 impl Report {
     pub fn build(snapshot: &Snapshot, thresholds: Thresholds) -> Report {
         let findings = diagnose(snapshot, thresholds);
-        let status = match findings.iter().map(|f| f.severity).max() {
-            Some(Severity::Critical) => Status::Critical,
-            Some(Severity::Warning) => Status::Warning,
-            _ => Status::Ok,
-        };
+        let status = status_of(&findings);
         let mut states = BTreeMap::new();
         let mut state_by_inode =
             FxHashMap::with_capacity_and_hasher(snapshot.sockets.len(), Default::default());
@@ -130,7 +129,53 @@ impl Report {
             processes,
             findings,
             unreadable: snapshot.unreadable.clone(),
+            counters: snapshot.kernel.counters.clone(),
         }
+    }
+}
+
+/// What to narrow a report to; empty lists keep everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub pids: Vec<u32>,
+    pub ports: Vec<u16>,
+    pub states: Vec<TcpState>,
+}
+
+/// The port of an `ip:port` / `[ip]:port` endpoint as findings write it.
+fn port_of(endpoint: &str) -> Option<u16> {
+    endpoint.rsplit_once(':')?.1.parse().ok()
+}
+
+impl Report {
+    /// Keeps only the findings and processes the filter asks for. The status
+    /// follows the findings kept; the summary stays that of the whole namespace.
+    pub fn narrow(&mut self, f: &Filter) {
+        let pid_ok =
+            |pid: Option<u32>| f.pids.is_empty() || pid.is_some_and(|p| f.pids.contains(&p));
+        self.findings.retain(|x| {
+            let port_ok = f.ports.is_empty()
+                || [&x.local, &x.remote]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| port_of(e))
+                    .any(|p| f.ports.contains(&p));
+            let state_ok = f.states.is_empty()
+                || x.state
+                    .as_deref()
+                    .is_some_and(|s| f.states.iter().any(|st| st.name() == s));
+            pid_ok(x.pid) && port_ok && state_ok
+        });
+        self.processes.retain(|p| pid_ok(Some(p.pid)));
+        self.status = status_of(&self.findings);
+    }
+}
+
+fn status_of(findings: &[Finding]) -> Status {
+    match findings.iter().map(|f| f.severity).max() {
+        Some(Severity::Critical) => Status::Critical,
+        Some(Severity::Warning) => Status::Warning,
+        _ => Status::Ok,
     }
 }
 

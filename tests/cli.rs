@@ -106,3 +106,29 @@ fn explain_tells_the_state_machine() {
         "{err}"
     );
 }
+
+#[test]
+fn check_says_unknown_when_it_cannot_collect() {
+    let out = run(&["check", "--from", "/nonexistent/snap.json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("CONNLEAK UNKNOWN - cannot read snapshot"),
+        "{text}"
+    );
+    let ok = run(&["check", "--from", &fixture("leak.json")]);
+    assert_eq!(ok.status.code(), Some(1));
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("connleak") && text.contains("close-wait-warn"),
+            "{shell}"
+        );
+    }
+}

@@ -193,7 +193,7 @@ fn last_ack_build_up_and_orphan_pressure() {
 fn long_idle_connections_without_keepalive_are_noted() {
     let s = load("pool.json");
     let t = Thresholds {
-        idle_s: 10,
+        idle: 10,
         ..Thresholds::default()
     };
     let all = diagnose(&s, t);

@@ -68,7 +68,7 @@ fn severity_follows_count_and_age() {
     assert_eq!(Report::build(&s, info).status, Status::Ok);
     // All younger than the minimum age: still being closed, nothing to say.
     let young = Thresholds {
-        close_wait_min_age_s: 3600,
+        close_wait_min_age: 3600,
         ..t
     };
     assert!(diagnose(&s, young).is_empty());

@@ -5,6 +5,7 @@
 //! table is an error.
 
 pub mod kernel;
+pub mod netns;
 pub mod owners;
 pub mod proc_net;
 pub mod sock_diag;

@@ -67,7 +67,7 @@ fn age_ms(s: &Socket) -> Option<u32> {
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
-    let min_age_ms = cx.thresholds.close_wait_min_age_s.saturating_mul(1000);
+    let min_age_ms = cx.thresholds.close_wait_min_age.saturating_mul(1000);
     let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
     for (i, s) in cx.in_state(TcpState::CloseWait) {
         let listener = cx.index.listener_for(&s.local);
@@ -171,7 +171,7 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
     };
     let oldest_s = g.oldest_ms.map(|ms| u64::from(ms) / 1000);
     let severity = if g.stuck >= t.close_wait_crit
-        || (g.stuck >= t.close_wait_warn && oldest_s.is_some_and(|a| a >= t.close_wait_crit_age_s))
+        || (g.stuck >= t.close_wait_warn && oldest_s.is_some_and(|a| a >= t.close_wait_crit_age))
     {
         Severity::Critical
     } else if g.stuck >= t.close_wait_warn {
@@ -233,7 +233,7 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         evidence.push(format!(
             "{} younger than {} s, possibly still being closed; not counted toward severity",
             g.count - g.stuck,
-            t.close_wait_min_age_s
+            t.close_wait_min_age
         ));
     }
     if let Some(p) = g.owner

@@ -68,9 +68,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     groups
         .into_iter()
         // Half the warning level is worth an info line.
-        .filter(|(_, g)| {
-            percent(g.sockets.len() as u64, usable) >= cx.thresholds.ports_warn_pct / 2
-        })
+        .filter(|(_, g)| percent(g.sockets.len() as u64, usable) >= cx.thresholds.ports_warn / 2)
         .map(|((src, dst), g)| finding(cx, usable, src, dst, g))
         .collect()
 }
@@ -80,9 +78,9 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     let sysctls = &cx.snapshot.kernel.sysctls;
     let used = g.sockets.len() as u64;
     let pct = percent(used, usable);
-    let mut severity = if pct >= t.ports_crit_pct {
+    let mut severity = if pct >= t.ports_crit {
         Severity::Critical
-    } else if pct >= t.ports_warn_pct {
+    } else if pct >= t.ports_warn {
         Severity::Warning
     } else {
         Severity::Info

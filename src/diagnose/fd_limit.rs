@@ -27,10 +27,10 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             continue;
         };
         let pct = percent(u64::from(p.fds), limit);
-        if pct < t.fd_warn_pct {
+        if pct < t.fd_warn {
             continue;
         }
-        let severity = if pct >= t.fd_crit_pct {
+        let severity = if pct >= t.fd_crit {
             Severity::Critical
         } else {
             Severity::Warning

@@ -19,7 +19,7 @@ pub const RULE: Rule = Rule {
 };
 
 pub fn find(cx: &Context) -> Vec<Finding> {
-    let idle_ms = cx.thresholds.idle_s.saturating_mul(1000);
+    let idle_ms = cx.thresholds.idle.saturating_mul(1000);
     let mut per_owner: BTreeMap<Option<u32>, (Vec<usize>, u64)> = BTreeMap::new();
     for (i, s) in cx.in_state(TcpState::Established) {
         let Some(t) = s.tcp_info else { continue };
@@ -56,7 +56,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                      keep-alive timer; peers {}{}",
                     sockets.len(),
                     who(owner),
-                    human_duration(cx.thresholds.idle_s),
+                    human_duration(cx.thresholds.idle),
                     human_duration(oldest_ms / 1000),
                     peers.join(", "),
                     if sockets.len() > 3 { ", ..." } else { "" }

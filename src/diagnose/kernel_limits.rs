@@ -37,11 +37,11 @@ fn time_wait(cx: &Context) -> Vec<Finding> {
     let pct = percent(count, max);
     // TIME_WAIT sockets a more specific warning already explains are not told again.
     let unexplained: Vec<usize> = cx.in_state(TcpState::TimeWait).map(|(i, _)| i).collect();
-    if (pct < cx.thresholds.kernel_limit_warn_pct && overflow == 0) || unexplained.is_empty() {
+    if (pct < cx.thresholds.kernel_limit_warn && overflow == 0) || unexplained.is_empty() {
         return Vec::new();
     }
     vec![Finding {
-        severity: if pct >= cx.thresholds.kernel_limit_warn_pct {
+        severity: if pct >= cx.thresholds.kernel_limit_warn {
             Severity::Warning
         } else {
             Severity::Info
@@ -78,7 +78,7 @@ fn orphans(cx: &Context) -> Vec<Finding> {
         .count() as u64;
     let aborts = k.counter("TcpExt", "TCPAbortOnMemory").unwrap_or(0);
     let pct = k.sysctls.tcp_max_orphans.map(|max| percent(count, max));
-    let near = pct.is_some_and(|p| p >= cx.thresholds.kernel_limit_warn_pct);
+    let near = pct.is_some_and(|p| p >= cx.thresholds.kernel_limit_warn);
     if !near && aborts == 0 {
         return Vec::new();
     }

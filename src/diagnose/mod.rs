@@ -18,6 +18,7 @@ mod kernel_limits;
 mod server_close;
 mod stalled_close;
 mod syn_backlog;
+mod thresholds;
 mod worker_pool;
 
 pub use index::Index;
@@ -117,51 +118,7 @@ impl Finding {
     }
 }
 
-/// The numbers that turn counts into severities. Every one is a flag.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    /// Stuck CLOSE_WAIT sockets in one group that make a warning.
-    pub close_wait_warn: u64,
-    /// ... and a critical.
-    pub close_wait_crit: u64,
-    /// A CLOSE_WAIT socket younger than this (seconds) is still being closed.
-    pub close_wait_min_age_s: u64,
-    /// A warning-sized group whose oldest socket is older than this is critical.
-    pub close_wait_crit_age_s: u64,
-    /// Accepted connections whose requests nobody reads that make a warning.
-    pub unread_warn: u64,
-    /// Share of the usable ephemeral ports toward one destination, percent.
-    pub ports_warn_pct: u64,
-    pub ports_crit_pct: u64,
-    /// Share of a process's soft RLIMIT_NOFILE in use, percent.
-    pub fd_warn_pct: u64,
-    pub fd_crit_pct: u64,
-    /// Sockets in LAST_ACK, FIN_WAIT1 or CLOSING that make a warning.
-    pub stalled_close_warn: u64,
-    /// Share of a kernel limit (tcp_max_tw_buckets, tcp_max_orphans) in use, percent.
-    pub kernel_limit_warn_pct: u64,
-    /// ESTABLISHED connections silent this long (seconds) with no keep-alive are noted.
-    pub idle_s: u64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            close_wait_warn: 10,
-            close_wait_crit: 200,
-            close_wait_min_age_s: 2,
-            close_wait_crit_age_s: 3600,
-            unread_warn: 5,
-            ports_warn_pct: 50,
-            ports_crit_pct: 80,
-            fd_warn_pct: 80,
-            fd_crit_pct: 90,
-            stalled_close_warn: 50,
-            kernel_limit_warn_pct: 80,
-            idle_s: 3600,
-        }
-    }
-}
+pub use thresholds::{ThresholdArgs, Thresholds};
 
 /// What a rule sees.
 pub struct Context<'a> {

@@ -39,7 +39,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             let count = sockets.len() as u64;
             let near_limit = sysctls
                 .tcp_max_tw_buckets
-                .is_some_and(|max| percent(all_tw, max) >= cx.thresholds.kernel_limit_warn_pct);
+                .is_some_and(|max| percent(all_tw, max) >= cx.thresholds.kernel_limit_warn);
             let mut evidence = vec![
                 format!(
                     "{count} TIME-WAIT sockets on listener {}: the server sent FIN first",

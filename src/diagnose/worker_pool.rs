@@ -42,7 +42,7 @@ fn unread_request(s: &Socket, min_age_ms: u64) -> bool {
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
-    let min_age_ms = cx.thresholds.close_wait_min_age_s.saturating_mul(1000);
+    let min_age_ms = cx.thresholds.close_wait_min_age.saturating_mul(1000);
     // (pid, listener) → unread sockets
     let mut groups: BTreeMap<(u32, String), Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {

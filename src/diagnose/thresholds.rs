@@ -1,0 +1,127 @@
+//! The numbers that turn counts into severities, defined once: each is a
+//! field of [`Thresholds`], a command-line flag of the same name (kebab-case)
+//! and a key of the configuration file (snake_case). Precedence: flag, then
+//! configuration file, then the default here.
+
+use serde::Deserialize;
+
+macro_rules! thresholds {
+    ($( $(#[doc = $doc:literal])* $field:ident: $value_name:literal = $default:expr; )*) => {
+        /// Every threshold the rules use.
+        #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Thresholds {
+            $( $(#[doc = $doc])* pub $field: u64, )*
+        }
+
+        impl Default for Thresholds {
+            fn default() -> Self {
+                Thresholds { $( $field: $default, )* }
+            }
+        }
+
+        /// The thresholds given on the command line; unset ones come from the
+        /// configuration file or the defaults.
+        #[derive(Debug, Default, clap::Args)]
+        #[command(next_help_heading = "Thresholds")]
+        pub struct ThresholdArgs {
+            $( $(#[doc = $doc])* #[arg(long, global = true, value_name = $value_name)]
+               pub $field: Option<u64>, )*
+        }
+
+        impl Thresholds {
+            /// Each threshold's flag id and default, for `--help`.
+            pub const DEFAULTS: &[(&str, u64)] = &[ $( (stringify!($field), $default), )* ];
+
+            /// These thresholds with the flags that were given put over them.
+            pub fn overridden_by(mut self, args: &ThresholdArgs) -> Thresholds {
+                $( if let Some(v) = args.$field { self.$field = v; } )*
+                self.close_wait_crit = self.close_wait_crit.max(self.close_wait_warn);
+                self.ports_crit = self.ports_crit.max(self.ports_warn);
+                self.fd_crit = self.fd_crit.max(self.fd_warn);
+                self
+            }
+        }
+    };
+}
+
+thresholds! {
+    /// Stuck CLOSE_WAIT sockets per process and endpoint that make a warning.
+    close_wait_warn: "N" = 10;
+    /// Stuck CLOSE_WAIT sockets per process and endpoint that make a critical.
+    close_wait_crit: "N" = 200;
+    /// CLOSE_WAIT sockets younger than SECS are still being closed, not stuck.
+    close_wait_min_age: "SECS" = 2;
+    /// A warning whose oldest CLOSE_WAIT socket is older than SECS becomes critical.
+    close_wait_crit_age: "SECS" = 3600;
+    /// Accepted connections with requests nobody reads that make a warning (worker pool).
+    unread_warn: "N" = 5;
+    /// Percent of the usable ephemeral ports toward one destination that makes a warning.
+    ports_warn: "PCT" = 50;
+    /// Percent of the usable ephemeral ports toward one destination that makes a critical.
+    ports_crit: "PCT" = 80;
+    /// Percent of a process's soft fd limit in use that makes a warning.
+    fd_warn: "PCT" = 80;
+    /// Percent of a process's soft fd limit in use that makes a critical.
+    fd_crit: "PCT" = 90;
+    /// Sockets in LAST_ACK, FIN_WAIT1 or CLOSING (each) that make a warning.
+    stalled_close_warn: "N" = 50;
+    /// Percent of tcp_max_tw_buckets or tcp_max_orphans in use that makes a warning.
+    kernel_limit_warn: "PCT" = 80;
+    /// ESTABLISHED connections silent this long (seconds) without keep-alive are noted.
+    idle: "SECS" = 3600;
+}
+
+/// Where `check` and every other mode look for thresholds when `--config` is not given.
+pub const CONFIG_PATH: &str = "/etc/connleak.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("configuration {path}: {error}")]
+    Parse {
+        path: String,
+        error: toml::de::Error,
+    },
+}
+
+impl Thresholds {
+    /// The defaults with a configuration file's values put over them. An
+    /// explicit `path` must exist; the default path may be absent.
+    pub fn from_config(path: Option<&std::path::Path>) -> Result<Thresholds, ConfigError> {
+        let explicit = path.is_some();
+        let path = path.unwrap_or(std::path::Path::new(CONFIG_PATH));
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Thresholds::default());
+            }
+            Err(error) => return Err(ConfigError::Read { path: shown, error }),
+        };
+        toml::from_str(&text).map_err(|error| ConfigError::Parse { path: shown, error })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_over_config_over_defaults() {
+        let config: Thresholds =
+            toml::from_str("close_wait_warn = 3\nfd_warn = 70\n").unwrap_or_default();
+        assert_eq!(
+            (config.close_wait_warn, config.fd_warn, config.idle),
+            (3, 70, 3600)
+        );
+        let args = ThresholdArgs {
+            close_wait_warn: Some(7),
+            ..ThresholdArgs::default()
+        };
+        let t = config.overridden_by(&args);
+        assert_eq!((t.close_wait_warn, t.fd_warn), (7, 70));
+        assert!(toml::from_str::<Thresholds>("close_wait_wran = 3").is_err());
+    }
+}
