@@ -59,6 +59,15 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "from")]
     pub all_netns: bool,
 
+    /// Take this many snapshots, --interval apart, and report each finding's growth.
+    #[arg(long, global = true, value_name = "N", default_value_t = 1, conflicts_with = "from",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub samples: u32,
+
+    /// Seconds between samples (with --samples).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 5.0)]
+    pub interval: f64,
+
     /// Where to read the socket table from.
     #[arg(long, global = true, value_enum, default_value_t = SourceChoice::Auto)]
     pub source: SourceChoice,

@@ -19,3 +19,4 @@ pub mod render;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
+pub mod trend;

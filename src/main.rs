@@ -7,6 +7,7 @@ use connleak::diagnose::Thresholds;
 use connleak::render::{self, escape::escape, table::Style};
 use connleak::report::{Filter, Report, Status};
 use connleak::snapshot::Snapshot;
+use connleak::trend;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -90,10 +91,16 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     let reports: Vec<(Option<String>, Report)> = snapshots
         .iter()
-        .map(|(label, s)| {
-            let mut r = Report::build(s, thresholds);
-            r.narrow(&filter);
-            (label.clone(), r)
+        .filter_map(|(label, samples)| {
+            let per_sample = samples
+                .iter()
+                .map(|s| {
+                    let mut r = Report::build(s, thresholds);
+                    r.narrow(&filter);
+                    r
+                })
+                .collect();
+            Some((label.clone(), trend::apply(samples, per_sample)?))
         })
         .collect();
     let worst = reports
@@ -113,11 +120,23 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-/// The snapshots to diagnose, each with the namespace label its report gets
-/// (none for the current namespace or a saved snapshot).
-fn gather(cli: &Cli) -> anyhow::Result<Vec<(Option<String>, Snapshot)>> {
+/// Takes `--samples` snapshots, `--interval` apart.
+fn sample(cli: &Cli) -> anyhow::Result<Vec<Snapshot>> {
+    let mut samples = Vec::new();
+    for i in 0..cli.samples {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_secs_f64(cli.interval.max(0.0)));
+        }
+        samples.push(collect::collect(cli.source).context("collecting the socket table")?);
+    }
+    Ok(samples)
+}
+
+/// The snapshots to diagnose (one or more samples), each with the namespace
+/// label its report gets (none for the current namespace or a saved snapshot).
+fn gather(cli: &Cli) -> anyhow::Result<Vec<(Option<String>, Vec<Snapshot>)>> {
     if let Some(path) = &cli.from {
-        return Ok(vec![(None, Snapshot::load(path)?)]);
+        return Ok(vec![(None, vec![Snapshot::load(path)?])]);
     }
     let targets = if cli.all_netns {
         netns::all()
@@ -126,19 +145,19 @@ fn gather(cli: &Cli) -> anyhow::Result<Vec<(Option<String>, Snapshot)>> {
     } else if let Some(pid) = cli.netns_pid {
         vec![netns::Target::OfPid(pid)]
     } else {
-        let snapshot = collect::collect(cli.source).context("collecting the socket table")?;
-        return Ok(vec![(None, snapshot)]);
+        return Ok(vec![(None, sample(cli)?)]);
     };
-    let source = cli.source;
     let mut snapshots = Vec::new();
     for target in targets {
         let label = target.label();
         // setns moves one thread: a fresh one enters, collects, and ends.
-        let collected = std::thread::spawn(move || -> anyhow::Result<Snapshot> {
-            netns::enter(&target)?;
-            Ok(collect::collect(source)?)
+        let collected = std::thread::scope(|s| {
+            s.spawn(|| -> anyhow::Result<Vec<Snapshot>> {
+                netns::enter(&target)?;
+                sample(cli)
+            })
+            .join()
         })
-        .join()
         .map_err(|_| anyhow::anyhow!("collection in namespace {label} panicked"))?;
         match collected {
             Ok(s) => snapshots.push((Some(label), s)),

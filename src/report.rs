@@ -36,6 +36,9 @@ pub struct Report {
     pub processes: Vec<ProcessReport>,
     pub findings: Vec<Finding>,
     pub unreadable: Unreadable,
+    /// The sample window, when several samples were taken.
+    #[serde(rename = "trend", skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::trend::Window>,
     /// The namespace's kernel counters, for the Prometheus renderer (not in the JSON).
     #[serde(skip)]
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
@@ -130,6 +133,7 @@ impl Report {
             findings,
             unreadable: snapshot.unreadable.clone(),
             counters: snapshot.kernel.counters.clone(),
+            window: None,
         }
     }
 }
@@ -167,6 +171,11 @@ impl Report {
             pid_ok(x.pid) && port_ok && state_ok
         });
         self.processes.retain(|p| pid_ok(Some(p.pid)));
+        self.refresh_status();
+    }
+
+    /// Recomputes the status after findings changed.
+    pub fn refresh_status(&mut self) {
         self.status = status_of(&self.findings);
     }
 }

@@ -243,3 +243,49 @@ fn filters_narrow_the_report() {
         "the summary stays whole"
     );
 }
+
+/// A leak that grows during the window is told from one that stands still.
+#[test]
+fn growing_leak_is_told_from_a_static_one() {
+    let Some(mut lab) = Lab::new("trend") else {
+        return;
+    };
+    let growing = lab.spawn("leak_server", &["--port", "7001"]);
+    let still = lab.spawn("leak_server", &["--port", "7002"]);
+    lab.spawn("clients", &["--port", "7002", "--n", "15"]);
+    lab.spawn(
+        "churn",
+        &[
+            "--port", "7001", "--n", "0", "--wait", "0.1", "--kind", "send",
+        ],
+    );
+    let args = [
+        "--samples",
+        "3",
+        "--interval",
+        "1",
+        "--close-wait-min-age",
+        "0",
+    ];
+    let r = lab.report(&args);
+    let find = |pid: &Value| {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "close_wait_leak" && &f["pid"] == pid)
+            .unwrap_or_else(|| panic!("no finding for {pid}: {r:#}"))
+            .clone()
+    };
+    let g = find(&growing["pid"]);
+    assert!(g["growth_per_s"].as_f64().unwrap() > 1.0, "{g:#}");
+    assert_eq!(g["trend"]["growing"], true, "{g:#}");
+    assert_eq!(g["trend"]["counts"].as_array().unwrap().len(), 3);
+    let s = find(&still["pid"]);
+    assert_eq!(s["growth_per_s"].as_f64(), Some(0.0), "{s:#}");
+    assert_eq!(s["trend"]["growing"], false);
+    assert_eq!(s["trend"]["present_throughout"], 15);
+    assert!(s["evidence"].to_string().contains("flat over"));
+    assert_eq!(r["trend"]["samples"], 3);
+    assert!(r["trend"]["counter_deltas"]["ListenOverflows"].is_i64());
+}

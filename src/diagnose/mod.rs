@@ -81,6 +81,11 @@ pub struct Finding {
     pub peer_pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_comm: Option<String>,
+    /// Change of `count` per second over a sampled window (`--samples`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<crate::trend::FindingTrend>,
     /// Indexes (into the snapshot's sockets) of the sockets this finding
     /// explains; a warning claims them from less specific rules.
     #[serde(skip)]
@@ -106,6 +111,8 @@ impl Finding {
             oldest_s: None,
             peer_pid: None,
             peer_comm: None,
+            growth_per_s: None,
+            trend: None,
             sockets: Vec::new(),
         }
     }
@@ -193,13 +200,18 @@ pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
         }
         findings.extend(found);
     }
+    order(&mut findings);
+    findings
+}
+
+/// Worst first, then largest first.
+pub fn order(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
             .then(b.count.cmp(&a.count))
             .then(a.pid.cmp(&b.pid))
     });
-    findings
 }
 
 /// `n` as a percentage of `of` (0 when `of` is 0).

@@ -217,7 +217,8 @@ def role_holder(a):
 
 def role_churn(a):
     """Short connections: send a byte, read the answer, close. Against an echo server the client
-    closes first (TIME_WAIT here); with --kind eof it reads until the server closes first. Opens
+    closes first (TIME_WAIT here); with --kind eof it reads until the server closes first; with
+    --kind send it closes without waiting for an answer (a leak that grows steadily). Opens
     --n of them and says ready (0: forever, ready at once), holding one long-lived connection."""
     held = connect(a.host, a.port)
     if not a.n:
@@ -230,6 +231,8 @@ def role_churn(a):
             if a.kind == "eof":  # the server closes first: read until its FIN
                 while c.recv(65536):
                     pass
+            elif a.kind == "send":  # do not wait for an answer
+                pass
             else:
                 c.recv(8)
             c.close()
