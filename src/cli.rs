@@ -16,7 +16,7 @@ use std::path::PathBuf;
 /// then the evidence tables. It only reads: it never changes the system.
 /// Run it as root (or with CAP_NET_ADMIN and CAP_SYS_PTRACE) to see every
 /// socket's owner.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "connleak", version, max_term_width = 100)]
 #[command(
     after_help = "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  \
@@ -89,7 +89,7 @@ pub struct Cli {
 }
 
 /// Narrow the report (the collection and the summary stay whole).
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Filters")]
 pub struct FilterArgs {
     /// Only findings and processes of this pid (repeatable).
@@ -105,7 +105,7 @@ pub struct FilterArgs {
     pub state: Vec<TcpState>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Health check for cron and Nagios/Icinga/Sensu: one line with performance data,
     /// exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
@@ -114,6 +114,8 @@ pub enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// A live view, refreshed every --interval seconds (findings on top); q or Ctrl-C quits.
+    Watch,
     /// Explain a TCP state (who is in it, what ends it, which timer bounds it) or a finding kind.
     Explain {
         /// A state, as ss or RFC 9293 spells it (CLOSE_WAIT, close-wait, FIN-WAIT-2...), or a

@@ -20,3 +20,4 @@ pub mod report;
 pub mod snapshot;
 pub mod tcp;
 pub mod trend;
+pub mod watch;

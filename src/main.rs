@@ -70,6 +70,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             emit(cli.output.as_deref(), &out)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Some(Command::Watch) => return watch(cli),
         _ => {}
     }
     let thresholds = Thresholds::from_config(cli.config.as_deref())?.overridden_by(&cli.thresholds);
@@ -80,29 +81,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 "--save writes one namespace's snapshot; use --netns NAME instead of --all-netns"
             );
         };
-        let bytes = serde_json::to_vec(snapshot)?;
+        let last = snapshot.last().context("no snapshot was taken")?;
+        let bytes = serde_json::to_vec(last)?;
         write_atomically(path, &bytes)
             .with_context(|| format!("saving the snapshot to {}", path.display()))?;
     }
-    let filter = Filter {
-        pids: cli.filter.pid.clone(),
-        ports: cli.filter.port.clone(),
-        states: cli.filter.state.clone(),
-    };
-    let reports: Vec<(Option<String>, Report)> = snapshots
-        .iter()
-        .filter_map(|(label, samples)| {
-            let per_sample = samples
-                .iter()
-                .map(|s| {
-                    let mut r = Report::build(s, thresholds);
-                    r.narrow(&filter);
-                    r
-                })
-                .collect();
-            Some((label.clone(), trend::apply(samples, per_sample)?))
-        })
-        .collect();
+    let reports = diagnose_all(cli, &snapshots, thresholds);
     let worst = reports
         .iter()
         .map(|(_, r)| r.status)
@@ -118,6 +102,71 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     emit(cli.output.as_deref(), &out)?;
     Ok(ExitCode::from(code))
+}
+
+/// One report per namespace: each sample diagnosed and narrowed by the
+/// filters, then the trend over the samples added to the last.
+fn diagnose_all(
+    cli: &Cli,
+    snapshots: &[(Option<String>, Vec<Snapshot>)],
+    thresholds: Thresholds,
+) -> Vec<(Option<String>, Report)> {
+    let filter = Filter {
+        pids: cli.filter.pid.clone(),
+        ports: cli.filter.port.clone(),
+        states: cli.filter.state.clone(),
+    };
+    snapshots
+        .iter()
+        .filter_map(|(label, samples)| {
+            let per_sample = samples
+                .iter()
+                .map(|s| {
+                    let mut r = Report::build(s, thresholds);
+                    r.narrow(&filter);
+                    r
+                })
+                .collect();
+            Some((label.clone(), trend::apply(samples, per_sample)?))
+        })
+        .collect()
+}
+
+/// `connleak watch`: collect, diagnose, draw, wait for a key or the next refresh.
+fn watch(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let thresholds = Thresholds::from_config(cli.config.as_deref())?.overridden_by(&cli.thresholds);
+    let screen = connleak::watch::Screen::take()?;
+    let interval = std::time::Duration::from_secs_f64(cli.interval.max(0.5));
+    for refresh in 1u64.. {
+        let (cols, rows) = rustix::termios::tcgetwinsize(io::stdout()).map_or((80, 24), |w| {
+            (w.ws_col.max(40), usize::from(w.ws_row.max(5)))
+        });
+        let mut text = format!(
+            "connleak watch - refresh #{refresh} every {:.0} s - q or Ctrl-C quits\n\n",
+            interval.as_secs_f64()
+        )
+        .into_bytes();
+        let cli_once = Cli {
+            samples: 1,
+            ..cli.clone()
+        };
+        match gather(&cli_once) {
+            Ok(snapshots) => {
+                let reports = diagnose_all(&cli_once, &snapshots, thresholds);
+                let style = Style {
+                    color: color(cli),
+                    width: cols,
+                };
+                draw(&mut text, &reports, style)?;
+            }
+            Err(e) => writeln!(text, "connleak: error: {}", escape(&one_line(&e)))?,
+        }
+        screen.show(&String::from_utf8_lossy(&text), rows)?;
+        if screen.wait_for_quit(interval)? {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Takes `--samples` snapshots, `--interval` apart.
@@ -193,28 +242,37 @@ fn render_report(
         }
     } else {
         let style = Style {
-            color: cli.output.is_none()
-                && match cli.color {
-                    ColorChoice::Always => true,
-                    ColorChoice::Never => false,
-                    ColorChoice::Auto => {
-                        io::stdout().is_terminal()
-                            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    }
-                },
+            color: cli.output.is_none() && color(cli),
             width: terminal_width().unwrap_or(80),
         };
-        for (i, (label, r)) in reports.iter().enumerate() {
-            if let Some(label) = label.as_deref().filter(|_| reports.len() > 1) {
-                if i > 0 {
-                    writeln!(out)?;
-                }
-                writeln!(out, "=== network namespace {} ===", escape(label))?;
-            }
-            render::table::write(out, r, style)?;
-        }
+        draw(out, reports, style)?;
     }
     Ok(())
+}
+
+/// The human report of each namespace, headed by its name when there are several.
+fn draw(out: &mut Vec<u8>, reports: &[(Option<String>, Report)], style: Style) -> io::Result<()> {
+    for (i, (label, r)) in reports.iter().enumerate() {
+        if let Some(label) = label.as_deref().filter(|_| reports.len() > 1) {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            writeln!(out, "=== network namespace {} ===", escape(label))?;
+        }
+        render::table::write(out, r, style)?;
+    }
+    Ok(())
+}
+
+/// Whether to colour: --color, else a terminal without NO_COLOR.
+fn color(cli: &Cli) -> bool {
+    match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
 }
 
 /// Sends the output to stdout, or atomically to FILE.

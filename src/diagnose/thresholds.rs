@@ -22,7 +22,7 @@ macro_rules! thresholds {
 
         /// The thresholds given on the command line; unset ones come from the
         /// configuration file or the defaults.
-        #[derive(Debug, Default, clap::Args)]
+        #[derive(Debug, Clone, Default, clap::Args)]
         #[command(next_help_heading = "Thresholds")]
         pub struct ThresholdArgs {
             $( $(#[doc = $doc])* #[arg(long, global = true, value_name = $value_name)]
