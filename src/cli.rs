@@ -18,11 +18,6 @@ use std::path::PathBuf;
 /// socket's owner.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "connleak", version, max_term_width = 100)]
-#[command(
-    after_help = "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  \
-    2  an error: nothing could be collected, or a bad argument, configuration or snapshot\n\
-    connleak check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect)"
-)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -139,7 +134,7 @@ pub enum ColorChoice {
 /// The clap command, for parsing, the man page and completions: the derived
 /// definition with each threshold's default added to its help.
 pub fn command() -> clap::Command {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut cmd = <Cli as clap::CommandFactory>::command().after_long_help(reference());
     for (id, default) in Thresholds::DEFAULTS {
         cmd = cmd.mut_arg(*id, |a| {
             let help = a.get_help().map(ToString::to_string).unwrap_or_default();
@@ -147,6 +142,25 @@ pub fn command() -> clap::Command {
         });
     }
     cmd
+}
+
+/// Exit status, files, finding kinds and guarantees: the end of `--help` and of the man page.
+fn reference() -> String {
+    let kinds: Vec<String> = crate::diagnose::RULES
+        .iter()
+        .map(|r| format!("  {:<26} {}", r.kind, r.title))
+        .collect();
+    format!(
+        "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  2  an error: nothing \
+         could be collected, or a bad argument, configuration or snapshot\n  connleak check: \
+         0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect)\n\n\
+         FINDING KINDS (connleak explain KIND):\n{}\n\n\
+         FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
+         connleak only reads: it never writes to /proc/sys, sends no signal and destroys no \
+         socket.",
+        kinds.join("\n"),
+        crate::diagnose::CONFIG_PATH
+    )
 }
 
 /// Parses the process's arguments (exits with clap's message on a bad one).

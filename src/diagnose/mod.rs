@@ -125,7 +125,7 @@ impl Finding {
     }
 }
 
-pub use thresholds::{ThresholdArgs, Thresholds};
+pub use thresholds::{CONFIG_PATH, ThresholdArgs, Thresholds};
 
 /// What a rule sees.
 pub struct Context<'a> {
