@@ -7,6 +7,7 @@
 
 use super::{Context, Finding, Rule, Severity, percent};
 use crate::tcp::TcpState;
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 
 pub const RULE: Rule = Rule {
@@ -21,6 +22,13 @@ pub const RULE: Rule = Rule {
 
 pub fn find(cx: &Context) -> Vec<Finding> {
     let t = cx.thresholds;
+    // Unclaimed CLOSE_WAIT sockets by holder, gathered once for every process.
+    let mut close_wait_of: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
+    for (i, s) in cx.in_state(TcpState::CloseWait) {
+        if let Some(o) = cx.index.owner(s.inode) {
+            close_wait_of.entry(o.pid).or_default().push(i);
+        }
+    }
     let mut out = Vec::new();
     for p in &cx.snapshot.processes {
         let Some(limit) = p.fd_soft_limit else {
@@ -36,15 +44,10 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             Severity::Warning
         };
         let mut mix: BTreeMap<TcpState, u64> = BTreeMap::new();
-        let mut close_wait = Vec::new();
         for s in p.socket_inodes.iter().filter_map(|i| cx.index.socket(*i)) {
             *mix.entry(s.state).or_default() += 1;
         }
-        for (i, s) in cx.in_state(TcpState::CloseWait) {
-            if cx.index.owner(s.inode).is_some_and(|o| o.pid == p.pid) {
-                close_wait.push(i);
-            }
-        }
+        let close_wait = close_wait_of.remove(&p.pid).unwrap_or_default();
         let tcp: u64 = mix.values().sum();
         let mix_text: Vec<String> = mix.iter().map(|(st, n)| format!("{st} {n}")).collect();
         let mut evidence = vec![
