@@ -138,6 +138,15 @@ fn client_time_wait_against_the_port_range() {
     // The full default range: nothing to say.
     s.kernel.sysctls.ip_local_port_range = Some((32768, 60999));
     assert!(warnings(&diagnose(&s, Thresholds::default())).is_empty());
+    // ... unless the TIME_WAIT sockets near tcp_max_tw_buckets.
+    let tw = s
+        .sockets
+        .iter()
+        .filter(|x| x.state == TcpState::TimeWait)
+        .count() as u64;
+    s.kernel.sysctls.tcp_max_tw_buckets = Some(tw + tw / 20);
+    let f = the_warning(&s, Thresholds::default(), "time_wait_overflow");
+    assert_eq!(f.count, tw);
 }
 
 #[test]

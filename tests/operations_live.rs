@@ -219,6 +219,21 @@ fn netns_by_name_from_outside() {
         .expect("our namespace is listed");
     assert_eq!(ours["status"], "warning");
     assert!(["warning", "critical"].contains(&all["status"].as_str().unwrap()));
+    // Without the privilege to enter it, a clear error.
+    let denied = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            CONNLEAK,
+            "--netns",
+            &lab.ns,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(denied.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.contains("needs root or CAP_SYS_ADMIN"), "{err}");
     let missing = outside(&["--netns", "connleak-no-such-namespace"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(
