@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """connleak's benchmark: a full diagnosis against `ss -tan` and `ss -tanp` on the same sockets.
 
-    sudo python3 benches/bench.py [--connections 100000] [--procs 100] [--runs 5]
+    sudo python3 benches/bench.py [--connections 100000] [--procs 100] [--runs 7]
 
 Needs root, iproute2 and GNU time (`apt-get install time`).
 Builds the release binary, then, in a private network namespace, CONNECTIONS established loopback
@@ -73,7 +73,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connections", type=int, default=100000)
     ap.add_argument("--procs", type=int, default=100)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--settle", type=float, default=20.0, help="seconds of TIME_WAIT churn first")
     ap.add_argument("--churn-gap", type=float, default=0.002,
                     help="seconds between the churning client's short connections")

@@ -178,6 +178,23 @@ pub struct Kernel {
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
+/// The kernel counters that betray dropped or aborted connections: exported to
+/// Prometheus and compared over a sample window.
+pub const WATCHED_COUNTERS: &[(&str, &str)] = &[
+    ("TcpExt", "ListenOverflows"),
+    ("TcpExt", "ListenDrops"),
+    ("TcpExt", "TCPTimeWaitOverflow"),
+    ("TcpExt", "TCPAbortOnClose"),
+    ("TcpExt", "TCPAbortOnMemory"),
+    ("TcpExt", "TCPAbortOnTimeout"),
+    ("TcpExt", "TCPReqQFullDrop"),
+    ("TcpExt", "TCPReqQFullDoCookies"),
+    ("TcpExt", "SyncookiesSent"),
+    ("Tcp", "ActiveOpens"),
+    ("Tcp", "PassiveOpens"),
+    ("Tcp", "EstabResets"),
+];
+
 impl Kernel {
     pub fn counter(&self, group: &str, name: &str) -> Option<i64> {
         self.counters.get(group)?.get(name).copied()

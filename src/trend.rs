@@ -8,19 +8,10 @@
 
 use crate::diagnose::{Finding, Severity};
 use crate::report::Report;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, WATCHED_COUNTERS};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Counters whose growth during the window says something is being dropped.
-const COUNTERS: &[(&str, &str)] = &[
-    ("TcpExt", "ListenOverflows"),
-    ("TcpExt", "ListenDrops"),
-    ("TcpExt", "TCPTimeWaitOverflow"),
-    ("TcpExt", "TCPAbortOnClose"),
-    ("TcpExt", "TCPAbortOnMemory"),
-];
 
 /// The window, in the JSON report as `trend`.
 #[derive(Debug, Clone, Serialize)]
@@ -116,7 +107,7 @@ pub fn apply(snapshots: &[Snapshot], reports: Vec<Report>) -> Option<Report> {
             present_throughout: present,
         });
     }
-    let counter_deltas = COUNTERS
+    let counter_deltas = WATCHED_COUNTERS
         .iter()
         .filter_map(|(g, n)| {
             let d = last_snap.kernel.counter(g, n)? - first_snap.kernel.counter(g, n)?;

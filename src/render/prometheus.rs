@@ -6,28 +6,13 @@
 //! names are untrusted.
 
 use crate::report::Report;
+use crate::snapshot::WATCHED_COUNTERS;
 use crate::tcp::TcpState;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
 /// Processes that get per-process series: the ones with the most sockets.
 const TOP_PROCESSES: usize = 10;
-
-/// Kernel counters exported, by group and name.
-const COUNTERS: &[(&str, &str)] = &[
-    ("TcpExt", "ListenOverflows"),
-    ("TcpExt", "ListenDrops"),
-    ("TcpExt", "TCPTimeWaitOverflow"),
-    ("TcpExt", "TCPAbortOnClose"),
-    ("TcpExt", "TCPAbortOnMemory"),
-    ("TcpExt", "TCPAbortOnTimeout"),
-    ("TcpExt", "TCPReqQFullDrop"),
-    ("TcpExt", "TCPReqQFullDoCookies"),
-    ("TcpExt", "SyncookiesSent"),
-    ("Tcp", "ActiveOpens"),
-    ("Tcp", "PassiveOpens"),
-    ("Tcp", "EstabResets"),
-];
 
 /// Escapes a label value: backslash, double quote and newline.
 pub fn label(v: &str) -> String {
@@ -186,7 +171,7 @@ pub fn write(out: &mut impl Write, reports: &[(Option<String>, &Report)]) -> io:
             findings.samples.push((l.clone(), n.to_string()));
             fsocks.samples.push((l, count.to_string()));
         }
-        for (group, name) in COUNTERS {
+        for (group, name) in WATCHED_COUNTERS {
             if let Some(v) = r.counters.get(*group).and_then(|g| g.get(*name)) {
                 counters.samples.push((
                     labels(&format!("group=\"{group}\",name=\"{name}\"")),
