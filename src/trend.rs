@@ -37,10 +37,14 @@ fn key(f: &Finding) -> (String, Option<u32>, Option<String>, Option<String>) {
     (f.kind.clone(), f.pid, f.local.clone(), f.remote.clone())
 }
 
-/// Adds the trend of `reports` (one per sample of `snapshots`, oldest first) to the last one.
+/// Adds the trend of `reports` (one per sample of `snapshots`, oldest first) to
+/// the last one. A single sample has no window: its report is returned as is.
 pub fn apply(snapshots: &[Snapshot], reports: Vec<Report>) -> Option<Report> {
     let mut reports = reports;
     let mut last = reports.pop()?;
+    if reports.is_empty() {
+        return Some(last);
+    }
     let (first_snap, last_snap) = (snapshots.first()?, snapshots.last()?);
     let seconds = last_snap
         .meta

@@ -77,6 +77,14 @@ fn from_a_fixture_needs_no_root() {
     assert_eq!(report["status"], "warning");
     assert_eq!(report["netns"]["name"], "fx-leak");
     assert_eq!(report["taken_at"], "2026-11-25T04:15:00.895Z");
+    // One sample is no window: no trend, no growth, no "flat over 0 s" evidence.
+    let f = &report["findings"][0];
+    assert!(
+        f.get("growth_per_s").is_none() && f.get("trend").is_none(),
+        "{f:#}"
+    );
+    assert!(report.get("trend").is_none());
+    assert!(!f["evidence"].to_string().contains(" over 0 s"), "{f:#}");
 }
 
 #[test]
