@@ -7,6 +7,7 @@
 //! socket, with a bound on threads, because it costs three reads per thread.
 
 use crate::snapshot::Task;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Threads read per process at most.
@@ -40,11 +41,7 @@ fn read_task(proc_dir: &Path, tid: u32) -> Option<Task> {
         .unwrap_or_default();
     let inode = fd.and_then(|fd| {
         let link = std::fs::read_link(proc_dir.join("fd").join(fd.to_string())).ok()?;
-        let link = link.to_str()?;
-        link.strip_prefix("socket:[")?
-            .strip_suffix(']')?
-            .parse()
-            .ok()
+        super::owners::socket_inode(link.as_os_str().as_bytes())
     });
     Some(Task {
         tid,

@@ -5,7 +5,7 @@
 //! sockets fill the table, the leak is the cause and `EMFILE` the symptom, and
 //! this finding takes those sockets over from `close_wait_leak`.
 
-use super::{Context, Finding, Rule, Severity, percent};
+use super::{Context, Finding, Rule, Severity, percent, who};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -52,9 +52,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let mix_text: Vec<String> = mix.iter().map(|(st, n)| format!("{st} {n}")).collect();
         let mut evidence = vec![
             format!(
-                "pid {} ({}) has {} fds open of a soft limit of {limit} ({pct}%; hard limit {})",
-                p.pid,
-                p.comm,
+                "{} has {} fds open of a soft limit of {limit} ({pct}%; hard limit {})",
+                who(Some(p)),
                 p.fds,
                 p.fd_hard_limit
                     .map_or("unlimited".to_string(), |h| h.to_string())
