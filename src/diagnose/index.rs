@@ -83,6 +83,15 @@ impl<'a> Index<'a> {
         })
     }
 
+    /// The listening socket bound to exactly this address.
+    pub fn listener_at(&self, addr: &SocketAddr) -> Option<&'a Socket> {
+        self.listeners_by_port
+            .get(&addr.port())?
+            .iter()
+            .find(|l| l.local == *addr)
+            .copied()
+    }
+
     /// The listening socket a connection with this local address was accepted
     /// from: same port, and the same address or a wildcard one.
     pub fn listener_for(&self, local: &SocketAddr) -> Option<&'a Socket> {

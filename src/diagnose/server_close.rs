@@ -61,10 +61,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 ));
             }
             let owner = cx
-                .snapshot
-                .sockets
-                .iter()
-                .find(|s| s.state == TcpState::Listen && s.local == listener)
+                .index
+                .listener_at(&listener)
                 .and_then(|l| cx.index.owner(l.inode));
             Finding {
                 severity: if near_limit {

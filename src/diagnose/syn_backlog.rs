@@ -39,11 +39,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .filter(|(_, v)| v.len() as u64 >= MIN_COUNT.min(cx.thresholds.close_wait_crit))
         .map(|(local, sockets)| {
             let count = sockets.len() as u64;
-            let listener = cx
-                .snapshot
-                .sockets
-                .iter()
-                .find(|s| s.state == TcpState::Listen && s.local == local);
+            let listener = cx.index.listener_at(&local);
             let backlog = listener.map(|l| u64::from(l.send_q)).filter(|&b| b > 0);
             let severity = match backlog {
                 Some(b) if count * 2 >= b => Severity::Warning,
