@@ -3,10 +3,10 @@
 //! never renamed or removed. Every renderer (table, JSON) works from this one
 //! value, built without reading the clock or the system.
 
-use crate::diagnose::{Finding, Severity, Thresholds, diagnose};
+use crate::diagnose::{Finding, Index, Severity, Thresholds, diagnose_indexed};
 use crate::snapshot::{Netns, Snapshot, SocketSource, Unreadable};
 use crate::tcp::TcpState;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -67,24 +67,21 @@ pub struct ProcessReport {
 
 impl Report {
     pub fn build(snapshot: &Snapshot, thresholds: Thresholds) -> Report {
-        let findings = diagnose(snapshot, thresholds);
+        let index = Index::new(snapshot);
+        let findings = diagnose_indexed(snapshot, &index, thresholds);
         let status = status_of(&findings);
-        let mut states = BTreeMap::new();
-        let mut state_by_inode =
-            FxHashMap::with_capacity_and_hasher(snapshot.sockets.len(), Default::default());
-        for s in &snapshot.sockets {
-            *states.entry(s.state).or_insert(0) += 1;
-            if s.inode != 0 {
-                state_by_inode.insert(s.inode, s.state);
-            }
-        }
+        let states: BTreeMap<TcpState, u64> = TcpState::ALL
+            .into_iter()
+            .map(|st| (st, index.count(st)))
+            .filter(|&(_, n)| n > 0)
+            .collect();
         let mut processes: Vec<ProcessReport> = snapshot
             .processes
             .iter()
             .map(|p| {
                 let mut states = BTreeMap::new();
-                for st in p.socket_inodes.iter().filter_map(|i| state_by_inode.get(i)) {
-                    *states.entry(*st).or_insert(0) += 1;
+                for s in p.socket_inodes.iter().filter_map(|i| index.socket(*i)) {
+                    *states.entry(s.state).or_insert(0) += 1;
                 }
                 ProcessReport {
                     pid: p.pid,
@@ -102,7 +99,7 @@ impl Report {
             .processes
             .iter()
             .flat_map(|p| &p.socket_inodes)
-            .filter(|i| state_by_inode.contains_key(i))
+            .filter(|i| index.socket(**i).is_some())
             .copied()
             .collect();
         let close_wait =

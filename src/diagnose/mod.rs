@@ -130,7 +130,7 @@ pub use thresholds::{CONFIG_PATH, ThresholdArgs, Thresholds};
 /// What a rule sees.
 pub struct Context<'a> {
     pub snapshot: &'a Snapshot,
-    pub index: Index<'a>,
+    pub index: &'a Index<'a>,
     pub thresholds: Thresholds,
     /// Sockets already explained by a more specific warning.
     claimed: FxHashSet<usize>,
@@ -186,9 +186,18 @@ pub fn rule(kind: &str) -> Option<&'static Rule> {
 
 /// Runs every rule; findings come worst first, then largest first.
 pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
+    diagnose_indexed(snapshot, &Index::new(snapshot), thresholds)
+}
+
+/// [`diagnose`] with an index the caller built (and uses for more than this).
+pub fn diagnose_indexed<'a>(
+    snapshot: &'a Snapshot,
+    index: &'a Index<'a>,
+    thresholds: Thresholds,
+) -> Vec<Finding> {
     let mut cx = Context {
         snapshot,
-        index: Index::new(snapshot),
+        index,
         thresholds,
         claimed: FxHashSet::default(),
     };
