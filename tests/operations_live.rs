@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{CONNLEAK, Lab, say};
+use common::{CONNLEAK, Lab};
 use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -104,31 +104,28 @@ fn prometheus_output_parses_and_lands_atomically() {
     let f = file.to_str().unwrap();
     let out = lab.connleak_output(&["--prometheus", "--output", f]);
     assert!(out.status.success() && out.stdout.is_empty());
-    let parsed = Command::new("python3")
-        .args(["-c", PARSE_PROMETHEUS, f])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&parsed.stderr);
-    if err.contains("No module named 'prometheus_client'") {
-        say("SKIP prometheus parse: pip install prometheus_client (the CI script does)");
+    let Some(samples) = common::prometheus_samples(&file) else {
         return;
-    }
-    assert!(parsed.status.success(), "{err}");
-    let samples = String::from_utf8(parsed.stdout).unwrap();
-    assert!(
-        samples.contains("connleak_sockets {'state': 'CLOSE_WAIT'} 25"),
-        "{samples}"
+    };
+    let pid = server["pid"].to_string();
+    let close_wait = [("state", "CLOSE_WAIT")];
+    assert_eq!(
+        common::sample(&samples, "connleak_sockets", &close_wait),
+        Some(25.0)
     );
-    assert!(
-        samples.contains(&format!(
-            "connleak_process_sockets {{'pid': '{}', 'comm': 'python3', 'state': 'CLOSE_WAIT'}} 25",
-            server["pid"]
-        )),
-        "{samples}"
+    let held = [
+        ("pid", pid.as_str()),
+        ("comm", "python3"),
+        ("state", "CLOSE_WAIT"),
+    ];
+    assert_eq!(
+        common::sample(&samples, "connleak_process_sockets", &held),
+        Some(25.0)
     );
-    assert!(
-        samples.contains("connleak_findings {'kind': 'close_wait_leak', 'severity': 'warning'} 1"),
-        "{samples}"
+    let finding = [("kind", "close_wait_leak"), ("severity", "warning")];
+    assert_eq!(
+        common::sample(&samples, "connleak_findings", &finding),
+        Some(1.0)
     );
 
     // While connleak rewrites the file again and again, a reader only ever sees whole files.
@@ -177,14 +174,6 @@ fn prometheus_output_parses_and_lands_atomically() {
         .count();
     assert_eq!(leftovers, 0, "temporary files left behind");
 }
-
-const PARSE_PROMETHEUS: &str = "
-import sys
-from prometheus_client.parser import text_string_to_metric_families
-for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
-    for s in fam.samples:
-        print(s.name, s.labels, s.value)
-";
 
 #[test]
 fn netns_by_name_from_outside() {

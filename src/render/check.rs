@@ -76,6 +76,16 @@ pub fn write(
             }
         )
     };
+    // Sockets are all there unprivileged; say whose owners are not.
+    let denied: u64 = reports
+        .iter()
+        .map(|r| u64::from(r.unreadable.processes_denied))
+        .sum();
+    let summary = if denied > 0 {
+        format!("{summary}; owners of {denied} processes unknown (permission denied)")
+    } else {
+        summary
+    };
     let count = |st: TcpState| {
         reports
             .iter()

@@ -156,7 +156,11 @@ impl Drop for Lab {
             .output();
         if let Ok(out) = pids {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
+                // Short-lived processes may be gone already: nothing to say.
+                let _ = Command::new("kill")
+                    .args(["-9", pid])
+                    .stderr(Stdio::null())
+                    .status();
             }
         }
         for c in &mut self.children {
@@ -209,4 +213,40 @@ pub fn listener_pid(s: &Snapshot, port: u16) -> u32 {
         .find(|p| p.socket_inodes.contains(&inode))
         .expect("an owner of that listener")
         .pid
+}
+
+/// The samples of a Prometheus text file as the reference parser
+/// (`prometheus_client`) reads them: `{"name", "labels", "value"}` each.
+/// `None`, with a SKIP line, when that parser is not installed.
+pub fn prometheus_samples(file: &Path) -> Option<Vec<Value>> {
+    const PARSE: &str = "
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+text = open(sys.argv[1], encoding='utf-8').read()
+print(json.dumps([{'name': s.name, 'labels': s.labels, 'value': s.value}
+                  for fam in text_string_to_metric_families(text) for s in fam.samples]))
+";
+    let parsed = Command::new("python3")
+        .args(["-c", PARSE])
+        .arg(file)
+        .output()
+        .expect("run python3");
+    let err = String::from_utf8_lossy(&parsed.stderr);
+    if err.contains("No module named 'prometheus_client'") {
+        say("SKIP prometheus parse: pip install prometheus_client (the CI script does)");
+        return None;
+    }
+    assert!(
+        parsed.status.success(),
+        "prometheus_client rejects it: {err}"
+    );
+    Some(serde_json::from_slice(&parsed.stdout).expect("parser prints JSON"))
+}
+
+/// The value of the one sample named `name` whose labels include `labels`.
+pub fn sample(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .and_then(|s| s["value"].as_f64())
 }

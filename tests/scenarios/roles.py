@@ -7,11 +7,14 @@ stays alive holding them until killed. The tests read FILE to know when the patt
 which pid to expect in connleak's report.
 """
 import argparse
+import itertools
 import json
 import os
 import resource
 import selectors
+import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +52,35 @@ def connect(host, port, src=None):
     return c
 
 
+# What a hostile process calls itself: terminal escapes (clear screen, set the window title),
+# a newline, quotes, a backslash and bytes that are not UTF-8; the kernel keeps 15 bytes of comm.
+HOSTILE_COMM = b'\x1b[2J\n"q\\\xff\xfez'
+HOSTILE_ARGV0 = b'\x1b]2;owned\x07srv\n"quoted" \\back\xff'
+HOSTILE_ARG = b"\x1b[31m" + b"A\\\"\n" * 1024  # 4 KiB and then some
+
+
+def hostile_names(a):
+    """With --hostile: re-executes this script under a hostile argv[0] and a 4 KiB argument, then
+    renames itself; says what /proc shows of it (hex) in the ready file."""
+    if not a.hostile:
+        return {}
+    if os.environ.get("ROLES_HOSTILE") != "1":
+        os.environ["ROLES_HOSTILE"] = "1"
+        args = [os.fsencode(x) for x in sys.argv[1:]]
+        os.execv(sys.executable, [HOSTILE_ARGV0, os.fsencode(__file__), *args, b"--label", HOSTILE_ARG])
+    with open("/proc/self/comm", "wb") as f:
+        f.write(HOSTILE_COMM)
+    shown = {}
+    for name in ("comm", "cmdline"):
+        with open("/proc/self/" + name, "rb") as f:
+            shown[name + "_hex"] = f.read().hex()
+    return shown
+
+
 def role_leak_server(a):
-    """Reads each connection to EOF, then forgets to close it: the classic CLOSE_WAIT leak."""
+    """Reads each connection to EOF, then forgets to close it: the classic CLOSE_WAIT leak.
+    With --hostile it first takes a hostile name (see hostile_names)."""
+    names = hostile_names(a)
     if a.nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (a.nofile, a.nofile))
     ls = listener(a.host, a.port)
@@ -58,7 +88,7 @@ def role_leak_server(a):
     sel = selectors.DefaultSelector()
     sel.register(ls, selectors.EVENT_READ)
     kept = []
-    ready(a.ready, port=a.port)
+    ready(a.ready, port=a.port, **names)
     while True:
         for key, _ in sel.select():
             s = key.fileobj
@@ -245,6 +275,43 @@ def role_churn(a):
     forever()
 
 
+def role_spawner(a):
+    """Forks about --n short-lived clients a second, forever. Each connects, sends a byte and reads
+    the answer; then one in three closes and exits, one in three exits with the connection open
+    (the kernel closes it), and one in three executes `sleep` with the connection inherited (the
+    process changes its name and its fd table mid-life)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
+    ready(a.ready, port=a.port)
+    for i in itertools.count():
+        if os.fork() == 0:
+            try:
+                c = connect(a.host, a.port)
+                c.sendall(b"x")
+                c.recv(8)
+                if i % 3 == 1:
+                    c.close()
+                elif i % 3 == 2:
+                    c.set_inheritable(True)
+                    os.execv("/bin/sleep", ["sleep", "0.05"])
+            finally:
+                os._exit(0)
+        time.sleep(1 / a.n)
+
+
+def role_flapper(a):
+    """Opens --n connections, closes them all, again and again: fds come and go under the scan."""
+    ready(a.ready, port=a.port)
+    while True:
+        conns = []
+        for _ in range(a.n):
+            try:
+                conns.append(connect(a.host, a.port))
+            except OSError:
+                time.sleep(0.01)
+        for c in conns:
+            c.close()
+
+
 ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role_")}
 
 
@@ -260,6 +327,8 @@ def main():
     p.add_argument("--wait", type=float, default=0.2)
     p.add_argument("--nofile", type=int, default=0)
     p.add_argument("--index", type=int, default=0)
+    p.add_argument("--hostile", action="store_true")
+    p.add_argument("--label", default="")
     a = p.parse_args()
     ROLES[a.role](a)
 
