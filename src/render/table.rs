@@ -139,7 +139,7 @@ fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) 
     for e in rest {
         wrap(out, &escape(e), "  - ", "    ", width)?;
     }
-    wrap(out, &f.suggestion, "  What to do: ", "    ", width)?;
+    wrap(out, &escape(&f.suggestion), "  What to do: ", "    ", width)?;
     writeln!(out)
 }
 
