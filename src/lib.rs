@@ -15,6 +15,8 @@
 pub mod cli;
 pub mod collect;
 pub mod diagnose;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod render;
 pub mod report;
 pub mod snapshot;

@@ -67,7 +67,7 @@ pub fn socket_count_hint(proc_root: &Path) -> usize {
 }
 
 /// Sums `inuse` and `tw` of the `TCP:` and `TCP6:` lines of sockstat text.
-fn sockstat_tcp(text: &str) -> usize {
+pub(crate) fn sockstat_tcp(text: &str) -> usize {
     text.lines()
         .filter_map(|l| l.strip_prefix("TCP:").or_else(|| l.strip_prefix("TCP6:")))
         .map(|rest| {
@@ -82,7 +82,7 @@ fn sockstat_tcp(text: &str) -> usize {
 }
 
 /// `32768\t60999` → (32768, 60999).
-fn port_range(s: &str) -> Option<(u16, u16)> {
+pub(crate) fn port_range(s: &str) -> Option<(u16, u16)> {
     let mut it = s.split_whitespace().map(u16::from_str);
     match (it.next(), it.next(), it.next()) {
         (Some(Ok(lo)), Some(Ok(hi)), None) => Some((lo, hi)),
@@ -91,7 +91,7 @@ fn port_range(s: &str) -> Option<(u16, u16)> {
 }
 
 /// `8080,9000-9010` → [(8080, 8080), (9000, 9010)]; empty → [].
-fn port_list(s: &str) -> Option<Vec<(u16, u16)>> {
+pub(crate) fn port_list(s: &str) -> Option<Vec<(u16, u16)>> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())

@@ -174,7 +174,7 @@ fn scan_fds(proc_dir: &OwnedFd, pid: u32) -> Scan {
 }
 
 /// `socket:[12345]` → 12345.
-pub(super) fn socket_inode(link: &[u8]) -> Option<u64> {
+pub(crate) fn socket_inode(link: &[u8]) -> Option<u64> {
     let digits = link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
@@ -220,7 +220,7 @@ fn describe(
 
 /// The soft and hard `Max open files` of `/proc/PID/limits`; `None` when
 /// unlimited or unreadable.
-fn open_files_limit(limits: &str) -> (Option<u64>, Option<u64>) {
+pub(crate) fn open_files_limit(limits: &str) -> (Option<u64>, Option<u64>) {
     let Some(rest) = limits
         .lines()
         .find_map(|l| l.strip_prefix("Max open files"))
@@ -236,7 +236,7 @@ fn trim_newline(b: &[u8]) -> &[u8] {
 }
 
 /// `/proc/PID/cmdline` separates arguments with NUL; show them with spaces.
-fn cmdline_text(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn cmdline_text(raw: &[u8]) -> Vec<u8> {
     let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
     trimmed
         .iter()

@@ -210,7 +210,7 @@ pub fn decode_datagram(mut bytes: &[u8], out: &mut Vec<Socket>) -> Result<Datagr
                     .map(i32::from_ne_bytes)
                     .ok_or_else(|| SockDiagError::Decode("short NLMSG_ERROR".into()))?;
                 if code != 0 {
-                    return Ok(Datagram::Error(-code));
+                    return Ok(Datagram::Error(code.saturating_neg()));
                 }
             }
             NLMSG_NOOP | NLMSG_OVERRUN => {}

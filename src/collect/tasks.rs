@@ -55,7 +55,7 @@ fn read_task(proc_dir: &Path, tid: u32) -> Option<Task> {
 }
 
 /// `123 (name with) parens) S 1 ...` → ("name with) parens", "S").
-fn parse_stat(stat: &str) -> Option<(String, String)> {
+pub(crate) fn parse_stat(stat: &str) -> Option<(String, String)> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_string();
@@ -68,7 +68,7 @@ fn parse_stat(stat: &str) -> Option<(String, String)> {
 }
 
 /// `45 0x5 0x7f...` → (Some("recvfrom"), Some(5)); `running` → (None, None).
-fn parse_syscall(text: &str) -> (Option<String>, Option<u32>) {
+pub(crate) fn parse_syscall(text: &str) -> (Option<String>, Option<u32>) {
     let mut f = text.split_whitespace();
     let Some(nr) = f.next().and_then(|n| n.parse::<i64>().ok()) else {
         return (None, None);

@@ -1,0 +1,62 @@
+//! Entry points for the fuzz targets in `fuzz/` and for the test that replays
+//! what they found (`tests/fuzz_regressions.rs`). Each takes arbitrary bytes
+//! and feeds them to every parser of one kind of untrusted input: a snapshot
+//! file (then the whole diagnosis and every renderer), `/proc` text, or a
+//! sock_diag netlink datagram. Whatever the bytes, none may panic, loop or
+//! allocate without bound; errors are fine.
+
+use crate::collect::{kernel, owners, proc_net, sock_diag, tasks};
+use crate::diagnose::Thresholds;
+use crate::render;
+use crate::report::Report;
+use crate::snapshot::Snapshot;
+use std::collections::BTreeMap;
+
+/// A `--from` file: load it, diagnose it (alone and as a two-sample trend),
+/// and render the report every way connleak can.
+pub fn snapshot(bytes: &[u8]) {
+    let Ok(snapshot) = Snapshot::from_json(bytes) else {
+        return;
+    };
+    let thresholds = Thresholds::default();
+    let report = Report::build(&snapshot, thresholds);
+    let samples = [snapshot.clone(), snapshot];
+    let reports = samples
+        .iter()
+        .map(|s| Report::build(s, thresholds))
+        .collect();
+    let trend = crate::trend::apply(&samples, reports);
+    let mut out = Vec::new();
+    for r in std::iter::once(&report).chain(trend.as_ref()) {
+        let style = render::table::Style {
+            color: true,
+            width: 80,
+        };
+        let _ = render::table::write(&mut out, r, style);
+        let _ = render::json(&mut out, r);
+        let _ = render::prometheus::write(&mut out, &[(Some("ns".into()), r)]);
+        let _ = render::check::write(&mut out, std::slice::from_ref(r), thresholds, true);
+    }
+}
+
+/// Any `/proc` file connleak reads as text, through each of its parsers.
+pub fn proc_text(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let _ = proc_net::parse("fuzz", bytes, &mut Vec::new());
+    let _ = kernel::parse_counters(&text, &mut BTreeMap::new());
+    kernel::sockstat_tcp(&text);
+    kernel::port_range(&text);
+    kernel::port_list(&text);
+    tasks::parse_stat(&text);
+    tasks::parse_syscall(&text);
+    owners::open_files_limit(&text);
+    owners::socket_inode(bytes);
+    owners::cmdline_text(bytes);
+    owners::lossless_text(bytes);
+}
+
+/// One datagram of a sock_diag dump, and the same bytes as a `tcp_info`.
+pub fn netlink(bytes: &[u8]) {
+    let _ = sock_diag::decode_datagram(bytes, &mut Vec::new());
+    sock_diag::decode_tcp_info(bytes);
+}
