@@ -19,18 +19,48 @@ const EXIT_UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
-    match run(&cli) {
+    let check = matches!(cli.command, Some(Command::Check { .. }));
+    std::panic::set_hook(Box::new(report_panic));
+    // A bug must not leave a cron job or a monitoring plugin without an answer.
+    let outcome = std::panic::catch_unwind(|| run(&cli)).unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "internal error (a bug in connleak; the line above says where)"
+        ))
+    });
+    match outcome {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) if matches!(cli.command, Some(Command::Check { .. })) => {
-            println!("CONNLEAK UNKNOWN - {}", escape(&one_line(&e)));
-            ExitCode::from(EXIT_UNKNOWN)
-        }
         Err(e) => {
-            eprintln!("connleak: error: {}", escape(&one_line(&e)));
-            ExitCode::from(EXIT_ERROR)
+            if backtrace_asked() {
+                eprintln!("{e:?}");
+            }
+            if check {
+                println!("CONNLEAK UNKNOWN - {}", escape(&one_line(&e)));
+                ExitCode::from(EXIT_UNKNOWN)
+            } else {
+                eprintln!("connleak: error: {}", escape(&one_line(&e)));
+                ExitCode::from(EXIT_ERROR)
+            }
         }
     }
+}
+
+/// A panic is one line on stderr; its backtrace only when `CONNLEAK_BACKTRACE` asks.
+fn report_panic(info: &std::panic::PanicHookInfo) {
+    eprintln!(
+        "connleak: internal error: {}",
+        escape(&info.to_string().replace('\n', " "))
+    );
+    if backtrace_asked() {
+        eprintln!("{}", std::backtrace::Backtrace::force_capture());
+    }
+}
+
+/// Set `CONNLEAK_BACKTRACE=1` for the causes and the backtrace of an error.
+/// Not `RUST_BACKTRACE`: developers' shells set that for every program, and an
+/// on-call engineer's error is then buried under frames.
+fn backtrace_asked() -> bool {
+    std::env::var_os("CONNLEAK_BACKTRACE").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// The error and its causes on one line, each said once: our errors already

@@ -268,8 +268,8 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("snapshot {path} is {size} bytes, over the {limit}-byte limit")]
-    TooLarge { path: String, size: u64, limit: u64 },
+    #[error("snapshot {path} is larger than the {limit}-byte limit")]
+    TooLarge { path: String, limit: u64 },
     #[error("snapshot {path} is not a connleak snapshot: {source}")]
     Parse {
         path: String,
@@ -281,26 +281,37 @@ pub enum LoadError {
     Version { path: String, found: u64 },
 }
 
-/// Largest snapshot `--from` accepts: far above a million sockets' worth.
-pub const MAX_SNAPSHOT_BYTES: u64 = 2 << 30;
+/// Largest snapshot `--from` accepts: `--save` writes about 250 bytes a
+/// socket, so this holds some four million sockets, and bounds the memory a
+/// hostile file (or `/dev/zero`) can make connleak take.
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
 impl Snapshot {
     /// Reads a snapshot written by `--save`, checking its version before its shape.
     pub fn load(path: &std::path::Path) -> Result<Snapshot, LoadError> {
+        use std::io::Read;
         let shown = path.display().to_string();
         let read_err = |source| LoadError::Read {
             path: shown.clone(),
             source,
         };
-        let size = std::fs::metadata(path).map_err(read_err)?.len();
-        if size > MAX_SNAPSHOT_BYTES {
-            return Err(LoadError::TooLarge {
-                path: shown,
-                size,
-                limit: MAX_SNAPSHOT_BYTES,
-            });
+        // A regular file's size says at once; a pipe or a device (/dev/zero)
+        // is read up to the limit and no further.
+        let too_large = || LoadError::TooLarge {
+            path: shown.clone(),
+            limit: MAX_SNAPSHOT_BYTES,
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        if file.metadata().map_err(read_err)?.len() > MAX_SNAPSHOT_BYTES {
+            return Err(too_large());
         }
-        let text = std::fs::read(path).map_err(read_err)?;
+        let mut text = Vec::new();
+        file.take(MAX_SNAPSHOT_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_SNAPSHOT_BYTES {
+            return Err(too_large());
+        }
         Self::from_json(&text).map_err(|e| match e {
             FromJsonError::Parse(source) => LoadError::Parse {
                 path: shown,

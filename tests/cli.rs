@@ -7,8 +7,15 @@ use std::process::{Command, Output};
 
 const CONNLEAK: &str = env!("CARGO_BIN_EXE_connleak");
 
+/// Runs connleak with `RUST_BACKTRACE=1`, as a developer's shell often sets
+/// it: errors must stay one line all the same.
 fn run(args: &[&str]) -> Output {
-    Command::new(CONNLEAK).args(args).output().unwrap()
+    Command::new(CONNLEAK)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("CONNLEAK_BACKTRACE")
+        .output()
+        .unwrap()
 }
 
 fn fixture(name: &str) -> String {
@@ -66,6 +73,61 @@ fn bad_snapshots_get_one_line_and_exit_2() {
         "is not a connleak snapshot",
     );
     assert_one_line_error(&from_bytes("empty", b""), "is not a connleak snapshot");
+    // Huge: a sparse file over the limit, and a device that never ends.
+    let huge = std::env::temp_dir().join(format!("connleak-cli-{}-huge", std::process::id()));
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let out = run(&["--from", huge.to_str().unwrap()]);
+    std::fs::remove_file(&huge).unwrap();
+    assert_one_line_error(&out, "larger than the 1073741824-byte limit");
+    assert_one_line_error(
+        &run(&["--from", "/dev/zero"]),
+        "/dev/zero is larger than the 1073741824-byte limit",
+    );
+    assert_one_line_error(
+        &run(&["--from", "/"]),
+        "cannot read snapshot /: Is a directory",
+    );
+}
+
+/// Errors name what failed and what to do about it.
+#[test]
+fn errors_say_what_to_do() {
+    assert_one_line_error(
+        &run(&["--netns", "connleak-test-no-such-namespace"]),
+        "/run/netns/connleak-test-no-such-namespace: No such file or directory (os error 2) \
+         (no such namespace: `ip netns list` names them)",
+    );
+    let gone = run(&["check", "--netns-pid", "4000000000"]);
+    assert_eq!(gone.status.code(), Some(3));
+    let line = String::from_utf8(gone.stdout).unwrap();
+    assert!(
+        line.starts_with("CONNLEAK UNKNOWN - ")
+            && line.contains("/proc/4000000000/ns/net")
+            && line.contains("no such process"),
+        "{line}"
+    );
+    let config = std::env::temp_dir().join(format!("connleak-cli-{}.toml", std::process::id()));
+    std::fs::write(&config, "close_wait_warn = \"many\"\n").unwrap();
+    let bad = run(&[
+        "--from",
+        &fixture("leak.json"),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&config).unwrap();
+    assert_one_line_error(&bad, &format!("configuration {}", config.display()));
+    assert_one_line_error(
+        &run(&[
+            "--from",
+            &fixture("leak.json"),
+            "--output",
+            "/nonexistent/dir/out.txt",
+        ]),
+        "writing /nonexistent/dir/out.txt: No such file or directory",
+    );
 }
 
 #[test]

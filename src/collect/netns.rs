@@ -41,23 +41,28 @@ impl Target {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("cannot open network namespace {path}: {error}{hint}", hint = hint(error))]
+    #[error("cannot open network namespace {path}: {error}{hint}", hint = hint(*error, path))]
     Open {
         path: String,
         error: rustix::io::Errno,
     },
-    #[error("cannot enter network namespace {path}: {error}{hint}", hint = hint(error))]
+    #[error("cannot enter network namespace {path} (setns): {error}{hint}", hint = hint(*error, path))]
     Enter {
         path: String,
         error: rustix::io::Errno,
     },
 }
 
-fn hint(e: &rustix::io::Errno) -> &'static str {
-    if *e == rustix::io::Errno::PERM || *e == rustix::io::Errno::ACCESS {
-        " (entering a namespace needs root or CAP_SYS_ADMIN)"
-    } else {
-        ""
+/// What to do about the usual failures.
+fn hint(e: rustix::io::Errno, path: &str) -> &'static str {
+    use rustix::io::Errno;
+    match e {
+        Errno::PERM | Errno::ACCESS => " (entering a namespace needs root or CAP_SYS_ADMIN)",
+        Errno::NOENT if path.starts_with("/proc/") => {
+            " (no such process: pass the pid of a process in the namespace)"
+        }
+        Errno::NOENT => " (no such namespace: `ip netns list` names them)",
+        _ => "",
     }
 }
 

@@ -33,7 +33,7 @@ const INET_DIAG_MSG_LEN: usize = 72;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SockDiagError {
-    #[error("cannot open a NETLINK_SOCK_DIAG socket: {0}")]
+    #[error("cannot open a NETLINK_SOCK_DIAG socket (socket): {0}{hint}", hint = hint(.0))]
     Open(io::Error),
     #[error("sending the {family} sock_diag request: {source}")]
     Send {
@@ -45,13 +45,26 @@ pub enum SockDiagError {
         family: &'static str,
         source: io::Error,
     },
-    #[error("the kernel refused the {family} sock_diag dump: {source}")]
+    #[error("the kernel refused the {family} sock_diag dump: {source}{hint}", hint = hint(source))]
     Refused {
         family: &'static str,
         source: io::Error,
     },
     #[error("malformed sock_diag reply: {0}")]
     Decode(String),
+}
+
+/// What to do when the kernel or a sandbox says no.
+fn hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => {
+            " (a sandbox forbids netlink sockets: run on the host, or use --source proc)"
+        }
+        Some(libc::EPROTONOSUPPORT | libc::ENOENT | libc::EAFNOSUPPORT) => {
+            " (this kernel lacks TCP sock_diag: modprobe tcp_diag, or use --source proc)"
+        }
+        _ => "",
+    }
 }
 
 /// The sockets of both families, and anything worth telling about how the dump went.
