@@ -156,6 +156,8 @@ fn reference() -> String {
          0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect)\n\n\
          FINDING KINDS (connleak explain KIND):\n{}\n\n\
          FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
+         ENVIRONMENT:\n  NO_COLOR            no colour, even on a terminal\n  \
+         CONNLEAK_BACKTRACE  set to 1: an error's causes and a panic's backtrace, not one line\n\n\
          connleak only reads: it never writes to /proc/sys, sends no signal and destroys no \
          socket.",
         kinds.join("\n"),
