@@ -6,7 +6,6 @@
 use crate::diagnose::{Finding, Index, Severity, Thresholds, diagnose_indexed};
 use crate::snapshot::{Netns, Snapshot, SocketSource, Unreadable};
 use crate::tcp::TcpState;
-use rustc_hash::FxHashSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -79,10 +78,7 @@ impl Report {
             .processes
             .iter()
             .map(|p| {
-                let mut states = BTreeMap::new();
-                for s in p.socket_inodes.iter().filter_map(|i| index.socket(*i)) {
-                    *states.entry(s.state).or_insert(0) += 1;
-                }
+                let states = index.states_of(p.pid);
                 ProcessReport {
                     pid: p.pid,
                     comm: p.comm.clone(),
@@ -94,13 +90,6 @@ impl Report {
                     threads: p.threads,
                 }
             })
-            .collect();
-        let owned: FxHashSet<u64> = snapshot
-            .processes
-            .iter()
-            .flat_map(|p| &p.socket_inodes)
-            .filter(|i| index.socket(**i).is_some())
-            .copied()
             .collect();
         let close_wait =
             |p: &ProcessReport| p.states.get(&TcpState::CloseWait).copied().unwrap_or(0);
@@ -124,7 +113,7 @@ impl Report {
             summary: Summary {
                 sockets,
                 states,
-                unowned: sockets - owned.len() as u64,
+                unowned: sockets.saturating_sub(index.owned()),
             },
             processes,
             findings,

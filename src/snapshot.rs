@@ -281,9 +281,9 @@ pub enum LoadError {
     Version { path: String, found: u64 },
 }
 
-/// Largest snapshot `--from` accepts: `--save` writes about 250 bytes a
-/// socket, so this holds some four million sockets, and bounds the memory a
-/// hostile file (or `/dev/zero`) can make connleak take.
+/// Largest snapshot `--from` accepts: `--save` writes about 300 bytes a
+/// socket, so this holds some three and a half million sockets, and bounds
+/// the memory a hostile file (or `/dev/zero`) can make connleak take.
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
 impl Snapshot {

@@ -12,6 +12,7 @@
 use super::{Context, Finding, Rule, Severity, percent};
 use crate::snapshot::{Process, Sysctls, endpoint};
 use crate::tcp::TcpState;
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -53,7 +54,9 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let Some(usable) = usable_ports(&cx.snapshot.kernel.sysctls) else {
         return Vec::new();
     };
-    let mut groups: BTreeMap<(IpAddr, SocketAddr), Group> = BTreeMap::new();
+    // Hashed, not ordered: a million sockets go through here; the few groups
+    // that become findings are sorted afterwards.
+    let mut groups: FxHashMap<(IpAddr, SocketAddr), Group> = FxHashMap::default();
     for (i, s) in cx.sockets() {
         if s.state == TcpState::Listen || cx.index.listener_for(&s.local).is_some() {
             continue;
@@ -65,10 +68,14 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             *g.owners.entry(p.pid).or_default() += 1;
         }
     }
-    groups
+    let mut worth: Vec<_> = groups
         .into_iter()
         // Half the warning level is worth an info line.
         .filter(|(_, g)| percent(g.sockets.len() as u64, usable) >= cx.thresholds.ports_warn / 2)
+        .collect();
+    worth.sort_unstable_by_key(|(key, _)| *key);
+    worth
+        .into_iter()
         .map(|((src, dst), g)| finding(cx, usable, src, dst, g))
         .collect()
 }

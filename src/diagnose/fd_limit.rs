@@ -8,7 +8,6 @@
 use super::{Context, Finding, Rule, Severity, percent, who};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
-use std::collections::BTreeMap;
 
 pub const RULE: Rule = Rule {
     kind: "fd_exhaustion",
@@ -43,10 +42,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         } else {
             Severity::Warning
         };
-        let mut mix: BTreeMap<TcpState, u64> = BTreeMap::new();
-        for s in p.socket_inodes.iter().filter_map(|i| cx.index.socket(*i)) {
-            *mix.entry(s.state).or_default() += 1;
-        }
+        let mix = cx.index.states_of(p.pid);
         let close_wait = close_wait_of.remove(&p.pid).unwrap_or_default();
         let tcp: u64 = mix.values().sum();
         let mix_text: Vec<String> = mix.iter().map(|(st, n)| format!("{st} {n}")).collect();

@@ -4,11 +4,18 @@
 use crate::snapshot::{Process, Snapshot, Socket};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 
 pub struct Index<'a> {
     /// Sockets per state, claimed or not, indexed by `TcpState as usize`.
     per_state: [u64; TcpState::ALL.len()],
+    /// The sockets each process holds, per state (a socket shared after
+    /// fork() counts for every holder).
+    per_state_of_pid: FxHashMap<u32, [u64; TcpState::ALL.len()]>,
+    /// Sockets of the snapshot that some process holds.
+    owned: u64,
     process_by_pid: FxHashMap<u32, &'a Process>,
     owner_by_inode: FxHashMap<u64, &'a Process>,
     socket_by_inode: FxHashMap<u64, &'a Socket>,
@@ -16,20 +23,35 @@ pub struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
+    /// One pass over the sockets and one over the processes' inodes: every
+    /// per-socket join the rules and the report need, so that none of them
+    /// walks a million sockets through a hash map again.
     pub fn new(snapshot: &'a Snapshot) -> Index<'a> {
-        let mut owner_by_inode = FxHashMap::default();
-        // Processes are sorted by pid: a socket shared after fork() goes to the lowest pid.
-        for p in &snapshot.processes {
-            for &inode in &p.socket_inodes {
-                owner_by_inode.entry(inode).or_insert(p);
-            }
-        }
-        let socket_by_inode = snapshot
+        let socket_by_inode: FxHashMap<u64, &Socket> = snapshot
             .sockets
             .iter()
             .filter(|s| s.inode != 0)
             .map(|s| (s.inode, s))
             .collect();
+        let mut owner_by_inode = FxHashMap::default();
+        owner_by_inode.reserve(socket_by_inode.len());
+        let mut per_state_of_pid = FxHashMap::default();
+        let mut owned = 0;
+        // Processes are sorted by pid: a socket shared after fork() goes to the lowest pid.
+        for p in &snapshot.processes {
+            let mut mix = [0; TcpState::ALL.len()];
+            for inode in &p.socket_inodes {
+                let Some(s) = socket_by_inode.get(inode) else {
+                    continue;
+                };
+                mix[s.state as usize] += 1;
+                if let Entry::Vacant(v) = owner_by_inode.entry(*inode) {
+                    v.insert(p);
+                    owned += 1;
+                }
+            }
+            per_state_of_pid.insert(p.pid, mix);
+        }
         let mut listeners_by_port: FxHashMap<u16, Vec<&Socket>> = FxHashMap::default();
         for s in snapshot
             .sockets
@@ -44,11 +66,30 @@ impl<'a> Index<'a> {
         }
         Index {
             per_state,
+            per_state_of_pid,
+            owned,
             process_by_pid: snapshot.processes.iter().map(|p| (p.pid, p)).collect(),
             owner_by_inode,
             socket_by_inode,
             listeners_by_port,
         }
+    }
+
+    /// The states of the sockets process `pid` holds, the empty ones left out.
+    pub fn states_of(&self, pid: u32) -> BTreeMap<TcpState, u64> {
+        let Some(mix) = self.per_state_of_pid.get(&pid) else {
+            return BTreeMap::new();
+        };
+        TcpState::ALL
+            .into_iter()
+            .map(|st| (st, mix[st as usize]))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
+    /// How many sockets of the snapshot some process holds.
+    pub fn owned(&self) -> u64 {
+        self.owned
     }
 
     /// The process holding the socket with this inode (0: none can).

@@ -25,7 +25,6 @@ pub use index::Index;
 
 use crate::snapshot::{Process, Snapshot, Socket};
 use crate::tcp::TcpState;
-use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 /// How bad a finding is. Ordered: `Info` < `Warning` < `Critical`.
@@ -133,7 +132,8 @@ pub struct Context<'a> {
     pub index: &'a Index<'a>,
     pub thresholds: Thresholds,
     /// Sockets already explained by a more specific warning.
-    claimed: FxHashSet<usize>,
+    /// Sockets (by position) a warning already explains, one flag each.
+    claimed: Vec<bool>,
 }
 
 impl<'a> Context<'a> {
@@ -143,7 +143,7 @@ impl<'a> Context<'a> {
             .sockets
             .iter()
             .enumerate()
-            .filter(|(i, _)| !self.claimed.contains(i))
+            .filter(|(i, _)| !self.claimed.get(*i).copied().unwrap_or(false))
     }
 
     /// Unclaimed sockets in one state.
@@ -199,13 +199,17 @@ pub fn diagnose_indexed<'a>(
         snapshot,
         index,
         thresholds,
-        claimed: FxHashSet::default(),
+        claimed: vec![false; snapshot.sockets.len()],
     };
     let mut findings = Vec::new();
     for rule in RULES {
         let found = (rule.run)(&cx);
         for f in found.iter().filter(|f| f.severity >= Severity::Warning) {
-            cx.claimed.extend(f.sockets.iter().copied());
+            for &i in &f.sockets {
+                if let Some(claimed) = cx.claimed.get_mut(i) {
+                    *claimed = true;
+                }
+            }
         }
         findings.extend(found);
     }

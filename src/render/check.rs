@@ -82,7 +82,8 @@ pub fn write(
         .map(|r| u64::from(r.unreadable.processes_denied))
         .sum();
     let summary = if denied > 0 {
-        format!("{summary}; owners of {denied} processes unknown (permission denied)")
+        let processes = if denied == 1 { "process" } else { "processes" };
+        format!("{summary}; owners of {denied} {processes} unknown (permission denied)")
     } else {
         summary
     };
