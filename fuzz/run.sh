@@ -17,6 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-120}"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "fuzz: cargo-fuzz is not installed: run 'cargo install cargo-fuzz'" >&2
+  exit 2
+fi
 if rustup run nightly rustc --version >/dev/null 2>&1; then
   fuzz=(cargo +nightly fuzz)
   sanitizer=address
@@ -27,13 +31,23 @@ fi
 for target in snapshot proc_text netlink; do
   mkdir -p "corpus/$target"
   echo "== $target: $secs s, sanitizer $sanitizer"
+  log="$(mktemp)"
   # -rss_limit_mb: a parser that allocates without bound fails the run.
+  status=0
   "${fuzz[@]}" run --sanitizer "$sanitizer" "$target" "corpus/$target" "seeds/$target" -- \
-    -max_total_time="$secs" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 2>&1 \
-    | grep -E '^(==|INFO: seed|#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|Done)|ERROR|panicked|SUMMARY|artifact' || true
+    -max_total_time="$secs" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1 \
+    || status=$?
+  grep -E '^(INFO: seed|#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|Done)|ERROR|panicked|SUMMARY|artifact' "$log" || true
   if compgen -G "artifacts/$target/*" >/dev/null; then
     echo "fuzz: $target found a failing input: $(ls artifacts/$target/*)" >&2
     exit 1
   fi
+  if [ "$status" -ne 0 ]; then
+    # Not a finding: the build or the fuzzer itself failed. Show why.
+    tail -n 20 "$log" >&2
+    echo "fuzz: $target did not run (exit $status)" >&2
+    exit 2
+  fi
+  rm -f "$log"
 done
 echo "fuzz: all targets ran $secs s each without a failure"
