@@ -52,9 +52,14 @@ fn num<T: FromStr>(s: Option<String>) -> Option<T> {
     s.and_then(|s| s.parse().ok())
 }
 
+/// Most sockets the hint reserves room for (some 600 MB of records): a
+/// sockstat that says more is believed only as far as this, and the table
+/// grows past it as sockets arrive.
+const MAX_SOCKET_HINT: usize = 1 << 22;
+
 /// About how many TCP sockets the namespace has, from `/proc/net/sockstat{,6}`
 /// (in use + TIME_WAIT), with some slack: enough to size the socket table
-/// once. 0 when unknown.
+/// once. 64 when unknown.
 pub fn socket_count_hint(proc_root: &Path) -> usize {
     let net = proc_root.join("thread-self/net");
     let text = ["sockstat", "sockstat6"]
@@ -63,22 +68,25 @@ pub fn socket_count_hint(proc_root: &Path) -> usize {
         .collect::<Vec<_>>()
         .join("\n");
     let n = sockstat_tcp(&text);
-    n + n / 8 + 64
+    n.saturating_add(n / 8)
+        .saturating_add(64)
+        .min(MAX_SOCKET_HINT)
 }
 
-/// Sums `inuse` and `tw` of the `TCP:` and `TCP6:` lines of sockstat text.
+/// Sums `inuse` and `tw` of the `TCP:` and `TCP6:` lines of sockstat text
+/// (saturating: the text is only a hint).
 pub(crate) fn sockstat_tcp(text: &str) -> usize {
     text.lines()
         .filter_map(|l| l.strip_prefix("TCP:").or_else(|| l.strip_prefix("TCP6:")))
-        .map(|rest| {
+        .flat_map(|rest| {
             let words: Vec<&str> = rest.split_whitespace().collect();
             words
                 .chunks(2)
                 .filter(|kv| kv.len() == 2 && (kv[0] == "inuse" || kv[0] == "tw"))
                 .filter_map(|kv| kv[1].parse::<usize>().ok())
-                .sum::<usize>()
+                .collect::<Vec<_>>()
         })
-        .sum()
+        .fold(0, usize::saturating_add)
 }
 
 /// `32768\t60999` → (32768, 60999).
@@ -183,6 +191,8 @@ mod tests {
                     UDP: inuse 4 mem 1\nTCP6: inuse 7\nUDP6: inuse 2\n";
         assert_eq!(sockstat_tcp(text), 257);
         assert_eq!(sockstat_tcp("garbage"), 0);
+        let huge = format!("TCP: inuse {} tw {}\n", usize::MAX, usize::MAX);
+        assert_eq!(sockstat_tcp(&huge), usize::MAX);
     }
 
     #[test]
