@@ -79,13 +79,11 @@ pub(crate) fn sockstat_tcp(text: &str) -> usize {
     text.lines()
         .filter_map(|l| l.strip_prefix("TCP:").or_else(|| l.strip_prefix("TCP6:")))
         .flat_map(|rest| {
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            words
-                .chunks(2)
-                .filter(|kv| kv.len() == 2 && (kv[0] == "inuse" || kv[0] == "tw"))
-                .filter_map(|kv| kv[1].parse::<usize>().ok())
-                .collect::<Vec<_>>()
+            let mut words = rest.split_whitespace();
+            std::iter::from_fn(move || Some((words.next()?, words.next()?)))
         })
+        .filter(|&(key, _)| key == "inuse" || key == "tw")
+        .filter_map(|(_, n)| n.parse::<usize>().ok())
         .fold(0, usize::saturating_add)
 }
 

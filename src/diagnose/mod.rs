@@ -131,8 +131,7 @@ pub struct Context<'a> {
     pub snapshot: &'a Snapshot,
     pub index: &'a Index<'a>,
     pub thresholds: Thresholds,
-    /// Sockets already explained by a more specific warning.
-    /// Sockets (by position) a warning already explains, one flag each.
+    /// Sockets (by position) a more specific warning already explains, one flag each.
     claimed: Vec<bool>,
 }
 
