@@ -5,7 +5,6 @@ use crate::snapshot::{Process, Snapshot, Socket};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
-use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 
 pub struct Index<'a> {
@@ -14,9 +13,8 @@ pub struct Index<'a> {
     /// The sockets each process holds, per state (a socket shared after
     /// fork() counts for every holder).
     per_state_of_pid: FxHashMap<u32, [u64; TcpState::ALL.len()]>,
-    /// Sockets of the snapshot that some process holds.
-    owned: u64,
     process_by_pid: FxHashMap<u32, &'a Process>,
+    /// Only inodes of the snapshot's sockets: its length is how many are owned.
     owner_by_inode: FxHashMap<u64, &'a Process>,
     socket_by_inode: FxHashMap<u64, &'a Socket>,
     listeners_by_port: FxHashMap<u16, Vec<&'a Socket>>,
@@ -36,7 +34,6 @@ impl<'a> Index<'a> {
         let mut owner_by_inode = FxHashMap::default();
         owner_by_inode.reserve(socket_by_inode.len());
         let mut per_state_of_pid = FxHashMap::default();
-        let mut owned = 0;
         // Processes are sorted by pid: a socket shared after fork() goes to the lowest pid.
         for p in &snapshot.processes {
             let mut mix = [0; TcpState::ALL.len()];
@@ -45,10 +42,7 @@ impl<'a> Index<'a> {
                     continue;
                 };
                 mix[s.state as usize] += 1;
-                if let Entry::Vacant(v) = owner_by_inode.entry(*inode) {
-                    v.insert(p);
-                    owned += 1;
-                }
+                owner_by_inode.entry(*inode).or_insert(p);
             }
             per_state_of_pid.insert(p.pid, mix);
         }
@@ -67,7 +61,6 @@ impl<'a> Index<'a> {
         Index {
             per_state,
             per_state_of_pid,
-            owned,
             process_by_pid: snapshot.processes.iter().map(|p| (p.pid, p)).collect(),
             owner_by_inode,
             socket_by_inode,
@@ -89,7 +82,7 @@ impl<'a> Index<'a> {
 
     /// How many sockets of the snapshot some process holds.
     pub fn owned(&self) -> u64 {
-        self.owned
+        self.owner_by_inode.len() as u64
     }
 
     /// The process holding the socket with this inode (0: none can).
