@@ -2,7 +2,9 @@
 //! man page (`man/connleak.1`, checked by a test), so they cannot drift.
 
 use crate::collect::SourceChoice;
-use crate::diagnose::{ThresholdArgs, Thresholds};
+use crate::diagnose::{ConfigError, ThresholdArgs, Thresholds};
+use crate::plan::{Plan, Scope};
+use crate::report::Filter;
 use crate::tcp::TcpState;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -81,6 +83,40 @@ pub struct Cli {
 
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
+}
+
+impl Cli {
+    /// What the arguments ask the library to do, built once: thresholds from
+    /// the configuration file with the flags over them, the scope, the window.
+    pub fn plan(&self) -> Result<Plan, ConfigError> {
+        let thresholds =
+            Thresholds::from_config(self.config.as_deref())?.overridden_by(&self.thresholds);
+        let scope = if let Some(path) = &self.from {
+            Scope::Saved(path.clone())
+        } else if self.all_netns {
+            Scope::AllNetns
+        } else if let Some(name) = &self.netns {
+            Scope::Netns(name.clone())
+        } else if let Some(pid) = self.netns_pid {
+            Scope::NetnsOfPid(pid)
+        } else {
+            Scope::Here
+        };
+        Ok(Plan {
+            scope,
+            source: self.source,
+            samples: self.samples,
+            // The parser admits only finite, positive intervals; the fallback is never taken.
+            interval: std::time::Duration::try_from_secs_f64(self.interval)
+                .unwrap_or(std::time::Duration::from_secs(5)),
+            filter: Filter {
+                pids: self.filter.pid.clone(),
+                ports: self.filter.port.clone(),
+                states: self.filter.state.clone(),
+            },
+            thresholds,
+        })
+    }
 }
 
 /// Narrow the report (the collection and the summary stay whole).

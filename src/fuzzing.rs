@@ -6,36 +6,47 @@
 //! allocate without bound; errors are fine.
 
 use crate::collect::{kernel, owners, proc_net, sock_diag, tasks};
-use crate::diagnose::Thresholds;
-use crate::render;
-use crate::report::Report;
+use crate::diagnose::{Thresholds, Window};
+use crate::render::{self, Format};
+use crate::report::{Labelled, Report};
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 
-/// A `--from` file: load it, diagnose it (alone and as a two-sample trend),
-/// and render the report every way connleak can.
+/// A `--from` file: load it, diagnose it (alone and as the second sample of
+/// a window), and render the reports every way connleak can.
 pub fn snapshot(bytes: &[u8]) {
     let Ok(snapshot) = Snapshot::from_json(bytes) else {
         return;
     };
     let thresholds = Thresholds::default();
-    let report = Report::build(&snapshot, thresholds);
-    let samples = [snapshot.clone(), snapshot];
-    let reports = samples
-        .iter()
-        .map(|s| Report::build(s, thresholds))
-        .collect();
-    let trend = crate::trend::apply(&samples, reports);
+    let mut window = Window::keeping(2);
+    let alone = Report::build_in(&snapshot, thresholds, &window);
+    alone.record(&snapshot, &mut window);
+    let trend = Report::build_in(&snapshot, thresholds, &window);
+    let style = render::table::Style {
+        color: true,
+        width: 80,
+        live: true,
+    };
+    let formats = [
+        Format::Table(style),
+        Format::Json { namespaces: false },
+        Format::Json { namespaces: true },
+        Format::Prometheus,
+        Format::Check {
+            thresholds,
+            verbose: true,
+        },
+    ];
     let mut out = Vec::new();
-    for r in std::iter::once(&report).chain(trend.as_ref()) {
-        let style = render::table::Style {
-            color: true,
-            width: 80,
-        };
-        let _ = render::table::write(&mut out, r, style);
-        let _ = render::json(&mut out, r);
-        let _ = render::prometheus::write(&mut out, &[(Some("ns".into()), r)]);
-        let _ = render::check::write(&mut out, std::slice::from_ref(r), thresholds, true);
+    for report in [&alone, &trend] {
+        let labelled = [Labelled {
+            label: Some("ns"),
+            report,
+        }];
+        for format in formats {
+            let _ = render::write(&mut out, format, &labelled);
+        }
     }
 }
 

@@ -17,9 +17,10 @@ pub mod collect;
 pub mod diagnose;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod pipeline;
+pub mod plan;
 pub mod render;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
-pub mod trend;
 pub mod watch;

@@ -2,12 +2,11 @@
 
 use anyhow::{Context, bail};
 use connleak::cli::{self, Cli, ColorChoice, Command};
-use connleak::collect::{self, netns};
 use connleak::diagnose::Thresholds;
-use connleak::render::{self, escape::escape, table::Style};
-use connleak::report::{Filter, Report, Status};
-use connleak::snapshot::Snapshot;
-use connleak::trend;
+use connleak::pipeline::{Pipeline, Refresh};
+use connleak::plan::Plan;
+use connleak::render::{self, Format, escape::escape, table::Style};
+use connleak::report::worst;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -103,70 +102,72 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Watch) => return watch(cli),
         _ => {}
     }
-    let thresholds = Thresholds::from_config(cli.config.as_deref())?.overridden_by(&cli.thresholds);
-    let snapshots = gather(cli)?;
+    let plan = cli.plan()?;
+    let format = format(cli, plan.thresholds);
+    let mut pipeline = Pipeline::new(plan);
+    let refresh = pipeline.run()?;
+    say_skipped(&refresh);
     if let Some(path) = &cli.save {
-        let [(_, snapshot)] = snapshots.as_slice() else {
+        let [one] = refresh.namespaces.as_slice() else {
             bail!(
                 "--save writes one namespace's snapshot; use --netns NAME instead of --all-netns"
             );
         };
-        let last = snapshot.last().context("no snapshot was taken")?;
-        let bytes = serde_json::to_vec(last)?;
+        let bytes = serde_json::to_vec(&one.snapshot)?;
         write_atomically(path, &bytes)
             .with_context(|| format!("saving the snapshot to {}", path.display()))?;
     }
-    let reports = diagnose_all(cli, &snapshots, thresholds);
-    let worst = reports
-        .iter()
-        .map(|(_, r)| r.status)
-        .max()
-        .unwrap_or(Status::Ok);
-    let code = if let Some(Command::Check { verbose }) = cli.command {
-        let only: Vec<Report> = reports.into_iter().map(|(_, r)| r).collect();
-        render::check::write(&mut out, &only, thresholds, verbose)?;
-        render::check::exit_code(worst)
-    } else {
-        render_report(cli, &reports, worst, &mut out)?;
-        0
-    };
+    let reports = refresh.labelled();
+    render::write(&mut out, format, &reports)?;
     emit(cli.output.as_deref(), &out)?;
-    Ok(ExitCode::from(code))
+    Ok(match format {
+        Format::Check { .. } => ExitCode::from(render::check::exit_code(worst(&reports))),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
-/// One report per namespace: each sample diagnosed and narrowed by the
-/// filters, then the trend over the samples added to the last.
-fn diagnose_all(
-    cli: &Cli,
-    snapshots: &[(Option<String>, Vec<Snapshot>)],
-    thresholds: Thresholds,
-) -> Vec<(Option<String>, Report)> {
-    let filter = Filter {
-        pids: cli.filter.pid.clone(),
-        ports: cli.filter.port.clone(),
-        states: cli.filter.state.clone(),
-    };
-    snapshots
-        .iter()
-        .filter_map(|(label, samples)| {
-            let per_sample = samples
-                .iter()
-                .map(|s| {
-                    let mut r = Report::build(s, thresholds);
-                    r.narrow(&filter);
-                    r
-                })
-                .collect();
-            Some((label.clone(), trend::apply(samples, per_sample)?))
+/// The output format, chosen once from the arguments.
+fn format(cli: &Cli, thresholds: Thresholds) -> Format {
+    if let Some(Command::Check { verbose }) = cli.command {
+        Format::Check {
+            thresholds,
+            verbose,
+        }
+    } else if cli.prometheus {
+        Format::Prometheus
+    } else if cli.json {
+        Format::Json {
+            namespaces: cli.all_netns,
+        }
+    } else {
+        Format::Table(Style {
+            color: cli.output.is_none() && color(cli),
+            width: terminal_width().unwrap_or(80),
+            live: false,
         })
-        .collect()
+    }
 }
 
-/// `connleak watch`: collect, diagnose, draw, wait for a key or the next refresh.
+/// With --all-netns, a namespace that vanished meanwhile is skipped, said on stderr.
+fn say_skipped(refresh: &Refresh) {
+    for (label, e) in &refresh.skipped {
+        eprintln!(
+            "connleak: skipped namespace {}: {}",
+            escape(label),
+            escape(&e.to_string())
+        );
+    }
+}
+
+/// `connleak watch`: refresh, draw, wait for a key or the next refresh.
 fn watch(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let thresholds = Thresholds::from_config(cli.config.as_deref())?.overridden_by(&cli.thresholds);
+    let plan = Plan {
+        samples: connleak::watch::WINDOW,
+        ..cli.plan()?
+    };
+    let interval = plan.interval.max(std::time::Duration::from_millis(500));
     let screen = connleak::watch::Screen::take()?;
-    let interval = std::time::Duration::from_secs_f64(cli.interval.max(0.5));
+    let mut pipeline = Pipeline::new(plan);
     for refresh in 1u64.. {
         let (cols, rows) = rustix::termios::tcgetwinsize(io::stdout()).map_or((80, 24), |w| {
             (w.ws_col.max(40), usize::from(w.ws_row.max(5)))
@@ -176,122 +177,28 @@ fn watch(cli: &Cli) -> anyhow::Result<ExitCode> {
             interval.as_secs_f64()
         )
         .into_bytes();
-        let cli_once = Cli {
-            samples: 1,
-            ..cli.clone()
-        };
-        match gather(&cli_once) {
-            Ok(snapshots) => {
-                let reports = diagnose_all(&cli_once, &snapshots, thresholds);
+        let footer = match pipeline.refresh() {
+            Ok(found) => {
                 let style = Style {
                     color: color(cli),
                     width: cols,
+                    live: true,
                 };
-                draw(&mut text, &reports, style)?;
+                render::table::write_all(&mut text, &found.labelled(), style)?;
+                render::table::footer(&found.labelled(), interval)
             }
-            Err(e) => writeln!(text, "connleak: error: {}", escape(&one_line(&e)))?,
-        }
-        screen.show(&String::from_utf8_lossy(&text), rows)?;
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                writeln!(text, "connleak: error: {}", escape(&one_line(&e)))?;
+                render::table::footer(&[], interval)
+            }
+        };
+        screen.show(&String::from_utf8_lossy(&text), &footer, rows)?;
         if screen.wait_for_quit(interval)? {
             break;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Takes `--samples` snapshots, `--interval` apart.
-fn sample(cli: &Cli) -> anyhow::Result<Vec<Snapshot>> {
-    let mut samples = Vec::new();
-    for i in 0..cli.samples {
-        if i > 0 {
-            std::thread::sleep(std::time::Duration::from_secs_f64(cli.interval.max(0.0)));
-        }
-        samples.push(collect::collect(cli.source).context("collecting the socket table")?);
-    }
-    Ok(samples)
-}
-
-/// The snapshots to diagnose (one or more samples), each with the namespace
-/// label its report gets (none for the current namespace or a saved snapshot).
-fn gather(cli: &Cli) -> anyhow::Result<Vec<(Option<String>, Vec<Snapshot>)>> {
-    if let Some(path) = &cli.from {
-        return Ok(vec![(None, vec![Snapshot::load(path)?])]);
-    }
-    let targets = if cli.all_netns {
-        netns::all()
-    } else if let Some(name) = &cli.netns {
-        vec![netns::Target::Named(name.clone())]
-    } else if let Some(pid) = cli.netns_pid {
-        vec![netns::Target::OfPid(pid)]
-    } else {
-        return Ok(vec![(None, sample(cli)?)]);
-    };
-    let mut snapshots = Vec::new();
-    for target in targets {
-        let label = target.label();
-        // setns moves one thread: a fresh one enters, collects, and ends.
-        let collected = std::thread::scope(|s| {
-            s.spawn(|| -> anyhow::Result<Vec<Snapshot>> {
-                netns::enter(&target)?;
-                sample(cli)
-            })
-            .join()
-        })
-        .map_err(|_| anyhow::anyhow!("collection in namespace {label} panicked"))?;
-        match collected {
-            Ok(s) => snapshots.push((Some(label), s)),
-            // With --all-netns a namespace that vanished meanwhile is skipped, said on stderr.
-            Err(e) if cli.all_netns => eprintln!(
-                "connleak: skipped namespace {}: {}",
-                escape(&label),
-                escape(&one_line(&e))
-            ),
-            Err(e) => return Err(e.context(format!("in network namespace {label}"))),
-        }
-    }
-    if snapshots.is_empty() {
-        bail!("no network namespace could be read");
-    }
-    Ok(snapshots)
-}
-
-fn render_report(
-    cli: &Cli,
-    reports: &[(Option<String>, Report)],
-    worst: Status,
-    out: &mut Vec<u8>,
-) -> anyhow::Result<()> {
-    if cli.prometheus {
-        let labelled: Vec<(Option<String>, &Report)> =
-            reports.iter().map(|(l, r)| (l.clone(), r)).collect();
-        render::prometheus::write(out, &labelled)?;
-    } else if cli.json {
-        match reports {
-            [(_, one)] if !cli.all_netns => render::json(out, one)?,
-            many => render::json_all(out, worst, &many.iter().map(|(_, r)| r).collect::<Vec<_>>())?,
-        }
-    } else {
-        let style = Style {
-            color: cli.output.is_none() && color(cli),
-            width: terminal_width().unwrap_or(80),
-        };
-        draw(out, reports, style)?;
-    }
-    Ok(())
-}
-
-/// The human report of each namespace, headed by its name when there are several.
-fn draw(out: &mut Vec<u8>, reports: &[(Option<String>, Report)], style: Style) -> io::Result<()> {
-    for (i, (label, r)) in reports.iter().enumerate() {
-        if let Some(label) = label.as_deref().filter(|_| reports.len() > 1) {
-            if i > 0 {
-                writeln!(out)?;
-            }
-            writeln!(out, "=== network namespace {} ===", escape(label))?;
-        }
-        render::table::write(out, r, style)?;
-    }
-    Ok(())
 }
 
 /// Whether to colour: --color, else a terminal without NO_COLOR.

@@ -3,7 +3,9 @@
 //! never renamed or removed. Every renderer (table, JSON) works from this one
 //! value, built without reading the clock or the system.
 
-use crate::diagnose::{Finding, Index, Severity, Thresholds, diagnose_indexed};
+use crate::diagnose::{
+    Finding, Index, Severity, Span, Thresholds, Trend, Window, diagnose_indexed,
+};
 use crate::snapshot::{Netns, Snapshot, SocketSource, Unreadable};
 use crate::tcp::TcpState;
 use serde::Serialize;
@@ -37,7 +39,7 @@ pub struct Report {
     pub unreadable: Unreadable,
     /// The sample window, when several samples were taken.
     #[serde(rename = "trend", skip_serializing_if = "Option::is_none")]
-    pub window: Option<crate::trend::Window>,
+    pub window: Option<Span>,
     /// The namespace's kernel counters, for the Prometheus renderer (not in the JSON).
     #[serde(skip)]
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
@@ -62,12 +64,21 @@ pub struct ProcessReport {
     /// Soft RLIMIT_NOFILE; `null` when unlimited or unreadable.
     pub fd_limit: Option<u64>,
     pub threads: Option<u32>,
+    /// Its socket count over the sample window, when several samples were taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
 }
 
 impl Report {
+    /// The report of a single sample.
     pub fn build(snapshot: &Snapshot, thresholds: Thresholds) -> Report {
+        Report::build_in(snapshot, thresholds, &Window::default())
+    }
+
+    /// The report of `snapshot`, the newest sample of `window`.
+    pub fn build_in(snapshot: &Snapshot, thresholds: Thresholds, window: &Window) -> Report {
         let index = Index::new(snapshot);
-        let findings = diagnose_indexed(snapshot, &index, thresholds);
+        let findings = diagnose_indexed(snapshot, &index, thresholds, window);
         let status = status_of(&findings);
         let states: BTreeMap<TcpState, u64> = TcpState::ALL
             .into_iter()
@@ -79,6 +90,7 @@ impl Report {
             .iter()
             .map(|p| {
                 let states = index.states_of(p.pid);
+                let trend = window.process_trend(p.pid, states.values().sum());
                 ProcessReport {
                     pid: p.pid,
                     comm: p.comm.clone(),
@@ -88,6 +100,7 @@ impl Report {
                     fds: p.fds,
                     fd_limit: p.fd_soft_limit,
                     threads: p.threads,
+                    trend,
                 }
             })
             .collect();
@@ -119,9 +132,26 @@ impl Report {
             findings,
             unreadable: snapshot.unreadable.clone(),
             counters: snapshot.kernel.counters.clone(),
-            window: None,
+            window: window.span(snapshot),
         }
     }
+}
+
+/// A namespace's report with the label it is shown under (`None`: the
+/// current namespace or a saved snapshot): what every renderer takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Labelled<'a> {
+    pub label: Option<&'a str>,
+    pub report: &'a Report,
+}
+
+/// The worst status of several reports.
+pub fn worst(reports: &[Labelled]) -> Status {
+    reports
+        .iter()
+        .map(|l| l.report.status)
+        .max()
+        .unwrap_or(Status::Ok)
 }
 
 /// What to narrow a report to; empty lists keep everything.
@@ -157,12 +187,16 @@ impl Report {
             pid_ok(x.pid) && port_ok && state_ok
         });
         self.processes.retain(|p| pid_ok(Some(p.pid)));
-        self.refresh_status();
+        self.status = status_of(&self.findings);
     }
 
-    /// Recomputes the status after findings changed.
-    pub fn refresh_status(&mut self) {
-        self.status = status_of(&self.findings);
+    /// Remembers this report's sample in `window`, for the next sample's trend.
+    pub fn record(&self, snapshot: &Snapshot, window: &mut Window) {
+        let totals = self
+            .processes
+            .iter()
+            .map(|p| (p.pid, p.states.values().sum()));
+        window.record(snapshot, &self.findings, totals);
     }
 }
 

@@ -9,6 +9,9 @@ use rustix::termios::{LocalModes, OptionalActions, Termios, tcgetattr, tcsetattr
 use std::io::{self, IsTerminal, Read, Write};
 use std::time::Duration;
 
+/// How many refreshes the live view's trends and sparklines span.
+pub const WINDOW: u32 = 12;
+
 /// Keys that end the view: q, Q, Ctrl-C, Ctrl-D.
 const QUIT: &[u8] = b"qQ\x03\x04";
 
@@ -36,14 +39,18 @@ impl Screen {
         Ok(Screen { saved })
     }
 
-    /// Replaces the screen's contents with `text`, cut to `rows` lines.
-    pub fn show(&self, text: &str, rows: usize) -> io::Result<()> {
+    /// Replaces the screen's contents with `text`, cut to fit `rows` lines
+    /// with `footer` on the last one.
+    pub fn show(&self, text: &str, footer: &str, rows: usize) -> io::Result<()> {
         let mut out = io::stdout().lock();
         out.write_all(b"\x1b[H\x1b[2J")?;
-        for line in text.lines().take(rows.saturating_sub(1)) {
+        let body = rows.saturating_sub(2);
+        for line in text.lines().take(body) {
             out.write_all(line.as_bytes())?;
             out.write_all(b"\r\n")?;
         }
+        // The footer on the bottom line, however long the body.
+        write!(out, "\x1b[{rows};1H{footer}")?;
         out.flush()
     }
 

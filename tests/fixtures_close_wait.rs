@@ -29,6 +29,7 @@ fn table(report: &Report) -> String {
         Style {
             color: false,
             width: 80,
+            live: false,
         },
     )
     .unwrap();

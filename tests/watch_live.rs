@@ -27,10 +27,35 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// Whether tmux is there; a SKIP line when not.
+fn have_tmux(test: &str) -> bool {
+    let there = Command::new("tmux").arg("-V").output().is_ok();
+    if !there {
+        say(&format!("SKIP {test}: needs tmux"));
+    }
+    there
+}
+
+/// Starts `script` in a detached tmux session of `cols` x 40; returns its name.
+fn start(lab: &Lab, cols: u16, script: &str) -> String {
+    let session = format!("connleak-{}", lab.ns);
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        &cols.to_string(),
+        "-y",
+        "40",
+        script,
+    ]);
+    session
+}
+
 #[test]
 fn watch_starts_refreshes_and_quits_cleanly() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        say("SKIP watch_starts_refreshes_and_quits_cleanly: needs tmux");
+    if !have_tmux("watch_starts_refreshes_and_quits_cleanly") {
         return;
     }
     let Some(mut lab) = Lab::new("watch") else {
@@ -45,18 +70,7 @@ fn watch_starts_refreshes_and_quits_cleanly() {
          --close-wait-min-age 0; echo $? > {d}/rc; stty -g > {d}/after; sleep 60",
         ns = lab.ns
     );
-    let session = format!("connleak-{}", lab.ns);
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "40",
-        &script,
-    ]);
+    let session = start(&lab, 100, &script);
     let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
     wait_for("the first screen", || screen().contains("close_wait_leak"));
     wait_for("a refresh", || screen().contains("refresh #2"));
@@ -70,4 +84,55 @@ fn watch_starts_refreshes_and_quits_cleanly() {
     tmux(&["kill-session", "-t", &session]);
     assert_eq!(rc.trim(), "0");
     assert_eq!(before, after, "terminal settings restored");
+}
+
+/// A leak that grows while the view is open shows its growth, its sparkline
+/// and the process's trend within three refreshes; the footer says when the
+/// last collection was.
+#[test]
+fn watch_shows_a_growing_leak_growing() {
+    if !have_tmux("watch_shows_a_growing_leak_growing") {
+        return;
+    }
+    let Some(mut lab) = Lab::new("watchgrow") else {
+        return;
+    };
+    lab.spawn("leak_server", &["--port", "7001"]);
+    lab.spawn(
+        "churn",
+        &[
+            "--port", "7001", "--n", "0", "--wait", "0.1", "--kind", "send",
+        ],
+    );
+    let script = format!(
+        "ip netns exec {ns} {CONNLEAK} watch --interval 1 --close-wait-min-age 0; sleep 60",
+        ns = lab.ns
+    );
+    let session = start(&lab, 120, &script);
+    let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
+    let grown = |s: &str| s.contains("trend: ") && s.contains("/min over the last");
+    wait_for("a trend line", || grown(&screen()));
+    let shown = screen();
+    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux(&["kill-session", "-t", &session]);
+    let refresh: u32 = shown
+        .split("refresh #")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        refresh <= 3,
+        "growth shown only at refresh #{refresh}:\n{shown}"
+    );
+    let line = shown
+        .lines()
+        .find(|l| l.contains("trend: "))
+        .unwrap_or_default();
+    assert!(
+        line.chars().any(|c| ('▁'..='█').contains(&c)) && line.contains('+'),
+        "a sparkline and a positive rate: {line}\n{shown}"
+    );
+    assert!(shown.contains("SOCKETS TREND"), "{shown}");
+    assert!(shown.contains("collected 20"), "footer: {shown}");
 }

@@ -19,9 +19,11 @@ mod server_close;
 mod stalled_close;
 mod syn_backlog;
 mod thresholds;
+mod window;
 mod worker_pool;
 
 pub use index::Index;
+pub use window::{Span, Trend, Window};
 
 use crate::snapshot::{Process, Snapshot, Socket};
 use crate::tcp::TcpState;
@@ -44,6 +46,14 @@ impl Severity {
             Severity::Critical => "CRITICAL",
         }
     }
+
+    /// One step worse, for a count that grows at every sample.
+    pub fn raised(self) -> Severity {
+        match self {
+            Severity::Info => Severity::Warning,
+            _ => Severity::Critical,
+        }
+    }
 }
 
 /// Which end of the connections a finding is about.
@@ -57,7 +67,7 @@ pub enum ConnSide {
 }
 
 /// One diagnosed cause: the JSON contract's `findings[]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub kind: String,
     pub severity: Severity,
@@ -84,7 +94,7 @@ pub struct Finding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub growth_per_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trend: Option<crate::trend::FindingTrend>,
+    pub trend: Option<Trend>,
     /// Indexes (into the snapshot's sockets) of the sockets this finding
     /// explains; a warning claims them from less specific rules.
     #[serde(skip)]
@@ -124,7 +134,7 @@ impl Finding {
     }
 }
 
-pub use thresholds::{CONFIG_PATH, ThresholdArgs, Thresholds};
+pub use thresholds::{CONFIG_PATH, ConfigError, ThresholdArgs, Thresholds};
 
 /// What a rule sees.
 pub struct Context<'a> {
@@ -183,16 +193,23 @@ pub fn rule(kind: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.kind == kind)
 }
 
-/// Runs every rule; findings come worst first, then largest first.
+/// Runs every rule on a single sample; findings come worst first, then largest first.
 pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
-    diagnose_indexed(snapshot, &Index::new(snapshot), thresholds)
+    diagnose_indexed(
+        snapshot,
+        &Index::new(snapshot),
+        thresholds,
+        &Window::default(),
+    )
 }
 
-/// [`diagnose`] with an index the caller built (and uses for more than this).
+/// [`diagnose`] with an index the caller built (and uses for more than this),
+/// and the window of earlier samples that gives each finding its trend.
 pub fn diagnose_indexed<'a>(
     snapshot: &'a Snapshot,
     index: &'a Index<'a>,
     thresholds: Thresholds,
+    window: &Window,
 ) -> Vec<Finding> {
     let mut cx = Context {
         snapshot,
@@ -212,12 +229,13 @@ pub fn diagnose_indexed<'a>(
         }
         findings.extend(found);
     }
+    window.apply(snapshot, &mut findings);
     order(&mut findings);
     findings
 }
 
 /// Worst first, then largest first.
-pub fn order(findings: &mut [Finding]) {
+fn order(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

@@ -4,7 +4,7 @@
 
 use super::escape::escape;
 use crate::diagnose::{Severity, Thresholds};
-use crate::report::{Report, Status};
+use crate::report::{Labelled, Status, worst};
 use crate::tcp::TcpState;
 use std::io::{self, Write};
 
@@ -22,11 +22,12 @@ pub fn exit_code(s: Status) -> u8 {
 
 pub fn write(
     out: &mut impl Write,
-    reports: &[Report],
+    labelled: &[Labelled],
     t: Thresholds,
     verbose: bool,
 ) -> io::Result<()> {
-    let status = reports.iter().map(|r| r.status).max().unwrap_or(Status::Ok);
+    let status = worst(labelled);
+    let reports: Vec<_> = labelled.iter().map(|l| l.report).collect();
     let word = match status {
         Status::Ok => "OK",
         Status::Warning => "WARNING",

@@ -5,7 +5,7 @@
 //! collection went. Label values are escaped as the format requires; process
 //! names are untrusted.
 
-use crate::report::Report;
+use crate::report::Labelled;
 use crate::snapshot::WATCHED_COUNTERS;
 use crate::tcp::TcpState;
 use std::fmt::Write as _;
@@ -37,7 +37,7 @@ struct Family {
 }
 
 /// Writes the reports (one per network namespace) as one exposition.
-pub fn write(out: &mut impl Write, reports: &[(Option<String>, &Report)]) -> io::Result<()> {
+pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
     let fam = |name, help, kind| Family {
         name,
         help,
@@ -102,8 +102,12 @@ pub fn write(out: &mut impl Write, reports: &[(Option<String>, &Report)]) -> io:
             "gauge",
         ),
     ];
-    for (ns, r) in reports {
-        let ns_label = ns.as_deref().map(|n| format!("netns=\"{}\"", label(n)));
+    for &Labelled {
+        label: ns,
+        report: r,
+    } in reports
+    {
+        let ns_label = ns.map(|n| format!("netns=\"{}\"", label(n)));
         let labels = |extra: &str| -> String {
             let parts: Vec<&str> = ns_label
                 .iter()

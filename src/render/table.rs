@@ -4,8 +4,9 @@
 //! string from outside escaped.
 
 use super::escape::escape;
+use super::text::{per_minute, plural, sparkline};
 use crate::diagnose::{Finding, Severity};
-use crate::report::{ProcessReport, Report, Status};
+use crate::report::{Labelled, Report, Status};
 use crate::snapshot::SocketSource;
 use crate::tcp::TcpState;
 use comfy_table::{
@@ -26,6 +27,8 @@ const MAX_PROCESS_ROWS: usize = 20;
 pub struct Style {
     pub color: bool,
     pub width: u16,
+    /// The live view (`watch`): a trend line under each finding that has one.
+    pub live: bool,
 }
 
 impl Style {
@@ -55,6 +58,21 @@ impl Style {
     }
 }
 
+/// The human report of each namespace, headed by its name when there are several.
+pub fn write_all(out: &mut impl Write, reports: &[Labelled], style: Style) -> io::Result<()> {
+    for (i, l) in reports.iter().enumerate() {
+        if let Some(label) = l.label.filter(|_| reports.len() > 1) {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            writeln!(out, "=== network namespace {} ===", escape(label))?;
+        }
+        write(out, l.report, style)?;
+    }
+    Ok(())
+}
+
+/// The human report of one namespace.
 pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
     let width = usize::from(style.width.max(40));
     let worth = r
@@ -102,7 +120,7 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
         write_finding(out, f, style, width)?;
     }
 
-    write_processes(out, &r.processes, width)?;
+    write_processes(out, r, width)?;
     writeln!(out)?;
     let states: Vec<String> = r
         .summary
@@ -130,12 +148,22 @@ fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) 
         .split_first()
         .map_or(("", &[][..]), |(h, r)| (h.as_str(), r));
     let head = format!(
-        "{} {}: {}",
+        "{} {}{}: {}",
         style.severity(f.severity),
         f.kind,
+        if is_new(f) { " (new)" } else { "" },
         escape(head)
     );
     wrap(out, &head, "", "    ", width)?;
+    if let (true, Some(t), Some(g)) = (style.live, &f.trend, f.growth_per_s) {
+        let line = format!(
+            "{} {} over the last {} refreshes",
+            sparkline(&t.counts),
+            per_minute(g),
+            t.counts.len()
+        );
+        wrap(out, &line, "  trend: ", "    ", width)?;
+    }
     for e in rest {
         wrap(out, &escape(e), "  - ", "    ", width)?;
     }
@@ -143,31 +171,44 @@ fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) 
     writeln!(out)
 }
 
-fn write_processes(out: &mut impl Write, procs: &[ProcessReport], width: usize) -> io::Result<()> {
+/// A finding that the sample before this one did not have.
+fn is_new(f: &Finding) -> bool {
+    f.trend
+        .as_ref()
+        .is_some_and(|t| t.counts.len() > 1 && t.counts[t.counts.len() - 2] == 0)
+}
+
+fn write_processes(out: &mut impl Write, r: &Report, width: usize) -> io::Result<()> {
+    let procs = &r.processes;
     if procs.is_empty() {
         return writeln!(out, "No process we could read holds a TCP socket.");
+    }
+    let seconds = r.window.as_ref().map(|w| w.seconds);
+    let mut header = vec![
+        "PID",
+        "PROCESS",
+        "LISTEN",
+        "ESTAB",
+        "CLOSE_WAIT",
+        "OTHER",
+        "FDS",
+        "LIMIT",
+        "THR",
+    ];
+    if seconds.is_some() {
+        header.push("SOCKETS TREND");
     }
     let mut t = Table::new();
     t.load_style(PLAIN)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(u16::try_from(width).unwrap_or(u16::MAX))
-        .set_header([
-            "PID",
-            "PROCESS",
-            "LISTEN",
-            "ESTAB",
-            "CLOSE_WAIT",
-            "OTHER",
-            "FDS",
-            "LIMIT",
-            "THR",
-        ]);
+        .set_header(header);
     let dash = || "-".to_string();
     for p in procs.iter().take(MAX_PROCESS_ROWS) {
         let n = |st| p.states.get(&st).copied().unwrap_or(0);
         let named = n(TcpState::Listen) + n(TcpState::Established) + n(TcpState::CloseWait);
         let other = p.states.values().sum::<u64>() - named;
-        t.add_row([
+        let mut row = vec![
             p.pid.to_string(),
             escape(&p.comm).into_owned(),
             n(TcpState::Listen).to_string(),
@@ -177,7 +218,11 @@ fn write_processes(out: &mut impl Write, procs: &[ProcessReport], width: usize) 
             p.fds.to_string(),
             p.fd_limit.map_or_else(dash, |l| l.to_string()),
             p.threads.map_or_else(dash, |n| n.to_string()),
-        ]);
+        ];
+        if let (Some(secs), Some(trend)) = (seconds, &p.trend) {
+            row.push(process_trend(&trend.counts, secs));
+        }
+        t.add_row(row);
     }
     for i in [0, 2, 3, 4, 5, 6, 7, 8] {
         if let Some(c) = t.column_mut(i) {
@@ -194,6 +239,29 @@ fn write_processes(out: &mut impl Write, procs: &[ProcessReport], width: usize) 
         )?;
     }
     Ok(())
+}
+
+/// A process's socket count over the window: `▁▃▅█ +12/min`.
+fn process_trend(counts: &[u64], seconds: f64) -> String {
+    let (first, last) = (
+        counts.first().copied().unwrap_or(0),
+        counts.last().copied().unwrap_or(0),
+    );
+    let per_s = (last as f64 - first as f64) / seconds.max(0.001);
+    format!("{} {}", sparkline(counts), per_minute(per_s))
+}
+
+/// The live view's last line: when it was collected, how often it refreshes.
+pub fn footer(reports: &[Labelled], interval: std::time::Duration) -> String {
+    let last = reports.iter().map(|l| l.report).max_by_key(|r| &r.taken_at);
+    let when = last.map_or_else(
+        || "nothing collected".to_string(),
+        |r| format!("collected {} in {} ms", r.taken_at, r.duration_ms),
+    );
+    format!(
+        "refresh every {:.1} s; {when}; q or Ctrl-C quits",
+        interval.as_secs_f64()
+    )
 }
 
 fn write_unreadable(out: &mut impl Write, r: &Report, width: usize) -> io::Result<()> {
@@ -218,14 +286,6 @@ fn write_unreadable(out: &mut impl Write, r: &Report, width: usize) -> io::Resul
         wrap(out, &line, "", "  ", width)?;
     }
     Ok(())
-}
-
-fn plural(n: u64, word: &str) -> String {
-    match (n, word.ends_with('s')) {
-        (1, _) => format!("1 {word}"),
-        (_, true) => format!("{n} {word}es"),
-        (_, false) => format!("{n} {word}s"),
-    }
 }
 
 /// Writes `text` word-wrapped to `width`, the first line after `first`, the
@@ -274,12 +334,5 @@ mod tests {
             "  - one two three\n    four five six\n    seven eight nine\n    ten\n"
         );
         assert!(s.lines().all(|l| l.chars().count() <= 20));
-    }
-
-    #[test]
-    fn plurals() {
-        assert_eq!(plural(1, "process"), "1 process");
-        assert_eq!(plural(3, "process"), "3 processes");
-        assert_eq!(plural(0, "problem"), "0 problems");
     }
 }

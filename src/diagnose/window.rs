@@ -1,0 +1,245 @@
+//! The sample window: what earlier samples of the same namespace said, so
+//! that a leak is told from a busy but healthy server by its growth.
+//!
+//! Like a monitor's model that is made from the current sample and the
+//! previous one, the diagnosis of a sample reads the window of the samples
+//! before it: each finding gets its count in every sample, its growth per
+//! second and whether it grew at every step, and steady growth raises its
+//! severity one step. A sampled run (`--samples N`) and `watch` feed the same
+//! window, one sample at a time.
+//!
+//! The window keeps per-sample summaries (finding counts, per-process socket
+//! counts, the watched kernel counters) and one map of socket cookie → when
+//! that socket was first seen, never whole snapshots: its memory is that of
+//! the sockets alive now, however many samples it spans.
+
+use super::Finding;
+use crate::snapshot::{Snapshot, WATCHED_COUNTERS};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+
+/// How a finding's (or a process's) count moved over the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trend {
+    /// Its count in each sample, oldest first (0 where it was not found).
+    pub counts: Vec<u64>,
+    /// Whether every sample counted more than the one before.
+    pub growing: bool,
+    /// Sockets of the last sample present in every sample (by cookie);
+    /// `null` for a process's trend.
+    pub present_throughout: Option<u64>,
+}
+
+/// The window as the JSON report shows it (`trend`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Span {
+    pub samples: usize,
+    pub seconds: f64,
+    /// How much each counter grew over the window (absent: not readable).
+    pub counter_deltas: BTreeMap<String, i64>,
+}
+
+/// What identifies "the same finding" from one sample to the next.
+type Key = (String, Option<u32>, Option<String>, Option<String>);
+
+fn key(f: &Finding) -> Key {
+    (f.kind.clone(), f.pid, f.local.clone(), f.remote.clone())
+}
+
+/// One earlier sample, summarised.
+#[derive(Debug, Default)]
+struct Past {
+    taken_at_ms: u64,
+    findings: FxHashMap<Key, u64>,
+    processes: FxHashMap<u32, u64>,
+    counters: Vec<Option<i64>>,
+}
+
+/// The samples before the current one, oldest first.
+#[derive(Debug)]
+pub struct Window {
+    /// How many earlier samples to keep (at least one, for a trend).
+    keep: usize,
+    past: VecDeque<Past>,
+    /// Socket cookie → when it was first seen, for the sockets of the latest sample.
+    first_seen: FxHashMap<u64, u64>,
+}
+
+impl Default for Window {
+    /// No earlier sample: a single run has no trend.
+    fn default() -> Self {
+        Window::keeping(usize::MAX)
+    }
+}
+
+impl Window {
+    /// A window that remembers up to `samples` samples, the current one included.
+    pub fn keeping(samples: usize) -> Window {
+        Window {
+            keep: samples.saturating_sub(1).max(1),
+            past: VecDeque::new(),
+            first_seen: FxHashMap::default(),
+        }
+    }
+
+    /// Whether there is an earlier sample to compare with.
+    pub fn is_empty(&self) -> bool {
+        self.past.is_empty()
+    }
+
+    fn oldest_ms(&self) -> Option<u64> {
+        self.past.front().map(|p| p.taken_at_ms)
+    }
+
+    /// Seconds from the oldest sample to `now_ms`.
+    fn seconds_to(&self, now_ms: u64) -> f64 {
+        self.oldest_ms()
+            .map_or(0.0, |old| now_ms.saturating_sub(old) as f64 / 1000.0)
+    }
+
+    /// The window up to `snapshot`, for the report; `None` with no earlier sample.
+    pub fn span(&self, snapshot: &Snapshot) -> Option<Span> {
+        let first = self.past.front()?;
+        let counter_deltas = WATCHED_COUNTERS
+            .iter()
+            .zip(&first.counters)
+            .filter_map(|((g, n), old)| {
+                Some((n.to_string(), snapshot.kernel.counter(g, n)? - (*old)?))
+            })
+            .collect();
+        Some(Span {
+            samples: self.past.len() + 1,
+            seconds: self.seconds_to(snapshot.meta.taken_at_ms),
+            counter_deltas,
+        })
+    }
+
+    /// Adds each finding's trend to the findings of `snapshot`, the newest sample.
+    pub fn apply(&self, snapshot: &Snapshot, findings: &mut [Finding]) {
+        if self.is_empty() {
+            return;
+        }
+        let seconds = self.seconds_to(snapshot.meta.taken_at_ms);
+        let oldest = self.oldest_ms().unwrap_or(0);
+        for f in findings {
+            let k = key(f);
+            let mut counts: Vec<u64> = self
+                .past
+                .iter()
+                .map(|p| p.findings.get(&k).copied().unwrap_or(0))
+                .collect();
+            counts.push(f.count);
+            let (growing, growth) = movement(&counts, seconds);
+            let present = (!f.sockets.is_empty()).then(|| {
+                f.sockets
+                    .iter()
+                    .filter_map(|&i| snapshot.sockets.get(i)?.cookie)
+                    .filter(|c| self.first_seen.get(&c.get()).is_some_and(|&t| t <= oldest))
+                    .count() as u64
+            });
+            f.evidence.push(describe(&counts, growing, growth, seconds));
+            if let Some(p) = present.filter(|&p| p > 0) {
+                f.evidence.push(format!(
+                    "{p} of these sockets were there in every sample: stuck for at least \
+                     {seconds:.0} s"
+                ));
+            }
+            if growing {
+                f.severity = f.severity.raised();
+            }
+            f.growth_per_s = Some((growth * 100.0).round() / 100.0);
+            f.trend = Some(Trend {
+                counts,
+                growing,
+                present_throughout: present,
+            });
+        }
+    }
+
+    /// The trend of process `pid`'s socket count, `total` now.
+    pub fn process_trend(&self, pid: u32, total: u64) -> Option<Trend> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut counts: Vec<u64> = self
+            .past
+            .iter()
+            .map(|p| p.processes.get(&pid).copied().unwrap_or(0))
+            .collect();
+        counts.push(total);
+        let growing = counts.windows(2).all(|w| w[1] > w[0]);
+        Some(Trend {
+            counts,
+            growing,
+            present_throughout: None,
+        })
+    }
+
+    /// Growth per second of a count series over this window ending at `now_ms`.
+    pub fn rate(&self, counts: &[u64], now_ms: u64) -> f64 {
+        movement(counts, self.seconds_to(now_ms)).1
+    }
+
+    /// Remembers `snapshot` and what was found in it, as the newest sample.
+    pub fn record(
+        &mut self,
+        snapshot: &Snapshot,
+        findings: &[Finding],
+        processes: impl Iterator<Item = (u32, u64)>,
+    ) {
+        let now = snapshot.meta.taken_at_ms;
+        let mut past = Past {
+            taken_at_ms: now,
+            processes: processes.collect(),
+            counters: WATCHED_COUNTERS
+                .iter()
+                .map(|(g, n)| snapshot.kernel.counter(g, n))
+                .collect(),
+            ..Past::default()
+        };
+        for f in findings {
+            *past.findings.entry(key(f)).or_default() += f.count;
+        }
+        let first_seen = snapshot
+            .sockets
+            .iter()
+            .filter_map(|s| s.cookie)
+            .map(|c| {
+                let c = c.get();
+                (c, self.first_seen.get(&c).copied().unwrap_or(now))
+            })
+            .collect();
+        self.first_seen = first_seen;
+        self.past.push_back(past);
+        while self.past.len() > self.keep {
+            self.past.pop_front();
+        }
+    }
+}
+
+/// Whether `counts` grew at every step, and by how much per second over `seconds`.
+fn movement(counts: &[u64], seconds: f64) -> (bool, f64) {
+    let growing = counts.len() > 1 && counts.windows(2).all(|w| w[1] > w[0]);
+    let (first, last) = (
+        counts.first().copied().unwrap_or(0),
+        counts.last().copied().unwrap_or(0),
+    );
+    (growing, (last as f64 - first as f64) / seconds.max(0.001))
+}
+
+/// The evidence line of a finding's movement over the window.
+fn describe(counts: &[u64], growing: bool, growth: f64, seconds: f64) -> String {
+    let shown: Vec<String> = counts.iter().map(u64::to_string).collect();
+    let shown = shown.join(" → ");
+    if growing {
+        format!(
+            "grew at every sample over {seconds:.0} s ({shown}): {growth:.1} per second; a leak, \
+             not a burst"
+        )
+    } else if counts.iter().all(|&c| Some(&c) == counts.first()) {
+        format!("flat over {seconds:.0} s ({shown}): not growing now")
+    } else {
+        format!("varied over {seconds:.0} s ({shown})")
+    }
+}

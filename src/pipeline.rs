@@ -1,0 +1,166 @@
+//! The pipeline, as one library call: collect a snapshot of each namespace
+//! the [`Plan`] names, diagnose it against that namespace's sample
+//! [`Window`], narrow it by the filters. A sampled run and the live view are
+//! the same loop — [`Pipeline::refresh`] once per sample — so both show
+//! growth. Nothing here prints, and nothing here knows the command line.
+
+use crate::collect::{self, CollectError, netns};
+use crate::diagnose::Window;
+use crate::plan::{Plan, Scope};
+use crate::report::{Labelled, Report};
+use crate::snapshot::{LoadError, Snapshot};
+use std::collections::BTreeMap;
+
+/// One namespace's newest sample and its report.
+#[derive(Debug)]
+pub struct Diagnosed {
+    /// The namespace's label when the plan names namespaces (`None`: here, or a saved snapshot).
+    pub label: Option<String>,
+    pub snapshot: Snapshot,
+    pub report: Report,
+}
+
+/// What one refresh found.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    pub namespaces: Vec<Diagnosed>,
+    /// Namespaces that could not be read with `--all-netns` (they may have
+    /// gone meanwhile), with the reason; the others are still reported.
+    pub skipped: Vec<(String, PipelineError)>,
+}
+
+impl Refresh {
+    /// The reports with their labels, as the renderers take them.
+    pub fn labelled(&self) -> Vec<Labelled<'_>> {
+        self.namespaces
+            .iter()
+            .map(|d| Labelled {
+                label: d.label.as_deref(),
+                report: &d.report,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("collecting the socket table: {0}")]
+    Collect(#[from] CollectError),
+    #[error(transparent)]
+    Enter(#[from] netns::NetnsError),
+    #[error("in network namespace {label}: {source}")]
+    InNamespace {
+        label: String,
+        source: Box<PipelineError>,
+    },
+    #[error("internal error: collection in namespace {0} panicked")]
+    Panicked(String),
+    #[error("no network namespace could be read")]
+    NoNamespace,
+}
+
+/// A plan being carried out: the windows of earlier samples, per namespace.
+pub struct Pipeline {
+    plan: Plan,
+    windows: BTreeMap<Option<String>, Window>,
+}
+
+impl Pipeline {
+    pub fn new(plan: Plan) -> Pipeline {
+        Pipeline {
+            plan,
+            windows: BTreeMap::new(),
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Takes the plan's samples, `interval` apart, and returns the last
+    /// refresh: its findings carry their trend over the whole window.
+    pub fn run(&mut self) -> Result<Refresh, PipelineError> {
+        let mut last = self.refresh()?;
+        for _ in 1..self.plan.samples {
+            std::thread::sleep(self.plan.interval);
+            last = self.refresh()?;
+        }
+        Ok(last)
+    }
+
+    /// One sample of every namespace of the plan, each diagnosed against its window.
+    pub fn refresh(&mut self) -> Result<Refresh, PipelineError> {
+        let mut refresh = Refresh::default();
+        for target in self.targets() {
+            let label = target.as_ref().map(netns::Target::label);
+            match self.collect(target.as_ref()) {
+                Ok(snapshot) => {
+                    let report = self.diagnose(label.clone(), &snapshot);
+                    refresh.namespaces.push(Diagnosed {
+                        label,
+                        snapshot,
+                        report,
+                    });
+                }
+                Err(e) if self.plan.scope == Scope::AllNetns => {
+                    refresh.skipped.push((label.unwrap_or_default(), e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if refresh.namespaces.is_empty() {
+            return Err(PipelineError::NoNamespace);
+        }
+        Ok(refresh)
+    }
+
+    /// The namespaces to read now (`None`: this one, or the saved snapshot).
+    fn targets(&self) -> Vec<Option<netns::Target>> {
+        match &self.plan.scope {
+            Scope::Here | Scope::Saved(_) => vec![None],
+            Scope::Netns(name) => vec![Some(netns::Target::Named(name.clone()))],
+            Scope::NetnsOfPid(pid) => vec![Some(netns::Target::OfPid(*pid))],
+            Scope::AllNetns => netns::all().into_iter().map(Some).collect(),
+        }
+    }
+
+    fn collect(&self, target: Option<&netns::Target>) -> Result<Snapshot, PipelineError> {
+        if let Scope::Saved(path) = &self.plan.scope {
+            return Ok(Snapshot::load(path)?);
+        }
+        let source = self.plan.source;
+        let Some(target) = target else {
+            return Ok(collect::collect(source)?);
+        };
+        let label = target.label();
+        // setns moves one thread: a fresh one enters, collects, and ends.
+        let collected = std::thread::scope(|s| {
+            s.spawn(|| -> Result<Snapshot, PipelineError> {
+                netns::enter(target)?;
+                Ok(collect::collect(source)?)
+            })
+            .join()
+        })
+        .map_err(|_| PipelineError::Panicked(label.clone()))?;
+        collected.map_err(|e| PipelineError::InNamespace {
+            label,
+            source: Box::new(e),
+        })
+    }
+
+    /// The report of a namespace's newest sample: diagnosed against its
+    /// window, remembered in it, then narrowed by the filters.
+    fn diagnose(&mut self, label: Option<String>, snapshot: &Snapshot) -> Report {
+        let keep = self.plan.samples.max(2) as usize;
+        let window = self
+            .windows
+            .entry(label)
+            .or_insert_with(|| Window::keeping(keep));
+        let mut report = Report::build_in(snapshot, self.plan.thresholds, window);
+        report.record(snapshot, window);
+        report.narrow(&self.plan.filter);
+        report
+    }
+}
