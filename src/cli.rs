@@ -4,9 +4,11 @@
 use crate::collect::SourceChoice;
 use crate::diagnose::{ConfigError, ThresholdArgs, Thresholds};
 use crate::plan::{Plan, Scope};
+use crate::render::{Format, table::Style};
 use crate::report::Filter;
 use crate::tcp::TcpState;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 
 /// Finds TCP connection leaks on this Linux host and says why they happen.
@@ -117,6 +119,56 @@ impl Cli {
             thresholds,
         })
     }
+}
+
+impl Cli {
+    /// The output format, chosen once.
+    pub fn format(&self, thresholds: Thresholds) -> Format {
+        if let Some(Command::Check { verbose }) = self.command {
+            Format::Check {
+                thresholds,
+                verbose,
+            }
+        } else if self.prometheus {
+            Format::Prometheus
+        } else if self.json {
+            Format::Json {
+                namespaces: self.all_netns,
+            }
+        } else {
+            Format::Table(Style {
+                color: self.output.is_none() && self.color(),
+                width: terminal_width().unwrap_or(80),
+                live: false,
+            })
+        }
+    }
+
+    /// Whether to colour: --color, else a terminal without NO_COLOR.
+    pub fn color(&self) -> bool {
+        match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+/// The width to lay the report out in: the terminal on stdout, else
+/// `COLUMNS` (as `ls` reads it), never under 40.
+fn terminal_width() -> Option<u16> {
+    let stdout = io::stdout();
+    let width = if stdout.is_terminal() {
+        rustix::termios::tcgetwinsize(&stdout)
+            .ok()
+            .map(|w| w.ws_col)
+    } else {
+        std::env::var("COLUMNS").ok()?.trim().parse().ok()
+    };
+    width.filter(|&c| c >= 40)
 }
 
 /// Narrow the report (the collection and the summary stay whole).

@@ -1,13 +1,12 @@
 //! The binary: parse arguments, run, map the outcome to an exit code.
 
 use anyhow::{Context, bail};
-use connleak::cli::{self, Cli, ColorChoice, Command};
-use connleak::diagnose::Thresholds;
+use connleak::cli::{self, Cli, Command};
 use connleak::pipeline::{Pipeline, Refresh};
 use connleak::plan::Plan;
-use connleak::render::{self, Format, escape::escape, table::Style};
+use connleak::render::{self, Format, escape::escape};
 use connleak::report::worst;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -103,7 +102,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let plan = cli.plan()?;
-    let format = format(cli, plan.thresholds);
+    let format = cli.format(plan.thresholds);
     let mut pipeline = Pipeline::new(plan);
     let refresh = pipeline.run()?;
     say_skipped(&refresh);
@@ -126,28 +125,6 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The output format, chosen once from the arguments.
-fn format(cli: &Cli, thresholds: Thresholds) -> Format {
-    if let Some(Command::Check { verbose }) = cli.command {
-        Format::Check {
-            thresholds,
-            verbose,
-        }
-    } else if cli.prometheus {
-        Format::Prometheus
-    } else if cli.json {
-        Format::Json {
-            namespaces: cli.all_netns,
-        }
-    } else {
-        Format::Table(Style {
-            color: cli.output.is_none() && color(cli),
-            width: terminal_width().unwrap_or(80),
-            live: false,
-        })
-    }
-}
-
 /// With --all-netns, a namespace that vanished meanwhile is skipped, said on stderr.
 fn say_skipped(refresh: &Refresh) {
     for (label, e) in &refresh.skipped {
@@ -159,57 +136,14 @@ fn say_skipped(refresh: &Refresh) {
     }
 }
 
-/// `connleak watch`: refresh, draw, wait for a key or the next refresh.
+/// `connleak watch`: the live view, over a window of its last refreshes.
 fn watch(cli: &Cli) -> anyhow::Result<ExitCode> {
     let plan = Plan {
         samples: connleak::watch::WINDOW,
         ..cli.plan()?
     };
-    let interval = plan.interval.max(std::time::Duration::from_millis(500));
-    let screen = connleak::watch::Screen::take()?;
-    let mut pipeline = Pipeline::new(plan);
-    for refresh in 1u64.. {
-        let (cols, rows) = rustix::termios::tcgetwinsize(io::stdout()).map_or((80, 24), |w| {
-            (w.ws_col.max(40), usize::from(w.ws_row.max(5)))
-        });
-        let mut text = format!(
-            "connleak watch - refresh #{refresh} every {:.0} s - q or Ctrl-C quits\n\n",
-            interval.as_secs_f64()
-        )
-        .into_bytes();
-        let footer = match pipeline.refresh() {
-            Ok(found) => {
-                let style = Style {
-                    color: color(cli),
-                    width: cols,
-                    live: true,
-                };
-                render::table::write_all(&mut text, &found.labelled(), style)?;
-                render::table::footer(&found.labelled(), interval)
-            }
-            Err(e) => {
-                let e = anyhow::Error::from(e);
-                writeln!(text, "connleak: error: {}", escape(&one_line(&e)))?;
-                render::table::footer(&[], interval)
-            }
-        };
-        screen.show(&String::from_utf8_lossy(&text), &footer, rows)?;
-        if screen.wait_for_quit(interval)? {
-            break;
-        }
-    }
+    connleak::watch::run(Pipeline::new(plan), cli.color())?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether to colour: --color, else a terminal without NO_COLOR.
-fn color(cli: &Cli) -> bool {
-    match cli.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
-    }
 }
 
 /// Sends the output to stdout, or atomically to FILE.
@@ -241,15 +175,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-fn terminal_width() -> Option<u16> {
-    let stdout = io::stdout();
-    if !stdout.is_terminal() {
-        return None;
-    }
-    rustix::termios::tcgetwinsize(&stdout)
-        .ok()
-        .map(|w| w.ws_col)
-        .filter(|&c| c >= 40)
 }

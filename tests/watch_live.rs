@@ -136,3 +136,67 @@ fn watch_shows_a_growing_leak_growing() {
     assert!(shown.contains("SOCKETS TREND"), "{shown}");
     assert!(shown.contains("collected 20"), "footer: {shown}");
 }
+
+/// In a 60-column pane the report and the live view keep every line within
+/// the pane, numbers and headers whole, and the title on screen. Needs tmux
+/// only: it reads a saved snapshot.
+#[test]
+fn sixty_columns_split_no_number() {
+    if !have_tmux("sixty_columns_split_no_number") {
+        return;
+    }
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fd-limit.json");
+    let session = format!("connleak-narrow-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&session);
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join("report");
+    let script = format!(
+        "COLUMNS=60 {CONNLEAK} --from {fixture} --config /dev/null > {r}; \
+         {CONNLEAK} watch --from {fixture} --config /dev/null --interval 1; sleep 60",
+        r = report.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "60",
+        "-y",
+        "40",
+        &script,
+    ]);
+    let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
+    wait_for("the live view", || screen().contains("refresh #2"));
+    let live = screen();
+    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux(&["kill-session", "-t", &session]);
+    let plain = std::fs::read_to_string(&report).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (what, text) in [("report", &plain), ("watch", &live)] {
+        for line in text.lines() {
+            assert!(line.chars().count() <= 60, "{what}: too wide: {line:?}");
+        }
+        let header = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("PID"))
+            .unwrap_or_else(|| panic!("{what}: no process table:\n{text}"));
+        for word in ["PID", "PROCESS", "CLOSE_WAIT", "FDS"] {
+            assert!(
+                header.split_whitespace().any(|w| w == word),
+                "{what}: {header}"
+            );
+        }
+        let row = text
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("PID"))
+            .nth(2)
+            .unwrap();
+        let pid = row.split_whitespace().next().unwrap();
+        assert!(
+            pid.len() >= 3 && pid.chars().all(|c| c.is_ascii_digit()),
+            "{what}: the pid is whole: {row}"
+        );
+    }
+    assert!(live.starts_with("connleak watch - refresh #"), "{live}");
+}

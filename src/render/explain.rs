@@ -43,7 +43,7 @@ pub fn write(out: &mut impl Write, topic: &Topic) -> io::Result<()> {
         }
         Topic::Kind(rule) => {
             writeln!(out, "{}: {}", rule.kind, rule.title)?;
-            return super::table::wrap(out, rule.about, "  ", "  ", 80);
+            return super::text::wrap(out, rule.about, "  ", "  ", 80);
         }
         Topic::State(state) => *state,
     };

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod escape;
 pub mod explain;
+pub mod processes;
 pub mod prometheus;
 pub mod table;
 pub mod text;

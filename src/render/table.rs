@@ -4,24 +4,11 @@
 //! string from outside escaped.
 
 use super::escape::escape;
-use super::text::{per_minute, plural, sparkline};
+use super::text::{per_minute, plural, sparkline, wrap};
 use crate::diagnose::{Finding, Severity};
 use crate::report::{Labelled, Report, Status};
 use crate::snapshot::SocketSource;
-use crate::tcp::TcpState;
-use comfy_table::{
-    CellAlignment, ContentArrangement, ContentLineStyle, LineStyle, Table, TableStyle,
-};
 use std::io::{self, Write};
-
-/// Columns as `ps` prints them: no borders, a dashed line under the header.
-const PLAIN: TableStyle = TableStyle::new()
-    .header_lines(ContentLineStyle::none())
-    .header_separator(LineStyle::none().fill('-').junction(' '))
-    .content_lines(ContentLineStyle::none());
-
-/// How many processes the table shows; `--json` has them all.
-const MAX_PROCESS_ROWS: usize = 20;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
@@ -97,16 +84,16 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
         SocketSource::SockDiag => "sock_diag",
         SocketSource::ProcNet => "/proc/net/tcp (no socket ages)",
     };
-    writeln!(
-        out,
-        "  {} read via {source} in {} ms{}",
+    let read = format!(
+        "{} read via {source} in {} ms{}",
         plural(r.summary.sockets, "TCP socket"),
         r.duration_ms,
         r.kernel
             .as_deref()
             .map(|k| format!("; kernel {}", escape(k)))
             .unwrap_or_default()
-    )?;
+    );
+    wrap(out, &read, "  ", "    ", width)?;
     writeln!(out)?;
 
     if r.findings.is_empty() {
@@ -120,7 +107,7 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
         write_finding(out, f, style, width)?;
     }
 
-    write_processes(out, r, width)?;
+    super::processes::write(out, r, width)?;
     writeln!(out)?;
     let states: Vec<String> = r
         .summary
@@ -178,79 +165,6 @@ fn is_new(f: &Finding) -> bool {
         .is_some_and(|t| t.counts.len() > 1 && t.counts[t.counts.len() - 2] == 0)
 }
 
-fn write_processes(out: &mut impl Write, r: &Report, width: usize) -> io::Result<()> {
-    let procs = &r.processes;
-    if procs.is_empty() {
-        return writeln!(out, "No process we could read holds a TCP socket.");
-    }
-    let seconds = r.window.as_ref().map(|w| w.seconds);
-    let mut header = vec![
-        "PID",
-        "PROCESS",
-        "LISTEN",
-        "ESTAB",
-        "CLOSE_WAIT",
-        "OTHER",
-        "FDS",
-        "LIMIT",
-        "THR",
-    ];
-    if seconds.is_some() {
-        header.push("SOCKETS TREND");
-    }
-    let mut t = Table::new();
-    t.load_style(PLAIN)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(u16::try_from(width).unwrap_or(u16::MAX))
-        .set_header(header);
-    let dash = || "-".to_string();
-    for p in procs.iter().take(MAX_PROCESS_ROWS) {
-        let n = |st| p.states.get(&st).copied().unwrap_or(0);
-        let named = n(TcpState::Listen) + n(TcpState::Established) + n(TcpState::CloseWait);
-        let other = p.states.values().sum::<u64>() - named;
-        let mut row = vec![
-            p.pid.to_string(),
-            escape(&p.comm).into_owned(),
-            n(TcpState::Listen).to_string(),
-            n(TcpState::Established).to_string(),
-            n(TcpState::CloseWait).to_string(),
-            other.to_string(),
-            p.fds.to_string(),
-            p.fd_limit.map_or_else(dash, |l| l.to_string()),
-            p.threads.map_or_else(dash, |n| n.to_string()),
-        ];
-        if let (Some(secs), Some(trend)) = (seconds, &p.trend) {
-            row.push(process_trend(&trend.counts, secs));
-        }
-        t.add_row(row);
-    }
-    for i in [0, 2, 3, 4, 5, 6, 7, 8] {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    writeln!(out, "Processes holding TCP sockets")?;
-    writeln!(out, "{}", t.trim_fmt())?;
-    if procs.len() > MAX_PROCESS_ROWS {
-        writeln!(
-            out,
-            "... and {} more (all of them in --json)",
-            procs.len() - MAX_PROCESS_ROWS
-        )?;
-    }
-    Ok(())
-}
-
-/// A process's socket count over the window: `▁▃▅█ +12/min`.
-fn process_trend(counts: &[u64], seconds: f64) -> String {
-    let (first, last) = (
-        counts.first().copied().unwrap_or(0),
-        counts.last().copied().unwrap_or(0),
-    );
-    let per_s = (last as f64 - first as f64) / seconds.max(0.001);
-    format!("{} {}", sparkline(counts), per_minute(per_s))
-}
-
 /// The live view's last line: when it was collected, how often it refreshes.
 pub fn footer(reports: &[Labelled], interval: std::time::Duration) -> String {
     let last = reports.iter().map(|l| l.report).max_by_key(|r| &r.taken_at);
@@ -286,53 +200,4 @@ fn write_unreadable(out: &mut impl Write, r: &Report, width: usize) -> io::Resul
         wrap(out, &line, "", "  ", width)?;
     }
     Ok(())
-}
-
-/// Writes `text` word-wrapped to `width`, the first line after `first`, the
-/// others after `rest`.
-pub fn wrap(
-    out: &mut impl Write,
-    text: &str,
-    first: &str,
-    rest: &str,
-    width: usize,
-) -> io::Result<()> {
-    let mut line = first.to_string();
-    let mut line_len = first.chars().count();
-    let mut empty = true;
-    for word in text.split_whitespace() {
-        let len = word.chars().count();
-        if !empty && line_len + 1 + len > width {
-            writeln!(out, "{line}")?;
-            line = rest.to_string();
-            line_len = rest.chars().count();
-            empty = true;
-        }
-        if !empty {
-            line.push(' ');
-            line_len += 1;
-        }
-        line.push_str(word);
-        line_len += len;
-        empty = false;
-    }
-    writeln!(out, "{line}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wraps_at_width_with_indent() {
-        let mut out = Vec::new();
-        let text = "one two three four five six seven eight nine ten";
-        assert!(wrap(&mut out, text, "  - ", "    ", 20).is_ok());
-        let s = String::from_utf8(out).unwrap_or_default();
-        assert_eq!(
-            s,
-            "  - one two three\n    four five six\n    seven eight nine\n    ten\n"
-        );
-        assert!(s.lines().all(|l| l.chars().count() <= 20));
-    }
 }

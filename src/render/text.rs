@@ -1,5 +1,98 @@
-//! Small text helpers shared by the renderers: counts with their noun,
-//! sparklines and rates as a person reads them.
+//! Small text helpers shared by the renderers: word wrapping that measures
+//! what a terminal shows (colour sequences take no room), counts with their
+//! noun, sparklines and rates as a person reads them.
+
+use std::io::{self, Write};
+
+/// Columns `text` takes on a terminal: characters, less our own SGR colour
+/// sequences (`ESC [ ... m`). Untrusted text never holds an ESC here: it is
+/// escaped before it is laid out.
+pub fn visible_width(text: &str) -> usize {
+    let mut width = 0;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            width += 1;
+        }
+    }
+    width
+}
+
+/// Writes `text` word-wrapped to `width` columns, the first line after
+/// `first`, the others after `rest`.
+pub fn wrap(
+    out: &mut impl Write,
+    text: &str,
+    first: &str,
+    rest: &str,
+    width: usize,
+) -> io::Result<()> {
+    let mut line = first.to_string();
+    let mut line_len = visible_width(first);
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        let len = visible_width(word);
+        if !empty && line_len + 1 + len > width {
+            writeln!(out, "{line}")?;
+            line = rest.to_string();
+            line_len = visible_width(rest);
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+            line_len += 1;
+        }
+        line.push_str(word);
+        line_len += len;
+        empty = false;
+    }
+    writeln!(out, "{line}")
+}
+
+/// A line cut to `width` terminal columns, colour sequences kept whole (and
+/// closed, if the cut fell inside a coloured span).
+pub fn clip(line: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    if visible_width(line) <= width {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let (mut out, mut used, mut coloured) = (String::new(), 0, false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            coloured = true;
+            out.push(c);
+            for c in chars.by_ref() {
+                out.push(c);
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else if used < width {
+            out.push(c);
+            used += 1;
+        }
+    }
+    if coloured {
+        out.push_str("\x1b[0m");
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `text` cut to `width` columns, with `…` where it was cut.
+pub fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
 
 /// "1 process", "3 processes".
 pub fn plural(n: u64, word: &str) -> String {
@@ -42,6 +135,35 @@ pub fn per_minute(per_s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wraps_at_width_with_indent() {
+        let mut out = Vec::new();
+        let text = "one two three four five six seven eight nine ten";
+        assert!(wrap(&mut out, text, "  - ", "    ", 20).is_ok());
+        let s = String::from_utf8(out).unwrap_or_default();
+        assert_eq!(
+            s,
+            "  - one two three\n    four five six\n    seven eight nine\n    ten\n"
+        );
+        assert!(s.lines().all(|l| l.chars().count() <= 20));
+    }
+
+    #[test]
+    fn colour_takes_no_room() {
+        assert_eq!(visible_width("\x1b[1;33mWARNING\x1b[0m x"), 9);
+        let mut out = Vec::new();
+        let text = "\x1b[1;33mWARNING\x1b[0m one two three";
+        assert!(wrap(&mut out, text, "", "", 21).is_ok());
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(truncate("postgres-writer", 8), "postgre…");
+        assert_eq!(clip("abcdef", 4), "abcd");
+        assert_eq!(
+            clip("\x1b[31mabcdef\x1b[0m", 3),
+            "\x1b[31mabc\x1b[0m\x1b[0m"
+        );
+        assert_eq!(truncate("java", 8), "java");
+    }
 
     #[test]
     fn plurals() {

@@ -1,0 +1,157 @@
+//! The process table of the human report: who holds TCP sockets, in which
+//! states, how close to the fd limit. It fits the terminal without ever
+//! splitting a number or a header: on a narrow one the low-value columns go
+//! first (THR, LIMIT, OTHER), then process names are cut with an ellipsis,
+//! then the trend, LISTEN and ESTAB columns go. PID, PROCESS, CLOSE_WAIT and
+//! FDS always stay.
+
+use super::escape::escape;
+use super::text::{per_minute, sparkline, truncate, visible_width};
+use crate::report::{ProcessReport, Report};
+use crate::tcp::TcpState;
+use comfy_table::{
+    CellAlignment, ContentArrangement, ContentLineStyle, LineStyle, Table, TableStyle,
+};
+use std::io::{self, Write};
+
+/// Columns as `ps` prints them: no borders, a dashed line under the header.
+const PLAIN: TableStyle = TableStyle::new()
+    .header_lines(ContentLineStyle::none())
+    .header_separator(LineStyle::none().fill('-').junction(' '))
+    .content_lines(ContentLineStyle::none());
+
+/// How many processes the table shows; `--json` has them all.
+const MAX_ROWS: usize = 20;
+
+/// The narrowest a process name is cut to before optional columns go.
+const MIN_NAME: usize = 8;
+
+struct Column {
+    header: &'static str,
+    cells: Vec<String>,
+    numeric: bool,
+}
+
+impl Column {
+    /// Its width on screen: the widest cell, one space of padding each side.
+    fn width(&self) -> usize {
+        self.cells
+            .iter()
+            .map(|c| visible_width(c))
+            .chain([self.header.len()])
+            .max()
+            .unwrap_or(0)
+            + 2
+    }
+}
+
+/// Width of the whole table: the columns and one separator between each two.
+fn table_width(columns: &[Column]) -> usize {
+    columns.iter().map(Column::width).sum::<usize>() + columns.len().saturating_sub(1)
+}
+
+pub fn write(out: &mut impl Write, r: &Report, width: usize) -> io::Result<()> {
+    let procs = &r.processes;
+    if procs.is_empty() {
+        return writeln!(out, "No process we could read holds a TCP socket.");
+    }
+    let shown = &procs[..procs.len().min(MAX_ROWS)];
+    let mut columns = columns(shown, r.window.as_ref().map(|w| w.seconds));
+    fit(&mut columns, width);
+    let mut t = Table::new();
+    t.load_style(PLAIN)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(columns.iter().map(|c| c.header));
+    for row in 0..shown.len() {
+        t.add_row(columns.iter().map(|c| c.cells[row].as_str()));
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if let (true, Some(col)) = (c.numeric, t.column_mut(i)) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    writeln!(out, "Processes holding TCP sockets")?;
+    writeln!(out, "{}", t.trim_fmt())?;
+    if procs.len() > MAX_ROWS {
+        writeln!(
+            out,
+            "... and {} more (all of them in --json)",
+            procs.len() - MAX_ROWS
+        )?;
+    }
+    Ok(())
+}
+
+/// Every column, filled; the trend column only over a sample window.
+fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> {
+    let col = |header, numeric, cell: &dyn Fn(&ProcessReport) -> String| Column {
+        header,
+        cells: procs.iter().map(cell).collect(),
+        numeric,
+    };
+    let n = |p: &ProcessReport, st| p.states.get(&st).copied().unwrap_or(0);
+    let dash = || "-".to_string();
+    let mut columns = vec![
+        col("PID", true, &|p| p.pid.to_string()),
+        col("PROCESS", false, &|p| escape(&p.comm).into_owned()),
+        col("LISTEN", true, &|p| n(p, TcpState::Listen).to_string()),
+        col("ESTAB", true, &|p| n(p, TcpState::Established).to_string()),
+        col("CLOSE_WAIT", true, &|p| {
+            n(p, TcpState::CloseWait).to_string()
+        }),
+        col("OTHER", true, &|p| {
+            let named = [TcpState::Listen, TcpState::Established, TcpState::CloseWait];
+            let all: u64 = p.states.values().sum();
+            (all - named.iter().map(|&st| n(p, st)).sum::<u64>()).to_string()
+        }),
+        col("FDS", true, &|p| p.fds.to_string()),
+        col("LIMIT", true, &|p| {
+            p.fd_limit.map_or_else(dash, |l| l.to_string())
+        }),
+        col("THR", true, &|p| {
+            p.threads.map_or_else(dash, |n| n.to_string())
+        }),
+    ];
+    if let Some(seconds) = window_seconds {
+        columns.push(col("SOCKETS TREND", false, &|p| {
+            p.trend
+                .as_ref()
+                .map_or_else(dash, |t| trend_cell(&t.counts, seconds))
+        }));
+    }
+    columns
+}
+
+/// Drops and narrows columns until the table fits `width`, in the order the
+/// module doc gives; numbers are never cut.
+fn fit(columns: &mut Vec<Column>, width: usize) {
+    let drop = |columns: &mut Vec<Column>, header: &str| {
+        if table_width(columns) > width {
+            columns.retain(|c| c.header != header);
+        }
+    };
+    for header in ["THR", "LIMIT", "OTHER"] {
+        drop(columns, header);
+    }
+    let over = table_width(columns).saturating_sub(width);
+    if let Some(name) = columns.iter_mut().find(|c| c.header == "PROCESS") {
+        let now = name.width() - 2;
+        let to = now.saturating_sub(over).max(MIN_NAME);
+        for cell in &mut name.cells {
+            *cell = truncate(cell, to);
+        }
+    }
+    for header in ["SOCKETS TREND", "LISTEN", "ESTAB"] {
+        drop(columns, header);
+    }
+}
+
+/// A process's socket count over the window: `▁▃▅█ +12/min`.
+fn trend_cell(counts: &[u64], seconds: f64) -> String {
+    let (first, last) = (
+        counts.first().copied().unwrap_or(0),
+        counts.last().copied().unwrap_or(0),
+    );
+    let per_s = (last as f64 - first as f64) / seconds.max(0.001);
+    format!("{} {}", sparkline(counts), per_minute(per_s))
+}
