@@ -84,7 +84,7 @@ fn bad_snapshots_get_one_line_and_exit_2() {
     assert_one_line_error(&out, "larger than the 1073741824-byte limit");
     assert_one_line_error(
         &run(&["--from", "/dev/zero"]),
-        "/dev/zero is larger than the 1073741824-byte limit",
+        "/dev/zero is not a connleak snapshot: it starts with byte 0x00, not '{'",
     );
     assert_one_line_error(
         &run(&["--from", "/"]),
