@@ -172,7 +172,7 @@ fn explain_tells_the_state_machine() {
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        err.contains("unknown TCP state") && err.contains("close_wait_leak"),
+        err.contains("unknown state or finding kind") && err.contains("close_wait_leak"),
         "{err}"
     );
 }
