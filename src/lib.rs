@@ -17,6 +17,7 @@ pub mod collect;
 pub mod diagnose;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod output;
 pub mod render;
 pub mod report;
 pub mod snapshot;

@@ -124,7 +124,7 @@ impl Finding {
     }
 }
 
-pub use thresholds::{CONFIG_PATH, ThresholdArgs, Thresholds};
+pub use thresholds::{CONFIG_PATH, Contradiction, ThresholdArgs, Thresholds};
 
 /// What a rule sees.
 pub struct Context<'a> {
