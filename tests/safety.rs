@@ -544,3 +544,53 @@ fn a_device_is_not_a_snapshot() {
         "starts with byte 0x5b, not '{'",
     );
 }
+
+/// connleak's JSON report, run as `nobody` in a private mount namespace whose
+/// `/proc` is mounted with `options`, or `None` without root or the tools.
+fn report_under_proc_mount(options: &str, as_nobody: bool) -> Option<serde_json::Value> {
+    let tools = ["unshare", "setpriv", "mount"].iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !is_root() || !tools {
+        return None;
+    }
+    let drop = if as_nobody {
+        "setpriv --reuid=65534 --regid=65534 --clear-groups"
+    } else {
+        ""
+    };
+    let script = format!("mount -t proc -o {options} proc /proc && exec {drop} \"$0\" --json");
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script, CONNLEAK])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn hidepid_is_said() {
+    let Some(hidden) = report_under_proc_mount("hidepid=invisible", true) else {
+        say("SKIP hidepid_is_said: needs root, unshare, setpriv and mount");
+        return;
+    };
+    let sources = hidden["unreadable"]["sources"].to_string();
+    assert!(
+        sources.contains("mounted with hidepid=invisible: other users' processes are hidden"),
+        "{sources}"
+    );
+    // No false alarm: without hidepid, or as root who sees through it.
+    for (options, nobody) in [("rw", true), ("hidepid=invisible", false)] {
+        let report = report_under_proc_mount(options, nobody).unwrap_or_default();
+        let sources = report["unreadable"]["sources"].to_string();
+        assert!(
+            !sources.contains("hidepid"),
+            "{options} {nobody}: {sources}"
+        );
+    }
+}
