@@ -157,7 +157,8 @@ fn reference() -> String {
     format!(
         "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  2  an error: nothing \
          could be collected, or a bad argument, configuration or snapshot\n  connleak check: \
-         0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect)\n\n\
+         0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect, or \
+         bad thresholds); its status survives a closed or full stdout\n\n\
          FINDING KINDS (connleak explain KIND):\n{}\n\n\
          FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
          ENVIRONMENT:\n  NO_COLOR            no colour with --color auto (the default), even on a terminal\n  \

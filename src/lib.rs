@@ -11,6 +11,8 @@
 //! - [`diagnose`] holds one pure rule per cause, speaking TCP's state machine
 //!   as modelled in [`tcp`].
 //! - [`report::Report`] is the JSON contract; [`render`] turns it into text.
+//! - [`output`] delivers the text to stdout or a file without ever
+//!   destroying what is at the target (a device, a FIFO, a directory).
 
 pub mod cli;
 pub mod collect;
