@@ -2,7 +2,7 @@
 //! man page (`man/connleak.1`, checked by a test), so they cannot drift.
 
 use crate::collect::SourceChoice;
-use crate::diagnose::{ConfigError, ThresholdArgs, Thresholds};
+use crate::diagnose::{ConfigError, Contradiction, ThresholdArgs, Thresholds};
 use crate::plan::{Plan, Scope};
 use crate::render::{Format, table::Style};
 use crate::report::Filter;
@@ -34,7 +34,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub prometheus: bool,
 
-    /// Write the output to FILE atomically (a temporary file renamed into place) instead of stdout.
+    /// Write the output to FILE instead of stdout: a regular file is replaced atomically (a
+    /// temporary file renamed into place), a device or a read FIFO is written through, a
+    /// directory is refused.
     #[arg(long, global = true, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -63,8 +65,9 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub samples: u32,
 
-    /// Seconds between samples (with --samples).
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 5.0)]
+    /// Seconds between samples (with --samples) or refreshes (watch), 0.1 to 86400.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_INTERVAL,
+          value_parser = interval)]
     pub interval: f64,
 
     /// Where to read the socket table from.
@@ -76,7 +79,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// When to colour the report: auto colours a terminal unless NO_COLOR is set.
+    /// When to colour the report: auto colours a terminal unless NO_COLOR is set;
+    /// always and never hold whatever NO_COLOR says.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
@@ -87,12 +91,21 @@ pub struct Cli {
     pub thresholds: ThresholdArgs,
 }
 
+/// Why the arguments make no plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Thresholds(#[from] Contradiction),
+}
+
 impl Cli {
     /// What the arguments ask the library to do, built once: thresholds from
     /// the configuration file with the flags over them, the scope, the window.
-    pub fn plan(&self) -> Result<Plan, ConfigError> {
+    pub fn plan(&self) -> Result<Plan, PlanError> {
         let thresholds =
-            Thresholds::from_config(self.config.as_deref())?.overridden_by(&self.thresholds);
+            Thresholds::from_config(self.config.as_deref())?.overridden_by(&self.thresholds)?;
         let scope = if let Some(path) = &self.from {
             Scope::Saved(path.clone())
         } else if self.all_netns {
@@ -241,16 +254,94 @@ fn reference() -> String {
     format!(
         "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  2  an error: nothing \
          could be collected, or a bad argument, configuration or snapshot\n  connleak check: \
-         0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect)\n\n\
+         0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect, or \
+         bad thresholds); its status survives a closed or full stdout\n\n\
          FINDING KINDS (connleak explain KIND):\n{}\n\n\
          FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
-         ENVIRONMENT:\n  NO_COLOR            no colour, even on a terminal\n  \
+         ENVIRONMENT:\n  NO_COLOR            no colour with --color auto (the default), even on a terminal\n  \
          CONNLEAK_BACKTRACE  set to 1: an error's causes and a panic's backtrace, not one line\n\n\
          connleak only reads: it never writes to /proc/sys, sends no signal and destroys no \
          socket.",
         kinds.join("\n"),
         crate::diagnose::CONFIG_PATH
     )
+}
+
+/// `--interval`'s default, seconds.
+const DEFAULT_INTERVAL: f64 = 5.0;
+
+/// `--interval`'s bounds, seconds: shorter is a busy loop, longer than a day
+/// is a typo (and `inf` or `1e30` cannot be slept).
+const INTERVAL_RANGE: std::ops::RangeInclusive<f64> = 0.1..=86_400.0;
+
+/// Parses `--interval`: a finite number of seconds within [`INTERVAL_RANGE`].
+fn interval(arg: &str) -> Result<f64, String> {
+    let secs: f64 = arg
+        .trim()
+        .parse()
+        .map_err(|_| "not a number of seconds".to_string())?;
+    if INTERVAL_RANGE.contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "must be between {} and {} seconds",
+            INTERVAL_RANGE.start(),
+            INTERVAL_RANGE.end()
+        ))
+    }
+}
+
+/// Refuses flags that the chosen subcommand would silently ignore, naming
+/// the first one: a flag that does nothing misleads whoever wrote it.
+pub fn validate(cli: &Cli) -> Result<(), String> {
+    const REPORT_FORMATS: &[&str] = &["--json", "--prometheus"];
+    const NOT_ON_SCREEN: &[&str] = &["--json", "--prometheus", "--output", "--save", "--samples"];
+    // For explain and completions (no list), every flag but --output: they read nothing.
+    let (name, what, ignored) = match &cli.command {
+        None => return Ok(()),
+        Some(Command::Check { .. }) => ("check", "prints one status line", Some(REPORT_FORMATS)),
+        Some(Command::Watch) => ("watch", "draws on the terminal", Some(NOT_ON_SCREEN)),
+        Some(Command::Explain { .. }) => ("explain", "reads nothing", None),
+        Some(Command::Completions { .. }) => ("completions", "reads nothing", None),
+    };
+    let does_nothing =
+        |flag: &String| ignored.map_or(flag != "--output", |l| l.contains(&flag.as_str()));
+    match given(cli).into_iter().find(does_nothing) {
+        Some(flag) => Err(format!(
+            "{flag} does nothing with `connleak {name}` (it {what}); drop it"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The flags given a value other than their default, in the order of
+/// `--help` (`--color` aside: it never changes what is reported).
+fn given(cli: &Cli) -> Vec<String> {
+    let set = [
+        ("--json", cli.json),
+        ("--prometheus", cli.prometheus),
+        ("--output", cli.output.is_some()),
+        ("--save", cli.save.is_some()),
+        ("--from", cli.from.is_some()),
+        ("--netns", cli.netns.is_some()),
+        ("--netns-pid", cli.netns_pid.is_some()),
+        ("--all-netns", cli.all_netns),
+        ("--samples", cli.samples != 1),
+        (
+            "--interval",
+            cli.interval.to_bits() != DEFAULT_INTERVAL.to_bits(),
+        ),
+        ("--source", cli.source != SourceChoice::Auto),
+        ("--config", cli.config.is_some()),
+        ("--pid", !cli.filter.pid.is_empty()),
+        ("--port", !cli.filter.port.is_empty()),
+        ("--state", !cli.filter.state.is_empty()),
+    ];
+    set.into_iter()
+        .filter(|&(_, on)| on)
+        .map(|(flag, _)| flag.to_string())
+        .chain(cli.thresholds.given())
+        .collect()
 }
 
 /// Parses the process's arguments (exits with clap's message on a bad one).

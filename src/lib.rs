@@ -11,12 +11,15 @@
 //! - [`diagnose`] holds one pure rule per cause, speaking TCP's state machine
 //!   as modelled in [`tcp`].
 //! - [`report::Report`] is the JSON contract; [`render`] turns it into text.
+//! - [`output`] delivers the text to stdout or a file without ever
+//!   destroying what is at the target (a device, a FIFO, a directory).
 
 pub mod cli;
 pub mod collect;
 pub mod diagnose;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod render;

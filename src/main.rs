@@ -2,12 +2,13 @@
 
 use anyhow::{Context, bail};
 use connleak::cli::{self, Cli, Command};
+use connleak::collect::netns;
+use connleak::output::{self, emit, write_atomically};
 use connleak::pipeline::{Pipeline, Refresh};
 use connleak::plan::Plan;
 use connleak::render::{self, Format, escape::escape};
 use connleak::report::worst;
 use std::io::{self, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
 /// Exit status for errors (nothing collected, bad argument, bad snapshot).
@@ -19,6 +20,13 @@ fn main() -> ExitCode {
     let cli = cli::parse();
     let check = matches!(cli.command, Some(Command::Check { .. }));
     std::panic::set_hook(Box::new(report_panic));
+    if let Err(e) = cli::validate(&cli) {
+        output::stderr_line(&format!("connleak: error: {}", escape(&e)));
+        return ExitCode::from(EXIT_ERROR);
+    }
+    if let Some(note) = netns::left_out().filter(|_| cli.all_netns) {
+        output::stderr_line(&format!("connleak: note: {note}"));
+    }
     // A bug must not leave a cron job or a monitoring plugin without an answer.
     let outcome = std::panic::catch_unwind(|| run(&cli)).unwrap_or_else(|_| {
         Err(anyhow::anyhow!(
@@ -27,30 +35,58 @@ fn main() -> ExitCode {
     });
     match outcome {
         Ok(code) => code,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            if backtrace_asked() {
-                eprintln!("{e:?}");
+        Err(e) => fail(&e, check),
+    }
+}
+
+/// The exit status and the one line for an error. `check` keeps a status it
+/// decided before its output failed (`check | true`, `check > /dev/full`),
+/// and says UNKNOWN otherwise; nothing here can panic on a closed stream.
+fn fail(e: &anyhow::Error, check: bool) -> ExitCode {
+    if backtrace_asked() {
+        output::stderr_line(&format!("{e:?}"));
+    }
+    let message = one_line(e);
+    let line = escape(&message);
+    let decided = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<output::WriteError>())
+        .and_then(output::WriteError::exit_code);
+    match decided {
+        Some(code) if check => {
+            if !is_broken_pipe(e) {
+                output::stderr_line(&format!("connleak: error: {line}"));
             }
-            if check {
-                println!("CONNLEAK UNKNOWN - {}", escape(&one_line(&e)));
-                ExitCode::from(EXIT_UNKNOWN)
-            } else {
-                eprintln!("connleak: error: {}", escape(&one_line(&e)));
-                ExitCode::from(EXIT_ERROR)
+            ExitCode::from(code)
+        }
+        _ if check => {
+            let status = format!("CONNLEAK UNKNOWN - {line}");
+            let mut stdout = io::stdout().lock();
+            if writeln!(stdout, "{status}")
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                output::stderr_line(&status);
             }
+            ExitCode::from(EXIT_UNKNOWN)
+        }
+        _ if is_broken_pipe(e) => ExitCode::SUCCESS,
+        _ => {
+            output::stderr_line(&format!("connleak: error: {line}"));
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
 /// A panic is one line on stderr; its backtrace only when `CONNLEAK_BACKTRACE` asks.
+/// Written without `eprintln!`: a panic while panicking (stderr closed) aborts.
 fn report_panic(info: &std::panic::PanicHookInfo) {
-    eprintln!(
+    output::stderr_line(&format!(
         "connleak: internal error: {}",
         escape(&info.to_string().replace('\n', " "))
-    );
+    ));
     if backtrace_asked() {
-        eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        output::stderr_line(&std::backtrace::Backtrace::force_capture().to_string());
     }
 }
 
@@ -118,21 +154,22 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let reports = refresh.labelled();
     render::write(&mut out, format, &reports)?;
-    emit(cli.output.as_deref(), &out)?;
-    Ok(match format {
-        Format::Check { .. } => ExitCode::from(render::check::exit_code(worst(&reports))),
-        _ => ExitCode::SUCCESS,
-    })
+    let code = match format {
+        Format::Check { .. } => render::check::exit_code(worst(&reports)),
+        _ => 0,
+    };
+    emit(cli.output.as_deref(), &out).map_err(|e| e.with_exit_code(code))?;
+    Ok(ExitCode::from(code))
 }
 
 /// With --all-netns, a namespace that vanished meanwhile is skipped, said on stderr.
 fn say_skipped(refresh: &Refresh) {
     for (label, e) in &refresh.skipped {
-        eprintln!(
+        output::stderr_line(&format!(
             "connleak: skipped namespace {}: {}",
             escape(label),
             escape(&e.to_string())
-        );
+        ));
     }
 }
 
@@ -144,35 +181,4 @@ fn watch(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     connleak::watch::run(Pipeline::new(plan), cli.color())?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Sends the output to stdout, or atomically to FILE.
-fn emit(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
-    match path {
-        Some(path) => {
-            write_atomically(path, bytes).with_context(|| format!("writing {}", path.display()))
-        }
-        None => {
-            let mut stdout = io::stdout().lock();
-            stdout.write_all(bytes)?;
-            Ok(stdout.flush()?)
-        }
-    }
-}
-
-/// Writes a temporary file beside `path` and renames it into place, so that a
-/// reader (node_exporter's textfile collector) never sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

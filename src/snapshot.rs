@@ -14,11 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU64;
 
 /// Version of the snapshot file format. Bumped on any incompatible change;
-/// `--from` refuses other versions with a clear message.
+/// `--from` refuses other versions with a clear message. Fields a newer
+/// release adds within a version are ignored, so they need no bump.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Snapshot {
     pub snapshot_version: u32,
     pub meta: Meta,
@@ -30,7 +30,6 @@ pub struct Snapshot {
 
 /// When, where and how the snapshot was taken.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Meta {
     /// Milliseconds since the Unix epoch, when collection started.
     pub taken_at_ms: u64,
@@ -45,7 +44,6 @@ pub struct Meta {
 
 /// The network namespace the sockets were read in.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
 pub struct Netns {
     /// Inode of `/proc/thread-self/ns/net`.
     pub inode: Option<u64>,
@@ -65,7 +63,6 @@ pub enum SocketSource {
 
 /// One TCP socket as the kernel reported it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Socket {
     pub state: TcpState,
     pub local: SocketAddr,
@@ -118,7 +115,6 @@ impl Timer {
 /// The parts of `struct tcp_info` a diagnosis uses. Only full sockets have one
 /// (not TIME_WAIT, not request sockets); fields an old kernel lacks are `None`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(deny_unknown_fields)]
 pub struct TcpInfo {
     /// Retransmissions of the current unacknowledged segment.
     pub retransmits: u8,
@@ -131,7 +127,6 @@ pub struct TcpInfo {
 
 /// A process that holds at least one socket, or whose fd table was scanned.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Process {
     pub pid: u32,
     /// Control characters kept; invalid UTF-8 bytes written as `\xNN`.
@@ -153,7 +148,6 @@ pub struct Process {
 
 /// One thread of a process, as `/proc/PID/task/TID` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Task {
     pub tid: u32,
     pub comm: String,
@@ -171,7 +165,6 @@ pub struct Task {
 
 /// Kernel settings and counters of the namespace.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
 pub struct Kernel {
     pub sysctls: Sysctls,
     /// `/proc/net/netstat` and `/proc/net/snmp`: group (`TcpExt`, `Tcp`, ...) → name → value.
@@ -203,7 +196,6 @@ impl Kernel {
 
 /// The sysctls that bound the states connleak diagnoses. `None`: not readable.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
 pub struct Sysctls {
     pub tcp_fin_timeout: Option<u32>,
     pub ip_local_port_range: Option<(u16, u16)>,
@@ -218,7 +210,6 @@ pub struct Sysctls {
 
 /// What could not be read, counted so that the report never pretends to be complete.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
 pub struct Unreadable {
     /// Processes whose fd table we were not allowed to read (owners unknown).
     pub processes_denied: u32,
@@ -229,7 +220,6 @@ pub struct Unreadable {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct UnreadableSource {
     pub what: String,
     pub error: String,
@@ -268,6 +258,10 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "snapshot {path} is not a connleak snapshot: it starts with byte {found:#04x}, not '{{'"
+    )]
+    NotJson { path: String, found: u8 },
     #[error("snapshot {path} is larger than the {limit}-byte limit")]
     TooLarge { path: String, limit: u64 },
     #[error("snapshot {path} is not a connleak snapshot: {source}")]
@@ -305,10 +299,33 @@ impl Snapshot {
         if file.metadata().map_err(read_err)?.len() > MAX_SNAPSHOT_BYTES {
             return Err(too_large());
         }
+        // Read in chunks, so that what is not JSON (`/dev/zero`) is refused
+        // after its first bytes rather than after the whole limit.
+        let mut reader = file.take(MAX_SNAPSHOT_BYTES + 1);
         let mut text = Vec::new();
-        file.take(MAX_SNAPSHOT_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(read_err)?;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut opened = false;
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            let new = chunk.get(..n).unwrap_or_default();
+            if !opened {
+                if let Some(&first) = new.iter().find(|b| !b.is_ascii_whitespace()) {
+                    if first != b'{' {
+                        return Err(LoadError::NotJson {
+                            path: shown,
+                            found: first,
+                        });
+                    }
+                    opened = true;
+                }
+            }
+            text.extend_from_slice(new);
+        }
         if text.len() as u64 > MAX_SNAPSHOT_BYTES {
             return Err(too_large());
         }
@@ -369,5 +386,20 @@ mod tests {
         assert!(matches!(err, Err(FromJsonError::Parse(_))));
         let err = Snapshot::from_json(b"{\"snapshot_v");
         assert!(matches!(err, Err(FromJsonError::Parse(_))));
+    }
+
+    #[test]
+    fn fields_a_newer_release_adds_are_ignored() {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/leak.json");
+        let text = std::fs::read_to_string(fixture).unwrap_or_default();
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let plain = Snapshot::from_json(text.as_bytes()).ok();
+        assert!(plain.is_some());
+        value["added_later"] = serde_json::json!({"a": 1});
+        value["meta"]["added_later"] = serde_json::json!(true);
+        value["sockets"][0]["added_later"] = serde_json::json!([1, 2]);
+        value["kernel"]["sysctls"]["tcp_added_later"] = serde_json::json!(3);
+        let extended = serde_json::to_vec(&value).unwrap_or_default();
+        assert_eq!(Snapshot::from_json(&extended).ok(), plain);
     }
 }

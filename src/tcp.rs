@@ -151,7 +151,8 @@ impl TcpState {
         }
     }
 
-    /// The name RFC 9293 gives the state (Linux-only states keep the kernel's).
+    /// The name RFC 9293 gives the state. NEW_SYN_RECV is Linux's lightweight
+    /// request socket for a connection the RFC has in SYN-RECEIVED.
     pub fn rfc_name(self) -> &'static str {
         match self {
             TcpState::Established => "ESTABLISHED",
@@ -165,7 +166,7 @@ impl TcpState {
             TcpState::LastAck => "LAST-ACK",
             TcpState::Listen => "LISTEN",
             TcpState::Closing => "CLOSING",
-            TcpState::NewSynRecv => "NEW_SYN_RECV (Linux: SYN-RECEIVED request socket)",
+            TcpState::NewSynRecv => "SYN-RECEIVED",
         }
     }
 

@@ -84,7 +84,7 @@ fn bad_snapshots_get_one_line_and_exit_2() {
     assert_one_line_error(&out, "larger than the 1073741824-byte limit");
     assert_one_line_error(
         &run(&["--from", "/dev/zero"]),
-        "/dev/zero is larger than the 1073741824-byte limit",
+        "/dev/zero is not a connleak snapshot: it starts with byte 0x00, not '{'",
     );
     assert_one_line_error(
         &run(&["--from", "/"]),
@@ -172,7 +172,7 @@ fn explain_tells_the_state_machine() {
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        err.contains("unknown TCP state") && err.contains("close_wait_leak"),
+        err.contains("unknown state or finding kind") && err.contains("close_wait_leak"),
         "{err}"
     );
 }

@@ -97,6 +97,9 @@ pub fn owners(
     if let Some((what, error)) = tables.failed {
         unreadable.note(what, error);
     }
+    if let Some(hidden) = hidden_processes(proc_root) {
+        unreadable.note(proc_root.display().to_string(), hidden);
+    }
     let mut processes = Vec::new();
     for (pid, scan) in tables.scans {
         match scan {
@@ -117,6 +120,39 @@ pub fn owners(
     }
     processes.sort_by_key(|p| p.pid);
     processes
+}
+
+/// Why other users' processes are missing from `proc_root`, when it is
+/// mounted with `hidepid` and connleak may not see through it: they are not
+/// denied but absent, so nothing else would count them.
+fn hidden_processes(proc_root: &Path) -> Option<String> {
+    let sees_all = rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::SYS_PTRACE)
+    });
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mode = hidepid(&mountinfo, &proc_root.to_string_lossy()).filter(|_| !sees_all)?;
+    Some(format!(
+        "mounted with hidepid={mode}: other users' processes are hidden, so the owners of \
+         their sockets are unknown"
+    ))
+}
+
+/// The `hidepid` mode of the proc mount at `mount_point` in a
+/// `/proc/self/mountinfo` text, unless it hides nothing.
+fn hidepid<'a>(mountinfo: &'a str, mount_point: &str) -> Option<&'a str> {
+    let line = mountinfo.lines().rev().find(|l| {
+        let mut fields = l.split(' ');
+        fields.nth(4) == Some(mount_point)
+            && l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("proc "))
+    })?;
+    let options = line.split(" - ").nth(1)?.split(' ').nth(2)?;
+    options
+        .split(',')
+        .find_map(|o| o.strip_prefix("hidepid="))
+        .filter(|m| !matches!(*m, "0" | "off"))
 }
 
 fn list_pids(proc_dir: &OwnedFd) -> rustix::io::Result<Vec<u32>> {
@@ -279,6 +315,21 @@ mod tests {
             cmdline_text(b"python3\0-m\0http.server\0"),
             b"python3 -m http.server"
         );
+    }
+
+    #[test]
+    fn hidepid_is_read_from_mountinfo() {
+        let info = "22 27 0:21 / /proc rw,relatime - proc proc rw,hidepid=invisible\n\
+                    30 22 0:30 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw\n";
+        assert_eq!(hidepid(info, "/proc"), Some("invisible"));
+        assert_eq!(hidepid(info, "/tmp/proc"), None);
+        let plain = "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
+        assert_eq!(hidepid(plain, "/proc"), None);
+        let off = "22 27 0:21 / /proc rw - proc proc rw,hidepid=0\n";
+        assert_eq!(hidepid(off, "/proc"), None);
+        // The last mount over a point is the one in effect.
+        let remounted = format!("{plain}40 27 0:40 / /proc rw - proc proc rw,hidepid=2\n");
+        assert_eq!(hidepid(&remounted, "/proc"), Some("2"));
     }
 
     /// A fake /proc with one socket-holding process, one without TCP

@@ -134,7 +134,7 @@ impl Finding {
     }
 }
 
-pub use thresholds::{CONFIG_PATH, ConfigError, ThresholdArgs, Thresholds};
+pub use thresholds::{CONFIG_PATH, ConfigError, Contradiction, ThresholdArgs, Thresholds};
 
 /// What a rule sees.
 pub struct Context<'a> {

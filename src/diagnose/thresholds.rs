@@ -33,13 +33,26 @@ macro_rules! thresholds {
             /// Each threshold's flag id and default, for `--help`.
             pub const DEFAULTS: &[(&str, u64)] = &[ $( (stringify!($field), $default), )* ];
 
-            /// These thresholds with the flags that were given put over them.
-            pub fn overridden_by(mut self, args: &ThresholdArgs) -> Thresholds {
+            /// These thresholds with the flags that were given put over
+            /// them; a warning level above its critical one is refused,
+            /// wherever either came from.
+            pub fn overridden_by(mut self, args: &ThresholdArgs) -> Result<Thresholds, Contradiction> {
                 $( if let Some(v) = args.$field { self.$field = v; } )*
-                self.close_wait_crit = self.close_wait_crit.max(self.close_wait_warn);
-                self.ports_crit = self.ports_crit.max(self.ports_warn);
-                self.fd_crit = self.fd_crit.max(self.fd_warn);
-                self
+                self.check_pair("close-wait", self.close_wait_warn, self.close_wait_crit)?;
+                self.check_pair("ports", self.ports_warn, self.ports_crit)?;
+                self.check_pair("fd", self.fd_warn, self.fd_crit)?;
+                Ok(self)
+            }
+        }
+
+        impl ThresholdArgs {
+            /// The threshold flags given, as they are spelt on the command line.
+            pub fn given(&self) -> Vec<String> {
+                let mut flags = Vec::new();
+                $( if self.$field.is_some() {
+                    flags.push(format!("--{}", stringify!($field).replace('_', "-")));
+                } )*
+                flags
             }
         }
     };
@@ -86,7 +99,27 @@ pub enum ConfigError {
     },
 }
 
+/// A warning threshold above its critical one: which of the two was meant
+/// cannot be guessed, so it is an error rather than a silent clamp.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "contradicting thresholds: {name}-warn {warn} is above {name}-crit {crit} \
+     (from the flags or the configuration file); lower the first or raise the second"
+)]
+pub struct Contradiction {
+    name: &'static str,
+    warn: u64,
+    crit: u64,
+}
+
 impl Thresholds {
+    fn check_pair(&self, name: &'static str, warn: u64, crit: u64) -> Result<(), Contradiction> {
+        if warn > crit {
+            return Err(Contradiction { name, warn, crit });
+        }
+        Ok(())
+    }
+
     /// The defaults with a configuration file's values put over them. An
     /// explicit `path` must exist; the default path may be absent.
     pub fn from_config(path: Option<&std::path::Path>) -> Result<Thresholds, ConfigError> {
@@ -120,8 +153,29 @@ mod tests {
             close_wait_warn: Some(7),
             ..ThresholdArgs::default()
         };
-        let t = config.overridden_by(&args);
+        let t = config.overridden_by(&args).unwrap_or_default();
         assert_eq!((t.close_wait_warn, t.fd_warn), (7, 70));
         assert!(toml::from_str::<Thresholds>("close_wait_wran = 3").is_err());
+        assert_eq!(args.given(), ["--close-wait-warn"]);
+    }
+
+    #[test]
+    fn a_warning_above_its_critical_is_refused() {
+        let args = ThresholdArgs {
+            close_wait_warn: Some(500),
+            close_wait_crit: Some(20),
+            ..ThresholdArgs::default()
+        };
+        let err = Thresholds::default().overridden_by(&args).err();
+        assert_eq!(
+            err.map(|e| e.to_string()).unwrap_or_default(),
+            "contradicting thresholds: close-wait-warn 500 is above close-wait-crit 20 \
+             (from the flags or the configuration file); lower the first or raise the second"
+        );
+        // Equal is allowed (critical wins), and a default pair is consistent.
+        let config: Thresholds = toml::from_str("fd_warn = 90\n").unwrap_or_default();
+        assert!(config.overridden_by(&ThresholdArgs::default()).is_ok());
+        let ports: Thresholds = toml::from_str("ports_warn = 95\n").unwrap_or_default();
+        assert!(ports.overridden_by(&ThresholdArgs::default()).is_err());
     }
 }

@@ -12,20 +12,25 @@ pub enum Topic {
     Kind(&'static Rule),
 }
 
-/// The topic named by `arg`: a TCP state in any spelling, or a finding kind.
+/// The topic named by `arg`: a TCP state or a finding kind, in any spelling
+/// (case, `-` or `_`: `close-wait-leak` is `close_wait_leak`).
 pub fn topic(arg: Option<&str>) -> Result<Topic, String> {
     let Some(arg) = arg else {
         return Ok(Topic::All);
     };
-    if let Some(rule) = RULES.iter().find(|r| r.kind.eq_ignore_ascii_case(arg)) {
+    let kind = arg.replace('-', "_");
+    if let Some(rule) = RULES.iter().find(|r| r.kind.eq_ignore_ascii_case(&kind)) {
         return Ok(Topic::Kind(rule));
     }
-    arg.parse()
-        .map(Topic::State)
-        .map_err(|e: crate::tcp::UnknownState| {
-            let kinds: Vec<&str> = RULES.iter().map(|r| r.kind).collect();
-            format!("{e}; or a finding kind: {}", kinds.join(", "))
-        })
+    arg.parse().map(Topic::State).map_err(|_| {
+        let states: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
+        let kinds: Vec<&str> = RULES.iter().map(|r| r.kind).collect();
+        format!(
+            "unknown state or finding kind: {arg:?}; states: {}; finding kinds: {}",
+            states.join(", "),
+            kinds.join(", ")
+        )
+    })
 }
 
 pub fn write(out: &mut impl Write, topic: &Topic) -> io::Result<()> {
