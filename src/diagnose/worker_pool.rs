@@ -27,18 +27,14 @@ pub const RULE: Rule = Rule {
 
 const READS: [&str; 4] = ["read", "recvfrom", "recvmsg", "recv"];
 
-/// A request waiting unread in an accepted connection.
+/// A request waiting unread in an accepted connection; an ESTABLISHED one
+/// only once nothing arrived for `min_age_ms`.
 fn unread_request(s: &Socket, min_age_ms: u64) -> bool {
-    match s.state {
-        TcpState::CloseWait => s.recv_q > 1,
-        TcpState::Established => {
-            s.recv_q > 0
-                && s.tcp_info
-                    .and_then(|t| t.last_data_recv_ms)
-                    .is_some_and(|ms| u64::from(ms) >= min_age_ms)
-        }
-        _ => false,
-    }
+    s.has_unread_request()
+        && (s.state != TcpState::Established
+            || s.tcp_info
+                .and_then(|t| t.last_data_recv_ms)
+                .is_some_and(|ms| u64::from(ms) >= min_age_ms))
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
