@@ -170,14 +170,12 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         ConnSide::Client
     };
     let oldest_s = g.oldest_ms.map(|ms| u64::from(ms) / 1000);
-    let severity = if g.stuck >= t.close_wait_crit
-        || (g.stuck >= t.close_wait_warn && oldest_s.is_some_and(|a| a >= t.close_wait_crit_age))
-    {
-        Severity::Critical
-    } else if g.stuck >= t.close_wait_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
+    // A warning whose oldest socket is old enough is critical.
+    let severity = match Severity::grade(g.stuck, t.close_wait_warn, t.close_wait_crit) {
+        Severity::Warning if oldest_s.is_some_and(|a| a >= t.close_wait_crit_age) => {
+            Severity::Critical
+        }
+        s => s,
     };
     let cause = Cause::of(&g);
     let who = who(g.owner);

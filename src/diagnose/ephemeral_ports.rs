@@ -85,13 +85,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     let sysctls = &cx.snapshot.kernel.sysctls;
     let used = g.sockets.len() as u64;
     let pct = percent(used, usable);
-    let mut severity = if pct >= t.ports_crit {
-        Severity::Critical
-    } else if pct >= t.ports_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
-    };
+    let mut severity = Severity::grade(pct, t.ports_warn, t.ports_crit);
     let reuse = match sysctls.tcp_tw_reuse {
         Some(1) => true,
         Some(2) => dst.ip().is_loopback() || dst.ip().to_canonical().is_loopback(),

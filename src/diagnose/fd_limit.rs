@@ -37,11 +37,6 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         if pct < t.fd_warn {
             continue;
         }
-        let severity = if pct >= t.fd_crit {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        };
         let mix = cx.index.states_of(p.pid);
         let close_wait = close_wait_of.remove(&p.pid).unwrap_or_default();
         let tcp: u64 = mix.values().sum();
@@ -81,7 +76,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         };
         out.push(
             Finding {
-                severity,
+                severity: Severity::grade(pct, t.fd_warn, t.fd_crit),
                 count: u64::from(p.fds),
                 evidence,
                 suggestion: suggestion.to_string(),

@@ -84,13 +84,8 @@ fn pair_finding(
     let count = socks.len() as u64;
     let closer_p = closer.and_then(|pid| cx.index.process(pid));
     let waiter_p = waiter.and_then(|pid| cx.index.process(pid));
-    let severity = if count >= cx.thresholds.close_wait_crit {
-        Severity::Critical
-    } else if count >= cx.thresholds.close_wait_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
-    };
+    let t = cx.thresholds;
+    let severity = Severity::grade(count, t.close_wait_warn, t.close_wait_crit);
     let unread = socks
         .iter()
         .filter(|(ci, _)| cx.snapshot.sockets[*ci].recv_q > 0)

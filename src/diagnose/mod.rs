@@ -44,6 +44,17 @@ impl Severity {
             Severity::Critical => "CRITICAL",
         }
     }
+
+    /// `Critical` from `crit` on, `Warning` from `warn` on, `Info` below.
+    pub fn grade(n: u64, warn: u64, crit: u64) -> Severity {
+        if n >= crit {
+            Severity::Critical
+        } else if n >= warn {
+            Severity::Warning
+        } else {
+            Severity::Info
+        }
+    }
 }
 
 /// Which end of the connections a finding is about.
@@ -262,5 +273,12 @@ mod tests {
         assert_eq!(human_duration(125), "2 min 5 s");
         assert_eq!(human_duration(7300), "2 h 1 min");
         assert_eq!(human_duration(90000), "1 d 1 h");
+    }
+
+    #[test]
+    fn grades_count_against_warn_and_crit() {
+        assert_eq!(Severity::grade(4, 5, 10), Severity::Info);
+        assert_eq!(Severity::grade(5, 5, 10), Severity::Warning);
+        assert_eq!(Severity::grade(10, 5, 10), Severity::Critical);
     }
 }

@@ -73,13 +73,6 @@ fn finding(cx: &Context, owner: &Process, listener: String, sockets: Vec<usize>)
         closed += u64::from(s.state == TcpState::CloseWait);
         bytes += u64::from(s.recv_q);
     }
-    let severity = if count >= t.close_wait_crit {
-        Severity::Critical
-    } else if count >= t.unread_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
-    };
     let mut evidence = vec![
         format!(
             "{count} connections accepted on {listener} by {} hold {bytes} request bytes nobody \
@@ -117,7 +110,7 @@ fn finding(cx: &Context, owner: &Process, listener: String, sockets: Vec<usize>)
         }
     };
     Finding {
-        severity,
+        severity: Severity::grade(count, t.unread_warn, t.close_wait_crit),
         count,
         local: Some(listener),
         evidence,
