@@ -163,30 +163,59 @@ impl Cause {
 }
 
 fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
-    let t = cx.thresholds;
     let side = if key.side_is_server {
         ConnSide::Server
     } else {
         ConnSide::Client
     };
-    let oldest_s = g.oldest_ms.map(|ms| u64::from(ms) / 1000);
-    // A warning whose oldest socket is old enough is critical.
-    let severity = match Severity::grade(g.stuck, t.close_wait_warn, t.close_wait_crit) {
-        Severity::Warning if oldest_s.is_some_and(|a| a >= t.close_wait_crit_age) => {
+    let cause = Cause::of(&g);
+    let (local, remote) = match side {
+        ConnSide::Server => (Some(key.endpoint.clone()), None),
+        ConnSide::Client => (None, Some(key.endpoint.clone())),
+    };
+    Finding {
+        severity: severity(cx, &g),
+        count: g.count,
+        local,
+        remote,
+        evidence: evidence(cx, key, side, &g),
+        suggestion: cause.suggestion(side).to_string(),
+        side: Some(side),
+        cause: Some(cause.name().to_string()),
+        oldest_s: oldest_s(&g),
+        sockets: g.sockets,
+        ..Finding::of(RULE.kind, Some(TcpState::CloseWait))
+    }
+    .owned_by(g.owner)
+}
+
+fn oldest_s(g: &Group) -> Option<u64> {
+    g.oldest_ms.map(|ms| u64::from(ms) / 1000)
+}
+
+/// By the stuck sockets; a warning whose oldest socket is old enough is critical.
+fn severity(cx: &Context, g: &Group) -> Severity {
+    let t = cx.thresholds;
+    match Severity::grade(g.stuck, t.close_wait_warn, t.close_wait_crit) {
+        Severity::Warning if oldest_s(g).is_some_and(|a| a >= t.close_wait_crit_age) => {
             Severity::Critical
         }
         s => s,
-    };
-    let cause = Cause::of(&g);
+    }
+}
+
+/// Who holds how many where, then the kernel's evidence per Recv-Q case, age and fds.
+fn evidence(cx: &Context, key: &GroupKey, side: ConnSide, g: &Group) -> Vec<String> {
     let who = who(g.owner);
+    let at = &key.endpoint;
     let mut evidence = vec![match side {
         ConnSide::Server => format!(
-            "{who} holds {} CLOSE_WAIT sockets accepted on listener {}",
-            g.count, key.endpoint
+            "{who} holds {} CLOSE_WAIT sockets accepted on listener {at}",
+            g.count
         ),
         ConnSide::Client => format!(
-            "{who} holds {} CLOSE_WAIT sockets toward {} (client side)",
-            g.count, key.endpoint
+            "{who} holds {} CLOSE_WAIT sockets toward {at} (client side)",
+            g.count
         ),
     }];
     evidence.push(
@@ -194,6 +223,23 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
          state, only the application's close() (then LAST-ACK)"
             .to_string(),
     );
+    recv_q_evidence(g, &mut evidence);
+    age_evidence(cx, g, &mut evidence);
+    if let Some(p) = g.owner
+        && let Some(limit) = p.fd_soft_limit
+    {
+        evidence.push(format!(
+            "pid {} has {} fds open of a soft limit of {limit} ({}%)",
+            p.pid,
+            p.fds,
+            percent(u64::from(p.fds), limit)
+        ));
+    }
+    evidence
+}
+
+/// What the Recv-Q of the sockets says, and which were never accepted.
+fn recv_q_evidence(g: &Group, evidence: &mut Vec<String>) {
     if g.eof_read > 0 {
         evidence.push(format!(
             "{} with Recv-Q 0: the application read EOF and never called close()",
@@ -219,6 +265,10 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
             g.never_accepted
         ));
     }
+}
+
+/// How long ago the peers closed, and how many are too young to count.
+fn age_evidence(cx: &Context, g: &Group, evidence: &mut Vec<String>) {
     match (g.oldest_ms, g.newest_ms) {
         (Some(old), Some(new)) => evidence.push(format!(
             "peer closed {} ago (oldest), {} ago (newest), per tcp_info",
@@ -231,35 +281,7 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         evidence.push(format!(
             "{} younger than {} s, possibly still being closed; not counted toward severity",
             g.count - g.stuck,
-            t.close_wait_min_age
+            cx.thresholds.close_wait_min_age
         ));
     }
-    if let Some(p) = g.owner
-        && let Some(limit) = p.fd_soft_limit
-    {
-        evidence.push(format!(
-            "pid {} has {} fds open of a soft limit of {limit} ({}%)",
-            p.pid,
-            p.fds,
-            percent(u64::from(p.fds), limit)
-        ));
-    }
-    let (local, remote) = match side {
-        ConnSide::Server => (Some(key.endpoint.clone()), None),
-        ConnSide::Client => (None, Some(key.endpoint.clone())),
-    };
-    Finding {
-        severity,
-        count: g.count,
-        local,
-        remote,
-        evidence,
-        suggestion: cause.suggestion(side).to_string(),
-        side: Some(side),
-        cause: Some(cause.name().to_string()),
-        oldest_s,
-        sockets: g.sockets,
-        ..Finding::of(RULE.kind, Some(TcpState::CloseWait))
-    }
-    .owned_by(g.owner)
 }
