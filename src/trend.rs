@@ -12,6 +12,7 @@ use crate::snapshot::{Snapshot, WATCHED_COUNTERS};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 /// The window, in the JSON report as `trend`.
 #[derive(Debug, Clone, Serialize)]
@@ -23,7 +24,7 @@ pub struct Window {
 }
 
 /// How a finding's count moved over the window.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FindingTrend {
     /// Its count in each sample, oldest first (0 where it was not found).
     pub counts: Vec<u64>,
@@ -33,8 +34,16 @@ pub struct FindingTrend {
     pub present_throughout: Option<u64>,
 }
 
-fn key(f: &Finding) -> (String, Option<u32>, Option<String>, Option<String>) {
-    (f.kind.clone(), f.pid, f.local.clone(), f.remote.clone())
+/// What makes a finding the same one in another sample: kind, owner, endpoints.
+type Key = (
+    &'static str,
+    Option<u32>,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+);
+
+fn key(f: &Finding) -> Key {
+    (f.kind, f.pid, f.local, f.remote)
 }
 
 /// Adds the trend of `reports` (one per sample of `snapshots`, oldest first) to

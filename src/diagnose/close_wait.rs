@@ -21,10 +21,12 @@
 //! Sockets are grouped per owning process and per listening port (server
 //! side) or remote endpoint (client side).
 
-use super::{ConnSide, Context, Finding, Rule, Severity, human_duration, percent, who};
+use super::{ConnSide, Context, Finding, Rule, Severity, canonical, human_duration, percent, who};
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
+use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "close_wait_leak",
@@ -42,7 +44,8 @@ pub const RULE: Rule = Rule {
 struct GroupKey {
     pid: Option<u32>,
     side_is_server: bool,
-    endpoint: String,
+    /// The listener (server side) or the remote endpoint (client side).
+    endpoint: SocketAddr,
 }
 
 #[derive(Default)]
@@ -75,7 +78,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let key = GroupKey {
             pid: owner.map(|p| p.pid),
             side_is_server: listener.is_some(),
-            endpoint: endpoint(&listener.map_or(s.remote, |l| l.local)),
+            endpoint: canonical(listener.map_or(s.remote, |l| l.local)),
         };
         let g = groups.entry(key).or_default();
         g.owner = owner;
@@ -109,51 +112,44 @@ pub fn find(cx: &Context) -> Vec<Finding> {
 }
 
 /// Which of the three Recv-Q cases dominates the group.
-#[derive(Clone, Copy)]
-enum Cause {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseWaitCause {
     NeverClosedAfterEof,
     UnreadAfterPeerClose,
     RequestNeverRead,
 }
 
-impl Cause {
-    fn of(g: &Group) -> Cause {
+impl CloseWaitCause {
+    fn of(g: &Group) -> CloseWaitCause {
         if g.eof_read >= g.fin_unread && g.eof_read >= g.data_unread {
-            Cause::NeverClosedAfterEof
+            CloseWaitCause::NeverClosedAfterEof
         } else if g.fin_unread >= g.data_unread {
-            Cause::UnreadAfterPeerClose
+            CloseWaitCause::UnreadAfterPeerClose
         } else {
-            Cause::RequestNeverRead
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Cause::NeverClosedAfterEof => "never_closed_after_eof",
-            Cause::UnreadAfterPeerClose => "unread_after_peer_close",
-            Cause::RequestNeverRead => "request_never_read",
+            CloseWaitCause::RequestNeverRead
         }
     }
 
     fn suggestion(self, side: ConnSide) -> &'static str {
         match (self, side) {
-            (Cause::NeverClosedAfterEof, _) => {
+            (CloseWaitCause::NeverClosedAfterEof, _) => {
                 "The application sees EOF (read() returns 0) and does not close the socket. Find the \
                  code path that handles 'peer closed' and close there: try-with-resources / finally / \
                  defer / a Drop guard, including on error paths. Restarting the process frees the \
                  sockets but the leak comes back."
             }
-            (Cause::UnreadAfterPeerClose, ConnSide::Client) => {
+            (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Client) => {
                 "Pooled connections closed by the server sit idle and nobody reads them. Make the \
                  pool's idle timeout shorter than the server's keep-alive timeout, validate or evict \
                  idle connections, or poll them for EOF."
             }
-            (Cause::UnreadAfterPeerClose, ConnSide::Server) => {
+            (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Server) => {
                 "The server holds connections it no longer reads after the client closed: idle \
                  keep-alive connections with no read timeout, or handlers parked elsewhere. Add an \
                  idle/read timeout and close on EOF."
             }
-            (Cause::RequestNeverRead, _) => {
+            (CloseWaitCause::RequestNeverRead, _) => {
                 "Requests arrived and were never read: the workers that should read them are stuck \
                  or all busy. Take a thread dump (jstack, py-spy dump, gdb) to see what they block \
                  on; add read timeouts and size the pool for slow clients."
@@ -168,10 +164,10 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
     } else {
         ConnSide::Client
     };
-    let cause = Cause::of(&g);
+    let cause = CloseWaitCause::of(&g);
     let (local, remote) = match side {
-        ConnSide::Server => (Some(key.endpoint.clone()), None),
-        ConnSide::Client => (None, Some(key.endpoint.clone())),
+        ConnSide::Server => (Some(key.endpoint), None),
+        ConnSide::Client => (None, Some(key.endpoint)),
     };
     Finding {
         severity: severity(cx, &g),
@@ -181,10 +177,10 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         evidence: evidence(cx, key, side, &g),
         suggestion: cause.suggestion(side).to_string(),
         side: Some(side),
-        cause: Some(cause.name().to_string()),
+        cause: Some(cause.into()),
         oldest_s: oldest_s(&g),
         sockets: g.sockets,
-        ..Finding::of(RULE.kind, Some(TcpState::CloseWait))
+        ..Finding::of(&RULE, Some(TcpState::CloseWait))
     }
     .owned_by(g.owner)
 }
@@ -207,7 +203,7 @@ fn severity(cx: &Context, g: &Group) -> Severity {
 /// Who holds how many where, then the kernel's evidence per Recv-Q case, age and fds.
 fn evidence(cx: &Context, key: &GroupKey, side: ConnSide, g: &Group) -> Vec<String> {
     let who = who(g.owner);
-    let at = &key.endpoint;
+    let at = endpoint(&key.endpoint);
     let mut evidence = vec![match side {
         ConnSide::Server => format!(
             "{who} holds {} CLOSE_WAIT sockets accepted on listener {at}",

@@ -9,7 +9,7 @@
 //! with `EADDRNOTAVAIL`. `tcp_tw_reuse` lets new connections take over
 //! TIME-WAIT ports (1: all; 2, the default: loopback only), which softens it.
 
-use super::{Context, Finding, Rule, Severity, percent};
+use super::{Context, Finding, Rule, Severity, canonical, percent};
 use crate::snapshot::{Process, Sysctls, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
@@ -128,7 +128,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     Finding {
         severity,
         count: used,
-        remote: Some(endpoint(&dst)),
+        remote: Some(canonical(dst)),
         evidence,
         suggestion: "Reuse connections (HTTP keep-alive, a connection pool) instead of one per \
                      request; set net.ipv4.tcp_tw_reuse=1; widen net.ipv4.ip_local_port_range; \
@@ -136,7 +136,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
             .to_string(),
         side: Some(super::ConnSide::Client),
         sockets: g.sockets,
-        ..Finding::of(RULE.kind, Some(TcpState::TimeWait))
+        ..Finding::of(&RULE, Some(TcpState::TimeWait))
     }
     .owned_by(owner)
 }
