@@ -162,11 +162,6 @@ pub struct Filter {
     pub states: Vec<TcpState>,
 }
 
-/// The port of an `ip:port` / `[ip]:port` endpoint as findings write it.
-fn port_of(endpoint: &str) -> Option<u16> {
-    endpoint.rsplit_once(':')?.1.parse().ok()
-}
-
 impl Report {
     /// Keeps only the findings and processes the filter asks for. The status
     /// follows the findings kept; the summary stays that of the whole namespace.
@@ -175,15 +170,11 @@ impl Report {
             |pid: Option<u32>| f.pids.is_empty() || pid.is_some_and(|p| f.pids.contains(&p));
         self.findings.retain(|x| {
             let port_ok = f.ports.is_empty()
-                || [&x.local, &x.remote]
+                || [x.local, x.remote]
                     .into_iter()
                     .flatten()
-                    .filter_map(|e| port_of(e))
-                    .any(|p| f.ports.contains(&p));
-            let state_ok = f.states.is_empty()
-                || x.state
-                    .as_deref()
-                    .is_some_and(|s| f.states.iter().any(|st| st.name() == s));
+                    .any(|a| f.ports.contains(&a.port()));
+            let state_ok = f.states.is_empty() || x.state.is_some_and(|s| f.states.contains(&s));
             pid_ok(x.pid) && port_ok && state_ok
         });
         self.processes.retain(|p| pid_ok(Some(p.pid)));

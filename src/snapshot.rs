@@ -86,6 +86,16 @@ impl Socket {
     pub fn is_ipv6(&self) -> bool {
         self.local.is_ipv6()
     }
+
+    /// Request bytes wait unread in a connection: Recv-Q > 0 when ESTABLISHED,
+    /// Recv-Q > 1 in CLOSE-WAIT (where the peer's FIN counts as one byte).
+    pub fn has_unread_request(&self) -> bool {
+        match self.state {
+            TcpState::CloseWait => self.recv_q > 1,
+            TcpState::Established => self.recv_q > 0,
+            _ => false,
+        }
+    }
 }
 
 /// The timer the kernel runs on a socket.
@@ -363,6 +373,29 @@ pub enum FromJsonError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unread_request_discounts_the_fin() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 80));
+        let sock = |state, recv_q| Socket {
+            state,
+            local: addr,
+            remote: addr,
+            inode: 1,
+            uid: 0,
+            cookie: None,
+            recv_q,
+            send_q: 0,
+            timer: Timer::None,
+            timer_ms: None,
+            tcp_info: None,
+        };
+        assert!(sock(TcpState::Established, 1).has_unread_request());
+        assert!(!sock(TcpState::Established, 0).has_unread_request());
+        assert!(!sock(TcpState::CloseWait, 1).has_unread_request());
+        assert!(sock(TcpState::CloseWait, 2).has_unread_request());
+        assert!(!sock(TcpState::Listen, 5).has_unread_request());
+    }
 
     #[test]
     fn endpoints_print_like_ss() {

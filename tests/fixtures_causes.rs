@@ -8,7 +8,7 @@
 mod common;
 
 use common::{listener_pid, load};
-use connleak::diagnose::{Finding, Severity, Thresholds, diagnose};
+use connleak::diagnose::{FdCause, Finding, Severity, Thresholds, WorkerPoolCause, diagnose};
 use connleak::report::{Report, Status};
 use connleak::snapshot::{Snapshot, Socket};
 use connleak::tcp::TcpState;
@@ -51,7 +51,7 @@ fn worker_pool_names_the_blocked_threads() {
     let f = the_warning(&s, Thresholds::default(), "worker_pool_exhausted");
     assert_eq!(f.pid, Some(listener_pid(&s, 7002)));
     assert_eq!(f.count, 30);
-    assert_eq!(f.cause.as_deref(), Some("workers_blocked_on_reads"));
+    assert_eq!(f.cause, Some(WorkerPoolCause::WorkersBlockedOnReads.into()));
     assert!(
         f.evidence
             .iter()
@@ -61,7 +61,7 @@ fn worker_pool_names_the_blocked_threads() {
     let mut bare = s.clone();
     bare.processes.iter_mut().for_each(|p| p.tasks.clear());
     let f = the_warning(&bare, Thresholds::default(), "worker_pool_exhausted");
-    assert_eq!(f.cause.as_deref(), Some("workers_unknown"));
+    assert_eq!(f.cause, Some(WorkerPoolCause::WorkersUnknown.into()));
 }
 
 #[test]
@@ -69,7 +69,7 @@ fn accept_queue_full_claims_the_unaccepted() {
     let s = load("backlog.json");
     let f = the_warning(&s, Thresholds::default(), "accept_queue_full");
     assert_eq!(f.pid, Some(listener_pid(&s, 7003)));
-    assert_eq!(f.local.as_deref(), Some("127.0.0.1:7003"));
+    assert_eq!(f.local, Some("127.0.0.1:7003".parse().unwrap()));
     assert!(f.evidence[0].contains("accept queue 9 of a backlog of 8"));
     // The never-accepted CLOSE_WAIT sockets are not counted again as a leak.
     let all = diagnose(&s, Thresholds::default());
@@ -97,7 +97,7 @@ fn fd_exhaustion_names_the_leak_as_cause() {
     let f = the_warning(&s, Thresholds::default(), "fd_exhaustion");
     assert_eq!(f.severity, Severity::Critical);
     assert_eq!(f.pid, Some(listener_pid(&s, 7007)));
-    assert_eq!(f.cause.as_deref(), Some("close_wait_leak"));
+    assert_eq!(f.cause, Some(FdCause::CloseWaitLeak.into()));
     assert!(f.evidence.iter().any(|e| e.contains("EMFILE")));
 }
 
@@ -130,7 +130,7 @@ fn client_time_wait_against_the_port_range() {
     s.kernel.sysctls.tcp_tw_reuse = Some(0);
     let f = the_warning(&s, Thresholds::default(), "ephemeral_port_exhaustion");
     assert_eq!(f.severity, Severity::Critical);
-    assert_eq!(f.remote.as_deref(), Some("127.0.0.1:7004"));
+    assert_eq!(f.remote, Some("127.0.0.1:7004".parse().unwrap()));
     // tcp_tw_reuse=2 covers loopback: one step lower.
     s.kernel.sysctls.tcp_tw_reuse = Some(2);
     let f = the_warning(&s, Thresholds::default(), "ephemeral_port_exhaustion");
@@ -189,7 +189,7 @@ fn last_ack_build_up_and_orphan_pressure() {
     let all = diagnose(&s, Thresholds::default());
     let f = all.iter().find(|f| f.kind == "stalled_close").unwrap();
     assert_eq!((f.severity, f.count), (Severity::Warning, 60));
-    assert_eq!(f.state.as_deref(), Some("LAST_ACK"));
+    assert_eq!(f.state, Some(TcpState::LastAck));
     assert!(all.iter().all(|f| f.kind != "orphan_pressure"));
     // 40 orphaned FIN_WAIT2 + 60 orphaned LAST_ACK of a limit of 110.
     s.kernel.sysctls.tcp_max_orphans = Some(110);

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{listener_pid, load};
-use connleak::diagnose::{ConnSide, Severity, Thresholds, diagnose};
+use connleak::diagnose::{CloseWaitCause, ConnSide, Severity, Thresholds, diagnose};
 use connleak::render::table::{Style, write};
 use connleak::report::{Report, Status};
 use connleak::snapshot::Snapshot;
@@ -47,8 +47,8 @@ fn leak_fixture_is_a_server_that_never_closes() {
     assert_eq!(f.pid, Some(listener_pid(&s, 7001)));
     assert_eq!(f.count, 40);
     assert_eq!(f.side, Some(ConnSide::Server));
-    assert_eq!(f.local.as_deref(), Some("127.0.0.1:7001"));
-    assert_eq!(f.cause.as_deref(), Some("never_closed_after_eof"));
+    assert_eq!(f.local, Some("127.0.0.1:7001".parse().unwrap()));
+    assert_eq!(f.cause, Some(CloseWaitCause::NeverClosedAfterEof.into()));
     assert!(f.evidence.iter().any(|e| e.starts_with("40 with Recv-Q 0")));
 }
 

@@ -113,12 +113,7 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
 /// A socket whose owner's threads are worth reading: requests waiting unread,
 /// or connections waiting to be accepted.
 fn has_unread_data(s: &Socket) -> bool {
-    s.inode != 0
-        && match s.state {
-            TcpState::CloseWait => s.recv_q > 1,
-            TcpState::Established | TcpState::Listen => s.recv_q > 0,
-            _ => false,
-        }
+    s.inode != 0 && (s.has_unread_request() || (s.state == TcpState::Listen && s.recv_q > 0))
 }
 
 fn read_sockets(

@@ -7,7 +7,7 @@
 //! still unaccepted. Once the queue is full, new handshakes are dropped
 //! (`ListenOverflows`, `ListenDrops`).
 
-use super::{Context, Finding, Rule, Severity, who};
+use super::{Context, Finding, Rule, Severity, canonical, who};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
@@ -88,7 +88,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             Finding {
                 severity,
                 count: u64::from(l.recv_q).max(queued.len() as u64),
-                local: Some(endpoint(&l.local)),
+                local: Some(canonical(l.local)),
                 evidence,
                 suggestion: "The accept loop is stuck or too slow: see what the thread that \
                              calls accept() does (a thread dump), and whether it waits for a \
@@ -96,7 +96,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .to_string(),
                 side: Some(super::ConnSide::Server),
                 sockets,
-                ..Finding::of(RULE.kind, Some(TcpState::Listen))
+                ..Finding::of(&RULE, Some(TcpState::Listen))
             }
             .owned_by(owner),
         );

@@ -21,10 +21,12 @@
 //! Sockets are grouped per owning process and per listening port (server
 //! side) or remote endpoint (client side).
 
-use super::{ConnSide, Context, Finding, Rule, Severity, human_duration, percent, who};
+use super::{ConnSide, Context, Finding, Rule, Severity, canonical, human_duration, percent, who};
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
+use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "close_wait_leak",
@@ -42,7 +44,8 @@ pub const RULE: Rule = Rule {
 struct GroupKey {
     pid: Option<u32>,
     side_is_server: bool,
-    endpoint: String,
+    /// The listener (server side) or the remote endpoint (client side).
+    endpoint: SocketAddr,
 }
 
 #[derive(Default)]
@@ -75,7 +78,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let key = GroupKey {
             pid: owner.map(|p| p.pid),
             side_is_server: listener.is_some(),
-            endpoint: endpoint(&listener.map_or(s.remote, |l| l.local)),
+            endpoint: canonical(listener.map_or(s.remote, |l| l.local)),
         };
         let g = groups.entry(key).or_default();
         g.owner = owner;
@@ -109,51 +112,44 @@ pub fn find(cx: &Context) -> Vec<Finding> {
 }
 
 /// Which of the three Recv-Q cases dominates the group.
-#[derive(Clone, Copy)]
-enum Cause {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseWaitCause {
     NeverClosedAfterEof,
     UnreadAfterPeerClose,
     RequestNeverRead,
 }
 
-impl Cause {
-    fn of(g: &Group) -> Cause {
+impl CloseWaitCause {
+    fn of(g: &Group) -> CloseWaitCause {
         if g.eof_read >= g.fin_unread && g.eof_read >= g.data_unread {
-            Cause::NeverClosedAfterEof
+            CloseWaitCause::NeverClosedAfterEof
         } else if g.fin_unread >= g.data_unread {
-            Cause::UnreadAfterPeerClose
+            CloseWaitCause::UnreadAfterPeerClose
         } else {
-            Cause::RequestNeverRead
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Cause::NeverClosedAfterEof => "never_closed_after_eof",
-            Cause::UnreadAfterPeerClose => "unread_after_peer_close",
-            Cause::RequestNeverRead => "request_never_read",
+            CloseWaitCause::RequestNeverRead
         }
     }
 
     fn suggestion(self, side: ConnSide) -> &'static str {
         match (self, side) {
-            (Cause::NeverClosedAfterEof, _) => {
+            (CloseWaitCause::NeverClosedAfterEof, _) => {
                 "The application sees EOF (read() returns 0) and does not close the socket. Find the \
                  code path that handles 'peer closed' and close there: try-with-resources / finally / \
                  defer / a Drop guard, including on error paths. Restarting the process frees the \
                  sockets but the leak comes back."
             }
-            (Cause::UnreadAfterPeerClose, ConnSide::Client) => {
+            (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Client) => {
                 "Pooled connections closed by the server sit idle and nobody reads them. Make the \
                  pool's idle timeout shorter than the server's keep-alive timeout, validate or evict \
                  idle connections, or poll them for EOF."
             }
-            (Cause::UnreadAfterPeerClose, ConnSide::Server) => {
+            (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Server) => {
                 "The server holds connections it no longer reads after the client closed: idle \
                  keep-alive connections with no read timeout, or handlers parked elsewhere. Add an \
                  idle/read timeout and close on EOF."
             }
-            (Cause::RequestNeverRead, _) => {
+            (CloseWaitCause::RequestNeverRead, _) => {
                 "Requests arrived and were never read: the workers that should read them are stuck \
                  or all busy. Take a thread dump (jstack, py-spy dump, gdb) to see what they block \
                  on; add read timeouts and size the pool for slow clients."
@@ -163,32 +159,59 @@ impl Cause {
 }
 
 fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
-    let t = cx.thresholds;
     let side = if key.side_is_server {
         ConnSide::Server
     } else {
         ConnSide::Client
     };
-    let oldest_s = g.oldest_ms.map(|ms| u64::from(ms) / 1000);
-    let severity = if g.stuck >= t.close_wait_crit
-        || (g.stuck >= t.close_wait_warn && oldest_s.is_some_and(|a| a >= t.close_wait_crit_age))
-    {
-        Severity::Critical
-    } else if g.stuck >= t.close_wait_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
+    let cause = CloseWaitCause::of(&g);
+    let (local, remote) = match side {
+        ConnSide::Server => (Some(key.endpoint), None),
+        ConnSide::Client => (None, Some(key.endpoint)),
     };
-    let cause = Cause::of(&g);
+    Finding {
+        severity: severity(cx, &g),
+        count: g.count,
+        local,
+        remote,
+        evidence: evidence(cx, key, side, &g),
+        suggestion: cause.suggestion(side).to_string(),
+        side: Some(side),
+        cause: Some(cause.into()),
+        oldest_s: oldest_s(&g),
+        sockets: g.sockets,
+        ..Finding::of(&RULE, Some(TcpState::CloseWait))
+    }
+    .owned_by(g.owner)
+}
+
+fn oldest_s(g: &Group) -> Option<u64> {
+    g.oldest_ms.map(|ms| u64::from(ms) / 1000)
+}
+
+/// By the stuck sockets; a warning whose oldest socket is old enough is critical.
+fn severity(cx: &Context, g: &Group) -> Severity {
+    let t = cx.thresholds;
+    match Severity::grade(g.stuck, t.close_wait_warn, t.close_wait_crit) {
+        Severity::Warning if oldest_s(g).is_some_and(|a| a >= t.close_wait_crit_age) => {
+            Severity::Critical
+        }
+        s => s,
+    }
+}
+
+/// Who holds how many where, then the kernel's evidence per Recv-Q case, age and fds.
+fn evidence(cx: &Context, key: &GroupKey, side: ConnSide, g: &Group) -> Vec<String> {
     let who = who(g.owner);
+    let at = endpoint(&key.endpoint);
     let mut evidence = vec![match side {
         ConnSide::Server => format!(
-            "{who} holds {} CLOSE_WAIT sockets accepted on listener {}",
-            g.count, key.endpoint
+            "{who} holds {} CLOSE_WAIT sockets accepted on listener {at}",
+            g.count
         ),
         ConnSide::Client => format!(
-            "{who} holds {} CLOSE_WAIT sockets toward {} (client side)",
-            g.count, key.endpoint
+            "{who} holds {} CLOSE_WAIT sockets toward {at} (client side)",
+            g.count
         ),
     }];
     evidence.push(
@@ -196,6 +219,23 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
          state, only the application's close() (then LAST-ACK)"
             .to_string(),
     );
+    recv_q_evidence(g, &mut evidence);
+    age_evidence(cx, g, &mut evidence);
+    if let Some(p) = g.owner
+        && let Some(limit) = p.fd_soft_limit
+    {
+        evidence.push(format!(
+            "pid {} has {} fds open of a soft limit of {limit} ({}%)",
+            p.pid,
+            p.fds,
+            percent(u64::from(p.fds), limit)
+        ));
+    }
+    evidence
+}
+
+/// What the Recv-Q of the sockets says, and which were never accepted.
+fn recv_q_evidence(g: &Group, evidence: &mut Vec<String>) {
     if g.eof_read > 0 {
         evidence.push(format!(
             "{} with Recv-Q 0: the application read EOF and never called close()",
@@ -221,6 +261,10 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
             g.never_accepted
         ));
     }
+}
+
+/// How long ago the peers closed, and how many are too young to count.
+fn age_evidence(cx: &Context, g: &Group, evidence: &mut Vec<String>) {
     match (g.oldest_ms, g.newest_ms) {
         (Some(old), Some(new)) => evidence.push(format!(
             "peer closed {} ago (oldest), {} ago (newest), per tcp_info",
@@ -233,35 +277,7 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         evidence.push(format!(
             "{} younger than {} s, possibly still being closed; not counted toward severity",
             g.count - g.stuck,
-            t.close_wait_min_age
+            cx.thresholds.close_wait_min_age
         ));
     }
-    if let Some(p) = g.owner
-        && let Some(limit) = p.fd_soft_limit
-    {
-        evidence.push(format!(
-            "pid {} has {} fds open of a soft limit of {limit} ({}%)",
-            p.pid,
-            p.fds,
-            percent(u64::from(p.fds), limit)
-        ));
-    }
-    let (local, remote) = match side {
-        ConnSide::Server => (Some(key.endpoint.clone()), None),
-        ConnSide::Client => (None, Some(key.endpoint.clone())),
-    };
-    Finding {
-        severity,
-        count: g.count,
-        local,
-        remote,
-        evidence,
-        suggestion: cause.suggestion(side).to_string(),
-        side: Some(side),
-        cause: Some(cause.name().to_string()),
-        oldest_s,
-        sockets: g.sockets,
-        ..Finding::of(RULE.kind, Some(TcpState::CloseWait))
-    }
-    .owned_by(g.owner)
 }

@@ -9,7 +9,7 @@
 //! with `EADDRNOTAVAIL`. `tcp_tw_reuse` lets new connections take over
 //! TIME-WAIT ports (1: all; 2, the default: loopback only), which softens it.
 
-use super::{Context, Finding, Rule, Severity, percent};
+use super::{Context, Finding, Rule, Severity, canonical, percent};
 use crate::snapshot::{Process, Sysctls, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
@@ -85,13 +85,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     let sysctls = &cx.snapshot.kernel.sysctls;
     let used = g.sockets.len() as u64;
     let pct = percent(used, usable);
-    let mut severity = if pct >= t.ports_crit {
-        Severity::Critical
-    } else if pct >= t.ports_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
-    };
+    let mut severity = Severity::grade(pct, t.ports_warn, t.ports_crit);
     let reuse = match sysctls.tcp_tw_reuse {
         Some(1) => true,
         Some(2) => dst.ip().is_loopback() || dst.ip().to_canonical().is_loopback(),
@@ -134,7 +128,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     Finding {
         severity,
         count: used,
-        remote: Some(endpoint(&dst)),
+        remote: Some(canonical(dst)),
         evidence,
         suggestion: "Reuse connections (HTTP keep-alive, a connection pool) instead of one per \
                      request; set net.ipv4.tcp_tw_reuse=1; widen net.ipv4.ip_local_port_range; \
@@ -142,7 +136,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
             .to_string(),
         side: Some(super::ConnSide::Client),
         sockets: g.sockets,
-        ..Finding::of(RULE.kind, Some(TcpState::TimeWait))
+        ..Finding::of(&RULE, Some(TcpState::TimeWait))
     }
     .owned_by(owner)
 }

@@ -8,6 +8,7 @@
 use super::{Context, Finding, Rule, Severity, percent, who};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
+use serde::Serialize;
 
 pub const RULE: Rule = Rule {
     kind: "fd_exhaustion",
@@ -18,6 +19,31 @@ pub const RULE: Rule = Rule {
             buys time.",
     run: find,
 };
+
+/// Why the fd table is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FdCause {
+    /// Leaked CLOSE-WAIT sockets fill at least half of it.
+    CloseWaitLeak,
+    /// Anything else: the load, or fds of other kinds.
+    FdLimit,
+}
+
+impl FdCause {
+    fn suggestion(self) -> &'static str {
+        match self {
+            FdCause::CloseWaitLeak => {
+                "Fix the CLOSE_WAIT leak (close the socket when read() returns 0); restart to \
+                 recover now. Raising the limit only delays the next outage."
+            }
+            FdCause::FdLimit => {
+                "Find what holds the fds (ls -l /proc/PID/fd); raise the limit (LimitNOFILE= in \
+                 the unit, ulimit -n) if the load is real."
+            }
+        }
+    }
+}
 
 pub fn find(cx: &Context) -> Vec<Finding> {
     let t = cx.thresholds;
@@ -37,11 +63,6 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         if pct < t.fd_warn {
             continue;
         }
-        let severity = if pct >= t.fd_crit {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        };
         let mix = cx.index.states_of(p.pid);
         let close_wait = close_wait_of.remove(&p.pid).unwrap_or_default();
         let tcp: u64 = mix.values().sum();
@@ -72,22 +93,20 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 close_wait.len()
             ));
         }
-        let suggestion = if leak {
-            "Fix the CLOSE_WAIT leak (close the socket when read() returns 0); restart to recover \
-             now. Raising the limit only delays the next outage."
+        let cause = if leak {
+            FdCause::CloseWaitLeak
         } else {
-            "Find what holds the fds (ls -l /proc/PID/fd); raise the limit (LimitNOFILE= in the \
-             unit, ulimit -n) if the load is real."
+            FdCause::FdLimit
         };
         out.push(
             Finding {
-                severity,
+                severity: Severity::grade(pct, t.fd_warn, t.fd_crit),
                 count: u64::from(p.fds),
                 evidence,
-                suggestion: suggestion.to_string(),
-                cause: Some(if leak { "close_wait_leak" } else { "fd_limit" }.to_string()),
+                suggestion: cause.suggestion().to_string(),
+                cause: Some(cause.into()),
                 sockets: if leak { close_wait } else { Vec::new() },
-                ..Finding::of(RULE.kind, None)
+                ..Finding::of(&RULE, None)
             }
             .owned_by(Some(p)),
         );

@@ -6,10 +6,11 @@
 //! closes, and the one that half-closed and waits. A FIN-WAIT-2 socket that no
 //! process holds any more (orphaned) is bounded by `tcp_fin_timeout`.
 
-use super::{Context, Finding, Rule, Severity, who};
+use super::{Context, Finding, Rule, Severity, canonical, who};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
 use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -24,13 +25,23 @@ pub const RULE: Rule = Rule {
     run: find,
 };
 
+/// Which end of a half-closed connection this host holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HalfClosedCause {
+    /// Both ends local: one half-closed and waits, the other never closes.
+    HalfCloseNotAnswered,
+    /// FIN-WAIT-2 sockets no process holds, waiting for peers that never close.
+    OrphanedFinWait2,
+}
+
 pub fn find(cx: &Context) -> Vec<Finding> {
     let fin_wait2: FxHashMap<(SocketAddr, SocketAddr), usize> = cx
         .in_state(TcpState::FinWait2)
         .map(|(i, s)| ((s.local, s.remote), i))
         .collect();
     // (closer pid, waiter pid, server endpoint) → (close_wait, fin_wait2) socket pairs
-    type Key = (Option<u32>, Option<u32>, String);
+    type Key = (Option<u32>, Option<u32>, SocketAddr);
     let mut pairs: BTreeMap<Key, Vec<(usize, usize)>> = BTreeMap::new();
     for (ci, cw) in cx.in_state(TcpState::CloseWait) {
         let Some(&fi) = fin_wait2.get(&(cw.remote, cw.local)) else {
@@ -42,10 +53,11 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             continue;
         };
         let closer = cx.index.responsible(cw);
-        let server = match cx.index.listener_for(&cw.local) {
-            Some(l) => endpoint(&l.local),
-            None => endpoint(&fw.local),
-        };
+        let server = canonical(
+            cx.index
+                .listener_for(&cw.local)
+                .map_or(fw.local, |l| l.local),
+        );
         pairs
             .entry((closer.map(|p| p.pid), Some(waiter.pid), server))
             .or_default()
@@ -78,27 +90,23 @@ fn pair_finding(
     cx: &Context,
     closer: Option<u32>,
     waiter: Option<u32>,
-    server: String,
+    server: SocketAddr,
     socks: Vec<(usize, usize)>,
 ) -> Finding {
     let count = socks.len() as u64;
     let closer_p = closer.and_then(|pid| cx.index.process(pid));
     let waiter_p = waiter.and_then(|pid| cx.index.process(pid));
-    let severity = if count >= cx.thresholds.close_wait_crit {
-        Severity::Critical
-    } else if count >= cx.thresholds.close_wait_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
-    };
+    let t = cx.thresholds;
+    let severity = Severity::grade(count, t.close_wait_warn, t.close_wait_crit);
     let unread = socks
         .iter()
         .filter(|(ci, _)| cx.snapshot.sockets[*ci].recv_q > 0)
         .count();
     let evidence = vec![
         format!(
-            "{count} connections on {server}: {} half-closed them (FIN-WAIT-2, still holding its \
-             end) and {} never closes its end (CLOSE-WAIT)",
+            "{count} connections on {}: {} half-closed them (FIN-WAIT-2, still holding its end) \
+             and {} never closes its end (CLOSE-WAIT)",
+            endpoint(&server),
             who(waiter_p),
             who(closer_p)
         ),
@@ -119,11 +127,11 @@ fn pair_finding(
                      and the FIN; the other side must finish its reply and close() on EOF. Fix \
                      the side that never closes (pid); give the waiting side a timeout."
             .to_string(),
-        cause: Some("half_close_not_answered".to_string()),
+        cause: Some(HalfClosedCause::HalfCloseNotAnswered.into()),
         peer_pid: waiter_p.map(|p| p.pid),
         peer_comm: waiter_p.map(|p| p.comm.clone()),
         sockets: socks.into_iter().flat_map(|(a, b)| [a, b]).collect(),
-        ..Finding::of(RULE.kind, Some(TcpState::CloseWait))
+        ..Finding::of(&RULE, Some(TcpState::CloseWait))
     }
     .owned_by(closer_p)
 }
@@ -146,8 +154,8 @@ fn orphan_finding(cx: &Context, orphans: Vec<usize>) -> Finding {
         suggestion: "Harmless while bounded by tcp_fin_timeout; many of them mean peers that \
                      never close their side (look at the remote ends)."
             .to_string(),
-        cause: Some("orphaned_fin_wait2".to_string()),
+        cause: Some(HalfClosedCause::OrphanedFinWait2.into()),
         sockets: orphans,
-        ..Finding::of(RULE.kind, Some(TcpState::FinWait2))
+        ..Finding::of(&RULE, Some(TcpState::FinWait2))
     }
 }

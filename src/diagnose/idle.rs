@@ -64,7 +64,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 suggestion: RULE.about.to_string(),
                 oldest_s: Some(oldest_ms / 1000),
                 sockets,
-                ..Finding::of(RULE.kind, Some(TcpState::Established))
+                ..Finding::of(&RULE, Some(TcpState::Established))
             }
             .owned_by(owner)
         })

@@ -58,7 +58,7 @@ fn time_wait(cx: &Context) -> Vec<Finding> {
                      server_active_close findings."
             .to_string(),
         sockets: unexplained,
-        ..Finding::of(TIME_WAIT_RULE.kind, Some(TcpState::TimeWait))
+        ..Finding::of(&TIME_WAIT_RULE, Some(TcpState::TimeWait))
     }]
 }
 
@@ -103,6 +103,6 @@ fn orphans(cx: &Context) -> Vec<Finding> {
                      half_closed_peer findings); lower tcp_fin_timeout or tcp_orphan_retries \
                      only if the peers are known to be gone."
             .to_string(),
-        ..Finding::of(ORPHAN_RULE.kind, None)
+        ..Finding::of(&ORPHAN_RULE, None)
     }]
 }

@@ -22,15 +22,20 @@ mod thresholds;
 mod window;
 mod worker_pool;
 
+pub use close_wait::CloseWaitCause;
+pub use fd_limit::FdCause;
+pub use half_closed::HalfClosedCause;
 pub use index::Index;
 pub use window::{Span, Trend, Window};
+pub use worker_pool::WorkerPoolCause;
 
-use crate::snapshot::{Process, Snapshot, Socket};
+use crate::snapshot::{Process, Snapshot, Socket, endpoint};
 use crate::tcp::TcpState;
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
+use std::net::SocketAddr;
 
 /// How bad a finding is. Ordered: `Info` < `Warning` < `Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -54,10 +59,21 @@ impl Severity {
             _ => Severity::Critical,
         }
     }
+
+    /// `Critical` from `crit` on, `Warning` from `warn` on, `Info` below.
+    pub fn grade(n: u64, warn: u64, crit: u64) -> Severity {
+        if n >= crit {
+            Severity::Critical
+        } else if n >= warn {
+            Severity::Warning
+        } else {
+            Severity::Info
+        }
+    }
 }
 
 /// Which end of the connections a finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnSide {
     /// Connections accepted on a local listening port.
@@ -66,34 +82,73 @@ pub enum ConnSide {
     Client,
 }
 
+/// The specific cause within a finding's kind, each rule's own enum; the JSON
+/// names it in snake_case (`never_closed_after_eof`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Cause {
+    CloseWait(CloseWaitCause),
+    WorkerPool(WorkerPoolCause),
+    Fd(FdCause),
+    HalfClosed(HalfClosedCause),
+}
+
+impl From<CloseWaitCause> for Cause {
+    fn from(c: CloseWaitCause) -> Cause {
+        Cause::CloseWait(c)
+    }
+}
+
+impl From<WorkerPoolCause> for Cause {
+    fn from(c: WorkerPoolCause) -> Cause {
+        Cause::WorkerPool(c)
+    }
+}
+
+impl From<FdCause> for Cause {
+    fn from(c: FdCause) -> Cause {
+        Cause::Fd(c)
+    }
+}
+
+impl From<HalfClosedCause> for Cause {
+    fn from(c: HalfClosedCause) -> Cause {
+        Cause::HalfClosed(c)
+    }
+}
+
 /// One diagnosed cause: the JSON contract's `findings[]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
-    pub kind: String,
+    /// The kind, as its rule names it ([`Rule::kind`]).
+    pub kind: &'static str,
     pub severity: Severity,
     pub pid: Option<u32>,
     pub comm: Option<String>,
     pub count: u64,
-    pub local: Option<String>,
-    pub remote: Option<String>,
+    /// Written as [`endpoint`] writes it: IPv4-mapped as IPv4, IPv6 as `[addr]:port`.
+    #[serde(serialize_with = "endpoint_text")]
+    pub local: Option<SocketAddr>,
+    #[serde(serialize_with = "endpoint_text")]
+    pub remote: Option<SocketAddr>,
     pub evidence: Vec<String>,
     pub suggestion: String,
     /// The TCP state the finding is about (`null` for process- or kernel-wide findings).
-    pub state: Option<String>,
+    pub state: Option<TcpState>,
     pub side: Option<ConnSide>,
-    /// The specific cause within the kind (e.g. `never_closed_after_eof`).
-    pub cause: Option<String>,
+    /// The specific cause within the kind.
+    pub cause: Option<Cause>,
     /// Age of the oldest socket in the group, seconds, when the kernel told it.
     pub oldest_s: Option<u64>,
     /// The other local process of a connection pair (`half_closed_peer`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_comm: Option<String>,
     /// Change of `count` per second over a sampled window (`--samples`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub growth_per_s: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
     /// Indexes (into the snapshot's sockets) of the sockets this finding
     /// explains; a warning claims them from less specific rules.
@@ -101,11 +156,24 @@ pub struct Finding {
     pub sockets: Vec<usize>,
 }
 
+fn endpoint_text<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(a) => s.serialize_str(&endpoint(a)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The address a finding names: IPv4-mapped IPv6 as the IPv4 address it is,
+/// so that both spellings of one endpoint group together.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 impl Finding {
-    /// A finding of `kind` with everything else empty, to fill with struct update syntax.
-    pub fn of(kind: &str, state: Option<TcpState>) -> Finding {
+    /// A finding of `rule`'s kind with everything else empty, to fill with struct update syntax.
+    pub fn of(rule: &Rule, state: Option<TcpState>) -> Finding {
         Finding {
-            kind: kind.to_string(),
+            kind: rule.kind,
             severity: Severity::Info,
             pid: None,
             comm: None,
@@ -114,7 +182,7 @@ impl Finding {
             remote: None,
             evidence: Vec::new(),
             suggestion: String::new(),
-            state: state.map(|s| s.name().to_string()),
+            state,
             side: None,
             cause: None,
             oldest_s: None,
@@ -187,11 +255,6 @@ pub const RULES: &[Rule] = &[
     kernel_limits::ORPHAN_RULE,
     idle::RULE,
 ];
-
-/// The rule of a finding kind.
-pub fn rule(kind: &str) -> Option<&'static Rule> {
-    RULES.iter().find(|r| r.kind == kind)
-}
 
 /// Runs every rule on a single sample; findings come worst first, then largest first.
 pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
@@ -280,5 +343,72 @@ mod tests {
         assert_eq!(human_duration(125), "2 min 5 s");
         assert_eq!(human_duration(7300), "2 h 1 min");
         assert_eq!(human_duration(90000), "1 d 1 h");
+    }
+
+    #[test]
+    fn grades_count_against_warn_and_crit() {
+        assert_eq!(Severity::grade(4, 5, 10), Severity::Info);
+        assert_eq!(Severity::grade(5, 5, 10), Severity::Warning);
+        assert_eq!(Severity::grade(10, 5, 10), Severity::Critical);
+    }
+
+    /// The JSON contract's cause names, including those no golden fixture shows.
+    #[test]
+    fn causes_serialize_to_their_names() {
+        let json = |c: Cause| serde_json::to_string(&c).unwrap_or_default();
+        let names = [
+            (
+                CloseWaitCause::NeverClosedAfterEof.into(),
+                "never_closed_after_eof",
+            ),
+            (
+                CloseWaitCause::UnreadAfterPeerClose.into(),
+                "unread_after_peer_close",
+            ),
+            (
+                CloseWaitCause::RequestNeverRead.into(),
+                "request_never_read",
+            ),
+            (
+                WorkerPoolCause::WorkersBlockedOnReads.into(),
+                "workers_blocked_on_reads",
+            ),
+            (
+                WorkerPoolCause::WorkersBlockedElsewhere.into(),
+                "workers_blocked_elsewhere",
+            ),
+            (WorkerPoolCause::WorkersUnknown.into(), "workers_unknown"),
+            (FdCause::CloseWaitLeak.into(), "close_wait_leak"),
+            (FdCause::FdLimit.into(), "fd_limit"),
+            (
+                HalfClosedCause::HalfCloseNotAnswered.into(),
+                "half_close_not_answered",
+            ),
+            (
+                HalfClosedCause::OrphanedFinWait2.into(),
+                "orphaned_fin_wait2",
+            ),
+        ];
+        for (cause, name) in names {
+            assert_eq!(json(cause), format!("\"{name}\""));
+        }
+    }
+
+    #[test]
+    fn endpoints_serialize_as_ss_writes_them() {
+        let addr = |s: &str| s.parse::<SocketAddr>().ok();
+        let f = Finding {
+            local: addr("[::ffff:10.1.2.3]:8080"),
+            remote: addr("[2001:db8::1]:443"),
+            state: Some(TcpState::FinWait2),
+            ..Finding::of(&RULES[0], None)
+        };
+        let v = serde_json::to_value(&f).unwrap_or_default();
+        assert_eq!(v["local"], "10.1.2.3:8080");
+        assert_eq!(v["remote"], "[2001:db8::1]:443");
+        assert_eq!(v["state"], "FIN_WAIT2");
+        assert_eq!(v["kind"], RULES[0].kind);
+        let none = serde_json::to_value(Finding::of(&RULES[0], None)).unwrap_or_default();
+        assert!(none["local"].is_null() && none["cause"].is_null());
     }
 }

@@ -6,7 +6,7 @@
 //! they crowd `tcp_max_tw_buckets`, but each is a connection set up for one
 //! request: keep-alive would save the handshakes.
 
-use super::{Context, Finding, Rule, Severity, percent};
+use super::{Context, Finding, Rule, Severity, canonical, percent};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
 use std::collections::BTreeMap;
@@ -71,7 +71,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     Severity::Info
                 },
                 count,
-                local: Some(endpoint(&listener)),
+                local: Some(canonical(listener)),
                 evidence,
                 suggestion: "Let clients keep connections open (HTTP keep-alive; no \
                              'Connection: close'; a longer server idle timeout) so that they \
@@ -79,7 +79,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .to_string(),
                 side: Some(super::ConnSide::Server),
                 sockets,
-                ..Finding::of(RULE.kind, Some(TcpState::TimeWait))
+                ..Finding::of(&RULE, Some(TcpState::TimeWait))
             }
             .owned_by(owner)
         })

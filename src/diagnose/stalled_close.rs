@@ -65,7 +65,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                              forgot the flow, a peer that stopped reading."
                     .to_string(),
                 sockets,
-                ..Finding::of(RULE.kind, Some(state))
+                ..Finding::of(&RULE, Some(state))
             })
         })
         .collect()

@@ -5,7 +5,7 @@
 //! way back. They are bounded by the listener's backlog; past it the kernel
 //! drops SYNs or answers with SYN cookies (`tcp_syncookies`).
 
-use super::{Context, Finding, Rule, Severity};
+use super::{Context, Finding, Rule, Severity, canonical};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
 use std::collections::BTreeMap;
@@ -79,7 +79,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             Finding {
                 severity,
                 count,
-                local: Some(endpoint(&local)),
+                local: Some(canonical(local)),
                 evidence,
                 suggestion: "Look at where the SYNs come from (few sources: a flood or a broken \
                              client; many: lost replies or an overloaded path). Keep \
@@ -87,7 +87,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .to_string(),
                 side: Some(super::ConnSide::Server),
                 sockets,
-                ..Finding::of(RULE.kind, Some(TcpState::SynRecv))
+                ..Finding::of(&RULE, Some(TcpState::SynRecv))
             }
             .owned_by(listener.and_then(|l| cx.index.owner(l.inode)))
         })

@@ -18,6 +18,7 @@ use crate::snapshot::{Snapshot, WATCHED_COUNTERS};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 
 /// How a finding's (or a process's) count moved over the window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,11 +41,16 @@ pub struct Span {
     pub counter_deltas: BTreeMap<String, i64>,
 }
 
-/// What identifies "the same finding" from one sample to the next.
-type Key = (String, Option<u32>, Option<String>, Option<String>);
+/// What makes a finding the same one in another sample: kind, owner, endpoints.
+type Key = (
+    &'static str,
+    Option<u32>,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+);
 
 fn key(f: &Finding) -> Key {
-    (f.kind.clone(), f.pid, f.local.clone(), f.remote.clone())
+    (f.kind, f.pid, f.local, f.remote)
 }
 
 /// One earlier sample, summarised.

@@ -9,10 +9,12 @@
 //! The finding stands on the socket evidence alone, whatever the workers block
 //! on; the threads only explain it.
 
-use super::{Context, Finding, Rule, Severity, who};
+use super::{Context, Finding, Rule, Severity, canonical, who};
 use crate::snapshot::{Process, Socket, Task, endpoint};
 use crate::tcp::TcpState;
+use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "worker_pool_exhausted",
@@ -27,24 +29,52 @@ pub const RULE: Rule = Rule {
 
 const READS: [&str; 4] = ["read", "recvfrom", "recvmsg", "recv"];
 
-/// A request waiting unread in an accepted connection.
-fn unread_request(s: &Socket, min_age_ms: u64) -> bool {
-    match s.state {
-        TcpState::CloseWait => s.recv_q > 1,
-        TcpState::Established => {
-            s.recv_q > 0
-                && s.tcp_info
-                    .and_then(|t| t.last_data_recv_ms)
-                    .is_some_and(|ms| u64::from(ms) >= min_age_ms)
+/// What the owner's threads say about why nobody reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerPoolCause {
+    /// At least half the threads block reading sockets.
+    WorkersBlockedOnReads,
+    WorkersBlockedElsewhere,
+    /// The threads could not be read.
+    WorkersUnknown,
+}
+
+impl WorkerPoolCause {
+    fn suggestion(self) -> &'static str {
+        match self {
+            WorkerPoolCause::WorkersBlockedOnReads => {
+                "The workers sit in blocking reads on connections whose clients send nothing, so \
+                 new requests wait behind them. Give reads a timeout (SO_RCVTIMEO, a read \
+                 deadline), size the pool for slow or idle clients, or move to non-blocking I/O."
+            }
+            WorkerPoolCause::WorkersBlockedElsewhere => {
+                "The workers are blocked on something other than their clients (a lock, a slow \
+                 dependency, a sleep). Take a thread dump (jstack, py-spy dump, gdb -p) to see \
+                 what they wait on; put timeouts on that dependency; size the pool."
+            }
+            WorkerPoolCause::WorkersUnknown => {
+                "Nobody reads these requests: take a thread dump of the server to see what its \
+                 workers do, and add read timeouts and a bounded pool."
+            }
         }
-        _ => false,
     }
+}
+
+/// A request waiting unread in an accepted connection; an ESTABLISHED one
+/// only once nothing arrived for `min_age_ms`.
+fn unread_request(s: &Socket, min_age_ms: u64) -> bool {
+    s.has_unread_request()
+        && (s.state != TcpState::Established
+            || s.tcp_info
+                .and_then(|t| t.last_data_recv_ms)
+                .is_some_and(|ms| u64::from(ms) >= min_age_ms))
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
     let min_age_ms = cx.thresholds.close_wait_min_age.saturating_mul(1000);
     // (pid, listener) → unread sockets
-    let mut groups: BTreeMap<(u32, String), Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<(u32, SocketAddr), Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {
         if s.inode == 0 || !unread_request(s, min_age_ms) {
             continue;
@@ -55,7 +85,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             continue;
         };
         groups
-            .entry((owner.pid, endpoint(&listener.local)))
+            .entry((owner.pid, canonical(listener.local)))
             .or_default()
             .push(i);
     }
@@ -68,7 +98,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .collect()
 }
 
-fn finding(cx: &Context, owner: &Process, listener: String, sockets: Vec<usize>) -> Finding {
+fn finding(cx: &Context, owner: &Process, listener: SocketAddr, sockets: Vec<usize>) -> Finding {
     let t = cx.thresholds;
     let count = sockets.len() as u64;
     let (mut closed, mut bytes) = (0, 0u64);
@@ -77,17 +107,10 @@ fn finding(cx: &Context, owner: &Process, listener: String, sockets: Vec<usize>)
         closed += u64::from(s.state == TcpState::CloseWait);
         bytes += u64::from(s.recv_q);
     }
-    let severity = if count >= t.close_wait_crit {
-        Severity::Critical
-    } else if count >= t.unread_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
-    };
     let mut evidence = vec![
         format!(
-            "{count} connections accepted on {listener} by {} hold {bytes} request bytes nobody \
-             read",
+            "{count} connections accepted on {} by {} hold {bytes} request bytes nobody read",
+            endpoint(&listener),
             who(Some(owner))
         ),
         format!(
@@ -98,38 +121,22 @@ fn finding(cx: &Context, owner: &Process, listener: String, sockets: Vec<usize>)
     ];
     let (threads, blocked_reads) = thread_evidence(cx, owner, &mut evidence);
     let cause = if threads > 0 && blocked_reads * 2 >= threads {
-        "workers_blocked_on_reads"
+        WorkerPoolCause::WorkersBlockedOnReads
     } else if threads > 0 {
-        "workers_blocked_elsewhere"
+        WorkerPoolCause::WorkersBlockedElsewhere
     } else {
-        "workers_unknown"
-    };
-    let suggestion = match cause {
-        "workers_blocked_on_reads" => {
-            "The workers sit in blocking reads on connections whose clients send nothing, so \
-             new requests wait behind them. Give reads a timeout (SO_RCVTIMEO, a read deadline), \
-             size the pool for slow or idle clients, or move to non-blocking I/O."
-        }
-        "workers_blocked_elsewhere" => {
-            "The workers are blocked on something other than their clients (a lock, a slow \
-             dependency, a sleep). Take a thread dump (jstack, py-spy dump, gdb -p) to see \
-             what they wait on; put timeouts on that dependency; size the pool."
-        }
-        _ => {
-            "Nobody reads these requests: take a thread dump of the server to see what its \
-             workers do, and add read timeouts and a bounded pool."
-        }
+        WorkerPoolCause::WorkersUnknown
     };
     Finding {
-        severity,
+        severity: Severity::grade(count, t.unread_warn, t.close_wait_crit),
         count,
         local: Some(listener),
         evidence,
-        suggestion: suggestion.to_string(),
+        suggestion: cause.suggestion().to_string(),
         side: Some(super::ConnSide::Server),
-        cause: Some(cause.to_string()),
+        cause: Some(cause.into()),
         sockets,
-        ..Finding::of(RULE.kind, None)
+        ..Finding::of(&RULE, None)
     }
     .owned_by(Some(owner))
 }

@@ -5,6 +5,7 @@
 use super::escape::escape;
 use crate::diagnose::{Severity, Thresholds};
 use crate::report::{Labelled, Status, worst};
+use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
 use std::io::{self, Write};
 
@@ -52,14 +53,12 @@ pub fn write(
                 };
                 let place = f
                     .local
-                    .as_ref()
-                    .or(f.remote.as_ref())
-                    .map(|e| format!(" {e}"))
+                    .or(f.remote)
+                    .map(|e| format!(" {}", endpoint(&e)))
                     .unwrap_or_default();
                 let state = f
                     .state
-                    .as_deref()
-                    .map(|s| format!(" {s}"))
+                    .map(|s| format!(" {}", s.name()))
                     .unwrap_or_default();
                 format!("{} {who}{}{state}{place}", f.kind, f.count)
             })

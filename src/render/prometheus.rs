@@ -165,7 +165,7 @@ pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
         let mut by_kind: std::collections::BTreeMap<(&str, &str), (u64, u64)> = Default::default();
         for x in &r.findings {
             let e = by_kind
-                .entry((x.kind.as_str(), severity_name(x.severity)))
+                .entry((x.kind, severity_name(x.severity)))
                 .or_default();
             e.0 += 1;
             e.1 += x.count;
