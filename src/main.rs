@@ -206,7 +206,9 @@ fn sample(cli: &Cli) -> anyhow::Result<Vec<Snapshot>> {
         if i > 0 {
             std::thread::sleep(std::time::Duration::from_secs_f64(cli.interval.max(0.0)));
         }
-        samples.push(collect::collect(cli.source).context("collecting the socket table")?);
+        samples.push(
+            collect::collect(cli.source, &cli.host_root).context("collecting the socket table")?,
+        );
     }
     Ok(samples)
 }

@@ -62,6 +62,8 @@ pub struct ProcessReport {
     /// Soft RLIMIT_NOFILE; `null` when unlimited or unreadable.
     pub fd_limit: Option<u64>,
     pub threads: Option<u32>,
+    /// The systemd unit, container or pod it runs in; `null` in the root cgroup.
+    pub workload: Option<crate::snapshot::Workload>,
 }
 
 impl Report {
@@ -88,6 +90,7 @@ impl Report {
                     fds: p.fds,
                     fd_limit: p.fd_soft_limit,
                     threads: p.threads,
+                    workload: p.workload.clone(),
                 }
             })
             .collect();

@@ -215,6 +215,7 @@ fn describe(
             Vec::new()
         },
         socket_inodes,
+        workload: None,
     })
 }
 
