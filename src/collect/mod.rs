@@ -47,6 +47,8 @@ pub enum CollectError {
     ProcNetParse(#[from] proc_net::ParseError),
     #[error("internal error: {0} panicked")]
     Panicked(&'static str),
+    #[error("host root {0} has no proc directory (is the host's root mounted there?)")]
+    NoProc(String),
     #[error("no socket table: sock_diag failed ({netlink}) and so did /proc/net/tcp ({proc})")]
     Neither { netlink: String, proc: String },
 }
@@ -56,6 +58,9 @@ pub enum CollectError {
 pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, CollectError> {
     let started = Instant::now();
     let proc_root = &host_root.join("proc");
+    if !proc_root.is_dir() {
+        return Err(CollectError::NoProc(host_root.display().to_string()));
+    }
     let taken_at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
