@@ -54,10 +54,7 @@ pub fn proc_text(bytes: &[u8]) {
     owners::socket_inode(bytes);
     owners::cmdline_text(bytes);
     owners::lossless_text(bytes);
-    let cgroups = cgroup::parse_proc_cgroup(&text);
-    for path in cgroups.candidates() {
-        workload::place(path);
-    }
+    workload::telling_path(&text).map(workload::place);
     workload::place(&text);
     cgroup::cgroup2_mount(&text, std::path::Path::new("/host"));
     workload::docker_names(bytes);

@@ -122,6 +122,17 @@ fn container_of(
     None
 }
 
+/// The path of `/proc/PID/cgroup` text to tell the workload from: of the v2
+/// and `name=systemd` paths, one that names a container wins (on a v1 host a
+/// container's v2 path is still its runtime's unit), else the first not root.
+pub fn telling_path(proc_cgroup: &str) -> Option<&str> {
+    let paths = super::cgroup::parse_proc_cgroup(proc_cgroup);
+    paths
+        .candidates()
+        .find(|p| place(p).is_some_and(|pl| pl.id.is_some()))
+        .or_else(|| paths.candidates().next())
+}
+
 /// Docker, containerd, CRI-O and Podman ids are 64 lowercase hex digits.
 fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -239,17 +250,10 @@ impl Namer {
 
     /// The workload of process `pid`, from `PROC/PID/cgroup`; `None` in the
     /// root cgroup or when the file cannot be read (the process exited).
-    /// Of its v2 and `name=systemd` paths, one that names a container wins:
-    /// on a v1 host, a container's v2 path is still its runtime's unit.
     pub fn of_process(&mut self, proc_root: &Path, pid: u32) -> Option<Workload> {
         let bytes = std::fs::read(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
         let text = super::owners::lossless_text(&bytes);
-        let paths = super::cgroup::parse_proc_cgroup(&text);
-        let best = paths
-            .candidates()
-            .find(|p| place(p).is_some_and(|pl| pl.id.is_some()))
-            .or_else(|| paths.candidates().next())?;
-        self.workload(best)
+        self.workload(telling_path(&text)?)
     }
 
     /// The workload of a process in cgroup `path`; `None` for the root cgroup.
@@ -426,6 +430,20 @@ mod tests {
             Some((Lxc, Some("web1".into()), "web1".into()))
         );
         assert_eq!(told("/lxc/db"), Some((Lxc, Some("db".into()), "db".into())));
+    }
+
+    #[test]
+    fn the_path_that_names_a_container_wins() {
+        let v1_docker = format!(
+            "9:name=systemd:/docker/{ID}\n4:memory:/docker/{ID}\n0::/system.slice/containerd.service\n"
+        );
+        assert_eq!(telling_path(&v1_docker), Some(&*format!("/docker/{ID}")));
+        let v2 = "1:name=systemd:/\n0::/system.slice/nginx.service\n";
+        assert_eq!(telling_path(v2), Some("/system.slice/nginx.service"));
+        let hybrid = "1:name=systemd:/user.slice/session-3.scope\n0::/\n";
+        assert_eq!(telling_path(hybrid), Some("/user.slice/session-3.scope"));
+        assert_eq!(telling_path("1:name=systemd:/\n0::/\n"), None);
+        assert_eq!(telling_path(""), None);
     }
 
     #[test]
