@@ -74,6 +74,17 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = SourceChoice::Auto)]
     pub source: SourceChoice,
 
+    /// Read /proc, /sys and the container runtimes' metadata under DIR: the host's root
+    /// mounted in a container (a Kubernetes DaemonSet).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "CONNLEAK_HOST_ROOT",
+        default_value = "/"
+    )]
+    pub host_root: PathBuf,
+
     /// Thresholds from this TOML file (keys as the threshold flags, with underscores)
     /// [default: /etc/connleak.toml, if present].
     #[arg(long, global = true, value_name = "FILE")]
@@ -120,6 +131,7 @@ impl Cli {
         Ok(Plan {
             scope,
             source: self.source,
+            host_root: self.host_root.clone(),
             samples: self.samples,
             // The parser admits only finite, positive intervals; the fallback is never taken.
             interval: std::time::Duration::try_from_secs_f64(self.interval)
@@ -259,7 +271,8 @@ fn reference() -> String {
          FINDING KINDS (connleak explain KIND):\n{}\n\n\
          FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
          ENVIRONMENT:\n  NO_COLOR            no colour with --color auto (the default), even on a terminal\n  \
-         CONNLEAK_BACKTRACE  set to 1: an error's causes and a panic's backtrace, not one line\n\n\
+         CONNLEAK_BACKTRACE  set to 1: an error's causes and a panic's backtrace, not one line\n  \
+         CONNLEAK_HOST_ROOT  as --host-root\n\n\
          connleak only reads: it never writes to /proc/sys, sends no signal and destroys no \
          socket.",
         kinds.join("\n"),

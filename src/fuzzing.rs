@@ -5,7 +5,7 @@
 //! sock_diag netlink datagram. Whatever the bytes, none may panic, loop or
 //! allocate without bound; errors are fine.
 
-use crate::collect::{kernel, owners, proc_net, sock_diag, tasks};
+use crate::collect::{cgroup, kernel, owners, proc_net, sock_diag, tasks, workload};
 use crate::diagnose::{Thresholds, Window};
 use crate::render::{self, Format};
 use crate::report::{Labelled, Report};
@@ -50,7 +50,8 @@ pub fn snapshot(bytes: &[u8]) {
     }
 }
 
-/// Any `/proc` file connleak reads as text, through each of its parsers.
+/// Any `/proc` file connleak reads as text, through each of its parsers,
+/// and the container runtimes' metadata files (JSON) through theirs.
 pub fn proc_text(bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let _ = proc_net::parse("fuzz", bytes, &mut Vec::new());
@@ -64,6 +65,12 @@ pub fn proc_text(bytes: &[u8]) {
     owners::socket_inode(bytes);
     owners::cmdline_text(bytes);
     owners::lossless_text(bytes);
+    workload::telling_path(&text).map(workload::place);
+    workload::place(&text);
+    cgroup::cgroup2_mount(&text, std::path::Path::new("/host"));
+    workload::docker_names(bytes);
+    workload::oci_names(bytes, ["a", "b", "c"]);
+    workload::storage_name(bytes, "id");
 }
 
 /// One datagram of a sock_diag dump, and the same bytes as a `tcp_info`.

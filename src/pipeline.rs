@@ -130,16 +130,16 @@ impl Pipeline {
         if let Scope::Saved(path) = &self.plan.scope {
             return Ok(Snapshot::load(path)?);
         }
-        let source = self.plan.source;
+        let (source, root) = (self.plan.source, self.plan.host_root.as_path());
         let Some(target) = target else {
-            return Ok(collect::collect(source)?);
+            return Ok(collect::collect(source, root)?);
         };
         let label = target.label();
         // setns moves one thread: a fresh one enters, collects, and ends.
         let collected = std::thread::scope(|s| {
             s.spawn(|| -> Result<Snapshot, PipelineError> {
                 netns::enter(target)?;
-                Ok(collect::collect(source)?)
+                Ok(collect::collect(source, root)?)
             })
             .join()
         })

@@ -28,6 +28,9 @@ pub enum Scope {
 pub struct Plan {
     pub scope: Scope,
     pub source: SourceChoice,
+    /// Where the host's `/proc`, `/sys` and runtime metadata are (`/`, or
+    /// the host's root mounted into a container).
+    pub host_root: PathBuf,
     /// Samples in the window of a run (1: no trend).
     pub samples: u32,
     /// Time between samples (and between refreshes of a live view).

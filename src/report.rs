@@ -64,6 +64,8 @@ pub struct ProcessReport {
     /// Soft RLIMIT_NOFILE; `null` when unlimited or unreadable.
     pub fd_limit: Option<u64>,
     pub threads: Option<u32>,
+    /// The systemd unit, container or pod it runs in; `null` in the root cgroup.
+    pub workload: Option<crate::snapshot::Workload>,
     /// Its socket count over the sample window, when several samples were taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
@@ -100,6 +102,7 @@ impl Report {
                     fds: p.fds,
                     fd_limit: p.fd_soft_limit,
                     threads: p.threads,
+                    workload: p.workload.clone(),
                     trend,
                 }
             })

@@ -26,6 +26,10 @@ pub struct Snapshot {
     pub processes: Vec<Process>,
     pub kernel: Kernel,
     pub unreadable: Unreadable,
+    /// cgroup v2 id → cgroup path, for the ids of sockets no process holds
+    /// (connections never accepted carry their listener's cgroup).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cgroups: BTreeMap<u64, String>,
 }
 
 /// When, where and how the snapshot was taken.
@@ -80,6 +84,11 @@ pub struct Socket {
     /// Milliseconds until the timer fires (TIME_WAIT: until the socket is gone).
     pub timer_ms: Option<u32>,
     pub tcp_info: Option<TcpInfo>,
+    /// The cgroup v2 id of the socket (its creator's cgroup; for a connection
+    /// not yet accepted, its listener's). `None` without cgroup v2, from
+    /// `/proc/net`, and for TIME_WAIT and request sockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
 }
 
 impl Socket {
@@ -154,6 +163,44 @@ pub struct Process {
     /// unread data on a socket (the worker-pool diagnosis), empty otherwise.
     #[serde(default)]
     pub tasks: Vec<Task>,
+    /// The systemd unit, container or pod it runs in; `None` in the root
+    /// cgroup, or when its cgroup could not be read.
+    #[serde(default)]
+    pub workload: Option<Workload>,
+}
+
+/// What runs a process, as a person names it: a systemd unit, a container,
+/// a Kubernetes pod; told from its cgroup and the runtimes' metadata files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    /// The unit (`nginx.service`), the container's name, `NAMESPACE/POD`
+    /// for Kubernetes, a short container id when no metadata names it, or
+    /// the cgroup path.
+    pub name: String,
+    pub container_id: Option<String>,
+    /// Kubernetes pod name and namespace, from the runtime's metadata.
+    pub pod: Option<String>,
+    pub namespace: Option<String>,
+    /// The container's name (in its pod, for Kubernetes).
+    pub container: Option<String>,
+    /// The cgroup path it was told from.
+    pub cgroup: String,
+}
+
+/// Who made the cgroup a workload was told from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    Systemd,
+    Docker,
+    Containerd,
+    CriO,
+    Podman,
+    Lxc,
+    /// None of the above: named by its cgroup path.
+    Cgroup,
 }
 
 /// One thread of a process, as `/proc/PID/task/TID` shows it.
@@ -389,6 +436,7 @@ mod tests {
             timer: Timer::None,
             timer_ms: None,
             tcp_info: None,
+            cgroup_id: None,
         };
         assert!(sock(TcpState::Established, 1).has_unread_request());
         assert!(!sock(TcpState::Established, 0).has_unread_request());

@@ -2,14 +2,18 @@
 //! the kernel (sock_diag, `/proc`), and nothing after it reads the system or
 //! the clock. Each data source has its own module; failures of a part are
 //! recorded in the snapshot's `unreadable` section, and only a missing socket
-//! table is an error.
+//! table is an error. Everything is read under a host root (`/`, or the
+//! host's root mounted in a container), so that connleak run in a privileged
+//! pod sees the host's `/proc`, `/sys` and container runtimes.
 
+pub mod cgroup;
 pub mod kernel;
 pub mod netns;
 pub mod owners;
 pub mod proc_net;
 pub mod sock_diag;
 pub mod tasks;
+pub mod workload;
 
 use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};
 use crate::tcp::TcpState;
@@ -43,17 +47,20 @@ pub enum CollectError {
     ProcNetParse(#[from] proc_net::ParseError),
     #[error("internal error: {0} panicked")]
     Panicked(&'static str),
+    #[error("host root {0} has no proc directory (is the host's root mounted there?)")]
+    NoProc(String),
     #[error("no socket table: sock_diag failed ({netlink}) and so did /proc/net/tcp ({proc})")]
     Neither { netlink: String, proc: String },
 }
 
-/// Takes a snapshot of the host (its current network namespace) now.
-pub fn collect(source: SourceChoice) -> Result<Snapshot, CollectError> {
-    collect_from(source, Path::new("/proc"))
-}
-
-fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, CollectError> {
+/// Takes a snapshot of the host whose root is `host_root` (`/`, or where a
+/// container mounted it), in the current network namespace, now.
+pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, CollectError> {
     let started = Instant::now();
+    let proc_root = &host_root.join("proc");
+    if !proc_root.is_dir() {
+        return Err(CollectError::NoProc(host_root.display().to_string()));
+    }
     let taken_at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -76,13 +83,25 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         .filter(|s| has_unread_data(s))
         .map(|s| s.inode)
         .collect();
-    let processes = owners::owners(
+    let mut processes = owners::owners(
         proc_root,
         tables,
         &tcp_inodes,
         &wants_tasks,
         &mut unreadable,
     );
+    let mut namer = workload::Namer::new(host_root);
+    for p in &mut processes {
+        p.workload = namer.of_process(proc_root, p.pid);
+    }
+    // Connections never accepted (and orphans) have no process: their
+    // cgroup, the listener's, is the only link to a workload.
+    let unowned_cgroups: FxHashSet<u64> = sockets
+        .iter()
+        .filter(|s| s.inode == 0)
+        .filter_map(|s| s.cgroup_id)
+        .collect();
+    let cgroups = cgroup::paths(proc_root, host_root, &unowned_cgroups);
     let kernel = kernel::read(proc_root, &mut unreadable);
     let text = |rel: &str| {
         std::fs::read_to_string(proc_root.join(rel))
@@ -94,7 +113,7 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         duration_ms: 0,
         host: text("sys/kernel/hostname"),
         kernel_release: text("sys/kernel/osrelease"),
-        netns: netns(proc_root),
+        netns: netns(proc_root, host_root),
         source,
         connleak_version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -105,6 +124,7 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         processes,
         kernel,
         unreadable,
+        cgroups,
     };
     snapshot.meta.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(snapshot)
@@ -175,12 +195,12 @@ fn proc_net_tables(proc_root: &Path) -> Result<Vec<Socket>, CollectError> {
 }
 
 /// The network namespace of this thread, and its `ip netns` name if it has one.
-fn netns(proc_root: &Path) -> Netns {
+fn netns(proc_root: &Path, host_root: &Path) -> Netns {
     let inode = std::fs::metadata(proc_root.join("thread-self/ns/net"))
         .ok()
         .map(|m| m.ino());
     let name = inode.and_then(|ino| {
-        std::fs::read_dir("/run/netns")
+        std::fs::read_dir(host_root.join("run/netns"))
             .ok()?
             .flatten()
             .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == ino))

@@ -251,6 +251,7 @@ fn describe(
             Vec::new()
         },
         socket_inodes,
+        workload: None,
     })
 }
 

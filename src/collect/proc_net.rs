@@ -64,6 +64,7 @@ fn parse_row(line: &str) -> Result<Option<Socket>, String> {
         // Printed in clock ticks (USER_HZ, 100 on Linux).
         timer_ms: (timer != Timer::None).then(|| jiffies.saturating_mul(10)),
         tcp_info: None,
+        cgroup_id: None,
     }))
 }
 

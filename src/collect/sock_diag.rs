@@ -30,6 +30,10 @@ const DUMP_ATTEMPTS: usize = 3;
 const RECV_BUF: usize = 256 * 1024;
 /// Size of `struct inet_diag_msg`.
 const INET_DIAG_MSG_LEN: usize = 72;
+/// The attribute carrying a full socket's cgroup v2 id (`linux/inet_diag.h`,
+/// Linux 5.7): sent with every full socket, no extension bit asks for it
+/// (`idiag_ext` has 8 bits, for attributes 1 to 8).
+const INET_DIAG_CGROUP_ID: u16 = 21;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SockDiagError {
@@ -288,10 +292,15 @@ fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
     let timer = Timer::from_kernel(p[2]);
     let expires = u32_at(p, 52);
     let mut tcp_info = None;
+    let mut cgroup_id = None;
     for nla in NlasIterator::new(&p[INET_DIAG_MSG_LEN..]) {
         let nla = nla.map_err(|e| SockDiagError::Decode(format!("attribute: {e}")))?;
-        if nla.kind() == INET_DIAG_INFO {
-            tcp_info = Some(decode_tcp_info(nla.value()));
+        match nla.kind() {
+            INET_DIAG_INFO => tcp_info = Some(decode_tcp_info(nla.value())),
+            INET_DIAG_CGROUP_ID => {
+                cgroup_id = nla.value().try_into().ok().map(u64::from_ne_bytes);
+            }
+            _ => {}
         }
     }
     Ok(Some(Socket {
@@ -306,6 +315,7 @@ fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
         timer,
         timer_ms: (timer != Timer::None).then_some(expires),
         tcp_info,
+        cgroup_id,
     }))
 }
 
@@ -422,6 +432,26 @@ mod tests {
         assert_eq!(t.last_data_sent_ms, Some(0));
         assert_eq!(t.last_data_recv_ms, None);
         assert_eq!(t.total_retrans, None);
+    }
+
+    #[test]
+    fn a_socket_carries_its_cgroup_id() {
+        let mut p = inet_diag_msg(3, 0, 0, 0, 0, &[]);
+        p.extend(12u16.to_ne_bytes());
+        p.extend(INET_DIAG_CGROUP_ID.to_ne_bytes());
+        p.extend(4242u64.to_ne_bytes());
+        let mut out = Vec::new();
+        let d = message(SOCK_DIAG_BY_FAMILY, 2, &p);
+        assert!(decode_datagram(&d, &mut out).is_ok());
+        assert_eq!(out[0].cgroup_id, Some(4242));
+        // A malformed attribute value is no id, not an error.
+        let mut short = inet_diag_msg(3, 0, 0, 0, 0, &[]);
+        short.extend(8u16.to_ne_bytes());
+        short.extend(INET_DIAG_CGROUP_ID.to_ne_bytes());
+        short.extend(7u32.to_ne_bytes());
+        let d = message(SOCK_DIAG_BY_FAMILY, 2, &short);
+        assert!(decode_datagram(&d, &mut out).is_ok());
+        assert_eq!(out[1].cgroup_id, None);
     }
 
     #[test]

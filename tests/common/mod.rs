@@ -8,11 +8,15 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this harness
 
+pub mod cgroups;
+
 use connleak::snapshot::Snapshot;
 use connleak::tcp::TcpState;
 use serde_json::Value;
 use std::io::Write;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -86,12 +90,47 @@ impl Lab {
     /// Starts a role of `tests/scenarios/roles.py` in the namespace and waits
     /// until it says its sockets are in place; returns what it wrote.
     pub fn spawn(&mut self, role: &str, args: &[&str]) -> Value {
+        self.spawn_in(None, role, args)
+    }
+
+    /// Starts a role as [`Lab::spawn`] does, in the cgroup v2 directory
+    /// `cgroup` from before its first instruction, so that its sockets carry
+    /// that cgroup too. (`ip netns exec` hides the cgroup mount: the child
+    /// moves itself before it runs `ip`.)
+    pub fn spawn_in_cgroup(&mut self, cgroup: &Path, role: &str, args: &[&str]) -> Value {
+        self.spawn_in(Some(cgroup), role, args)
+    }
+
+    fn spawn_in(&mut self, cgroup: Option<&Path>, role: &str, args: &[&str]) -> Value {
         let ready = self
             .dir
             .join(format!("{}-{role}.json", self.children.len()));
         let log = self.dir.join(format!("{}-{role}.log", self.children.len()));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        if let Some(dir) = cgroup {
+            let procs =
+                std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_vec())
+                    .expect("cgroup path without NUL");
+            // SAFETY: between fork and exec only async-signal-safe calls (open,
+            // write, close) on memory allocated before the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    // "0" moves the writing process itself.
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    let moved = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                    if moved {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .args(["netns", "exec", &self.ns, "python3"])
             .arg(roles_py())
             .arg(role)
