@@ -3,9 +3,9 @@
 
 use crate::collect::SourceChoice;
 use crate::diagnose::{ConfigError, Contradiction, ThresholdArgs, Thresholds};
+use crate::filter::Filter;
 use crate::plan::{Plan, Scope};
 use crate::render::{Format, table::Style};
-use crate::report::Filter;
 use crate::tcp::TcpState;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{self, IsTerminal};

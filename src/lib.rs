@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod collect;
 pub mod diagnose;
+pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod output;

@@ -160,7 +160,7 @@ impl Pipeline {
             .or_insert_with(|| Window::keeping(keep));
         let mut report = Report::build_in(snapshot, self.plan.thresholds, window);
         report.record(snapshot, window);
-        report.narrow(&self.plan.filter);
+        self.plan.filter.narrow(&mut report, snapshot);
         report
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::collect::SourceChoice;
 use crate::diagnose::Thresholds;
-use crate::report::Filter;
+use crate::filter::Filter;
 use std::path::PathBuf;
 use std::time::Duration;
 

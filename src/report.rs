@@ -40,9 +40,25 @@ pub struct Report {
     /// The sample window, when several samples were taken.
     #[serde(rename = "trend", skip_serializing_if = "Option::is_none")]
     pub window: Option<Span>,
+    /// What a filter (`--pid`, `--port`, `--state`) left out, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<Filtered>,
     /// The namespace's kernel counters, for the Prometheus renderer (not in the JSON).
     #[serde(skip)]
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+/// What a filter left out of a report: the report says so, so that a
+/// filter never hides a problem, and its status stays that of everything.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Filtered {
+    /// The filter as given on the command line (`--port 7007 --state CLOSE_WAIT`).
+    pub filter: String,
+    /// Findings outside the filter, and the worst of them.
+    pub findings: u64,
+    pub worst: Option<Severity>,
+    /// Processes outside the filter.
+    pub processes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +152,7 @@ impl Report {
             unreadable: snapshot.unreadable.clone(),
             counters: snapshot.kernel.counters.clone(),
             window: window.span(snapshot),
+            filtered: None,
         }
     }
 }
@@ -157,33 +174,7 @@ pub fn worst(reports: &[Labelled]) -> Status {
         .unwrap_or(Status::Ok)
 }
 
-/// What to narrow a report to; empty lists keep everything.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub pids: Vec<u32>,
-    pub ports: Vec<u16>,
-    pub states: Vec<TcpState>,
-}
-
 impl Report {
-    /// Keeps only the findings and processes the filter asks for. The status
-    /// follows the findings kept; the summary stays that of the whole namespace.
-    pub fn narrow(&mut self, f: &Filter) {
-        let pid_ok =
-            |pid: Option<u32>| f.pids.is_empty() || pid.is_some_and(|p| f.pids.contains(&p));
-        self.findings.retain(|x| {
-            let port_ok = f.ports.is_empty()
-                || [x.local, x.remote]
-                    .into_iter()
-                    .flatten()
-                    .any(|a| f.ports.contains(&a.port()));
-            let state_ok = f.states.is_empty() || x.state.is_some_and(|s| f.states.contains(&s));
-            pid_ok(x.pid) && port_ok && state_ok
-        });
-        self.processes.retain(|p| pid_ok(Some(p.pid)));
-        self.status = status_of(&self.findings);
-    }
-
     /// Remembers this report's sample in `window`, for the next sample's trend.
     pub fn record(&self, snapshot: &Snapshot, window: &mut Window) {
         let totals = self

@@ -241,7 +241,11 @@ fn filters_narrow_the_report() {
     assert_eq!(r["processes"].as_array().unwrap().len(), 1);
     let other = lab.report(&["--port", "9999"]);
     assert!(other["findings"].as_array().unwrap().is_empty());
-    assert_eq!(other["status"], "ok");
+    // A filter narrows what is shown, never what is judged.
+    assert_eq!(other["status"], "warning");
+    assert_eq!(other["filtered"]["findings"], 1);
+    assert_eq!(other["filtered"]["worst"], "warning");
+    assert_eq!(other["filtered"]["filter"], "--port 9999");
     assert_eq!(
         other["summary"]["states"]["CLOSE_WAIT"], 25,
         "the summary stays whole"
@@ -292,4 +296,46 @@ fn growing_leak_is_told_from_a_static_one() {
     assert!(s["evidence"].to_string().contains("flat over"));
     assert_eq!(r["trend"]["samples"], 3);
     assert!(r["trend"]["counter_deltas"]["ListenOverflows"].is_i64());
+}
+
+/// A filter never turns a problem into OK: fd_exhaustion on a pile of
+/// CLOSE_WAIT sockets belongs to `--state CLOSE_WAIT` and to the listener's
+/// port, and what a filter leaves out is said, in check's line too.
+#[test]
+fn filters_never_hide_a_problem() {
+    let Some(mut lab) = Lab::new("filterhide") else {
+        return;
+    };
+    lab.spawn("leak_server", &["--port", "7007", "--nofile", "64"]);
+    lab.spawn(
+        "clients",
+        &["--port", "7007", "--n", "57", "--kind", "close"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for filter in [["--state", "CLOSE_WAIT"], ["--port", "7007"]] {
+        let r = lab.report(&filter);
+        let kinds: Vec<_> = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            kinds.contains(&"fd_exhaustion".to_string()),
+            "{filter:?}: {r:#}"
+        );
+        assert_eq!(r["status"], "critical");
+    }
+    let check = lab.connleak_output(&["check", "--port", "9999"]);
+    let line = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(2), "{line}");
+    assert!(line.starts_with("CONNLEAK CRITICAL - "), "{line}");
+    assert!(
+        line.contains("outside --port 9999 (worst CRITICAL)"),
+        "{line}"
+    );
+    let table = lab.connleak_output(&["--pid", "1"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("No process matches --pid 1."), "{text}");
+    assert!(!text.contains("No process we could read"), "{text}");
 }

@@ -3,7 +3,7 @@
 //! `-v`) one finding a line. Quiet about healthy details.
 
 use super::escape::escape;
-use crate::diagnose::{Severity, Thresholds};
+use crate::diagnose::{Finding, Severity, Thresholds};
 use crate::report::{Labelled, Status, worst};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
@@ -23,51 +23,66 @@ pub fn exit_code(s: Status) -> u8 {
 
 pub fn write(
     out: &mut impl Write,
-    labelled: &[Labelled],
+    reports: &[Labelled],
     t: Thresholds,
     verbose: bool,
 ) -> io::Result<()> {
-    let status = worst(labelled);
-    let reports: Vec<_> = labelled.iter().map(|l| l.report).collect();
-    let word = match status {
+    let word = match worst(reports) {
         Status::Ok => "OK",
         Status::Warning => "WARNING",
         Status::Critical => "CRITICAL",
     };
-    let problems: Vec<_> = reports
-        .iter()
-        .flat_map(|r| r.findings.iter())
-        .filter(|f| f.severity >= Severity::Warning)
+    writeln!(
+        out,
+        "CONNLEAK {word} - {} | {}",
+        summary(reports),
+        perfdata(reports, t)
+    )?;
+    if verbose {
+        for f in reports.iter().flat_map(|l| l.report.findings.iter()) {
+            let lines: Vec<String> = f.evidence.iter().map(|e| escape(e).into_owned()).collect();
+            writeln!(
+                out,
+                "{} {}: {}",
+                f.severity.label(),
+                f.kind,
+                lines.join("; ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The text of the status line: the problems (the first few named), or that
+/// there are none; what a filter left out; whose owners are unknown.
+fn summary(reports: &[Labelled]) -> String {
+    let findings = || {
+        reports
+            .iter()
+            .flat_map(|l| l.report.findings.iter().map(move |f| (l.label, f)))
+    };
+    let problems: Vec<_> = findings()
+        .filter(|(_, f)| f.severity >= Severity::Warning)
         .collect();
-    let summary = if problems.is_empty() {
-        let sockets: u64 = reports.iter().map(|r| r.summary.sockets).sum();
-        format!("no leak found in {sockets} TCP sockets")
+    let mut summary = if problems.is_empty() {
+        let sockets: u64 = reports.iter().map(|l| l.report.summary.sockets).sum();
+        match findings().count() {
+            0 => format!("no leak found in {sockets} TCP sockets"),
+            n => format!(
+                "{} below the thresholds in {sockets} TCP sockets",
+                count_of(n as u64, "finding")
+            ),
+        }
     } else {
         let named: Vec<String> = problems
             .iter()
             .take(NAMED)
-            .map(|f| {
-                let who = match (f.pid, &f.comm) {
-                    (Some(pid), Some(comm)) => format!("pid {pid} ({}) ", escape(comm)),
-                    _ => String::new(),
-                };
-                let place = f
-                    .local
-                    .or(f.remote)
-                    .map(|e| format!(" {}", endpoint(&e)))
-                    .unwrap_or_default();
-                let state = f
-                    .state
-                    .map(|s| format!(" {}", s.name()))
-                    .unwrap_or_default();
-                format!("{} {who}{}{state}{place}", f.kind, f.count)
-            })
+            .map(|(ns, f)| name(*ns, f))
             .collect();
         let more = problems.len().saturating_sub(NAMED);
         format!(
-            "{} finding{}: {}{}",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
+            "{}: {}{}",
+            count_of(problems.len() as u64, "finding"),
             named.join("; "),
             if more > 0 {
                 format!("; and {more} more")
@@ -76,21 +91,72 @@ pub fn write(
             }
         )
     };
+    for (ns, hidden) in reports
+        .iter()
+        .filter_map(|l| Some((l.label, l.report.filtered.as_ref()?)))
+    {
+        if hidden.findings > 0 {
+            summary.push_str(&format!(
+                "; {} outside {}{}{}",
+                count_of(hidden.findings, "finding"),
+                escape(&hidden.filter),
+                ns.map(|n| format!(" in netns {}", escape(n)))
+                    .unwrap_or_default(),
+                hidden
+                    .worst
+                    .map(|w| format!(" (worst {})", w.label()))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     // Sockets are all there unprivileged; say whose owners are not.
     let denied: u64 = reports
         .iter()
-        .map(|r| u64::from(r.unreadable.processes_denied))
+        .map(|l| u64::from(l.report.unreadable.processes_denied))
         .sum();
-    let summary = if denied > 0 {
+    if denied > 0 {
         let processes = if denied == 1 { "process" } else { "processes" };
-        format!("{summary}; owners of {denied} {processes} unknown (permission denied)")
-    } else {
-        summary
+        summary.push_str(&format!(
+            "; owners of {denied} {processes} unknown (permission denied)"
+        ));
+    }
+    summary
+}
+
+/// "1 finding", "3 findings".
+fn count_of(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+/// One problem as the status line names it: kind, namespace, owner, count,
+/// state and endpoint. A listener's count is of queued connections.
+fn name(ns: Option<&str>, f: &Finding) -> String {
+    let ns = ns
+        .map(|n| format!(" in netns {}", escape(n)))
+        .unwrap_or_default();
+    let who = match (f.pid, &f.comm) {
+        (Some(pid), Some(comm)) => format!("pid {pid} ({}) ", escape(comm)),
+        _ => String::new(),
     };
+    let place = f
+        .local
+        .or(f.remote)
+        .map(|e| format!(" {}", endpoint(&e)))
+        .unwrap_or_default();
+    let state = match f.state {
+        Some(TcpState::Listen) => " queued".to_string(),
+        Some(s) => format!(" {}", s.name()),
+        None => String::new(),
+    };
+    format!("{}{ns} {who}{}{state}{place}", f.kind, f.count)
+}
+
+/// Performance data: socket counts by state, CLOSE_WAIT with its thresholds.
+fn perfdata(reports: &[Labelled], t: Thresholds) -> String {
     let count = |st: TcpState| {
         reports
             .iter()
-            .map(|r| r.summary.states.get(&st).copied().unwrap_or(0))
+            .map(|l| l.report.summary.states.get(&st).copied().unwrap_or(0))
             .sum::<u64>()
     };
     let mut perf = vec![format!(
@@ -111,20 +177,10 @@ pub fn write(
     }
     perf.push(format!(
         "sockets={}",
-        reports.iter().map(|r| r.summary.sockets).sum::<u64>()
+        reports
+            .iter()
+            .map(|l| l.report.summary.sockets)
+            .sum::<u64>()
     ));
-    writeln!(out, "CONNLEAK {word} - {summary} | {}", perf.join(" "))?;
-    if verbose {
-        for f in reports.iter().flat_map(|r| r.findings.iter()) {
-            let lines: Vec<String> = f.evidence.iter().map(|e| escape(e).into_owned()).collect();
-            writeln!(
-                out,
-                "{} {}: {}",
-                f.severity.label(),
-                f.kind,
-                lines.join("; ")
-            )?;
-        }
-    }
-    Ok(())
+    perf.join(" ")
 }

@@ -5,9 +5,10 @@
 //! collection went. Label values are escaped as the format requires; process
 //! names are untrusted.
 
-use crate::report::Labelled;
+use crate::report::{Labelled, Report};
 use crate::snapshot::WATCHED_COUNTERS;
 use crate::tcp::TcpState;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -36,133 +37,156 @@ struct Family {
     samples: Vec<(String, String)>,
 }
 
-/// Writes the reports (one per network namespace) as one exposition.
-pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
-    let fam = |name, help, kind| Family {
-        name,
-        help,
-        kind,
-        samples: Vec::new(),
-    };
-    let mut f = [
-        fam(
-            "connleak_up",
-            "1 when the socket table could be read.",
-            "gauge",
-        ),
-        fam(
-            "connleak_status",
-            "Worst finding: 0 ok, 1 warning, 2 critical.",
-            "gauge",
-        ),
-        fam("connleak_sockets", "TCP sockets by state.", "gauge"),
-        fam(
-            "connleak_unowned_sockets",
-            "TCP sockets no visible process holds.",
-            "gauge",
-        ),
-        fam(
-            "connleak_process_sockets",
-            "TCP sockets of the top processes, by state.",
-            "gauge",
-        ),
-        fam(
-            "connleak_process_fds",
-            "Open file descriptors of the top processes.",
-            "gauge",
-        ),
-        fam(
-            "connleak_process_fd_limit",
-            "Soft RLIMIT_NOFILE of the top processes.",
-            "gauge",
-        ),
-        fam(
-            "connleak_findings",
-            "Findings by kind and severity.",
-            "gauge",
-        ),
-        fam(
-            "connleak_finding_sockets",
-            "Sockets (or fds) the findings count, by kind and severity.",
-            "gauge",
-        ),
-        fam(
-            "connleak_kernel_counter_total",
-            "Kernel TCP counters of the namespace since boot.",
-            "counter",
-        ),
-        fam(
-            "connleak_unreadable_processes",
-            "Processes whose fds could not be read, by reason.",
-            "gauge",
-        ),
-        fam(
-            "connleak_collection_duration_seconds",
-            "Time taken to collect the snapshot.",
-            "gauge",
-        ),
-    ];
-    for &Labelled {
-        label: ns,
-        report: r,
-    } in reports
-    {
-        let ns_label = ns.map(|n| format!("netns=\"{}\"", label(n)));
-        let labels = |extra: &str| -> String {
-            let parts: Vec<&str> = ns_label
-                .iter()
-                .map(String::as_str)
-                .chain(Some(extra).filter(|e| !e.is_empty()))
-                .collect();
-            if parts.is_empty() {
-                String::new()
-            } else {
-                format!("{{{}}}", parts.join(","))
-            }
-        };
-        let [
-            up,
-            status,
-            sockets,
-            unowned,
-            psock,
-            pfds,
-            plimit,
-            findings,
-            fsocks,
-            counters,
-            unreadable,
-            duration,
-        ] = &mut f;
-        up.samples.push((labels(""), "1".into()));
-        status
-            .samples
-            .push((labels(""), (r.status as u8).to_string()));
+impl Family {
+    fn gauge(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind: "gauge",
+            samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, labels: String, value: impl ToString) {
+        self.samples.push((labels, value.to_string()));
+    }
+}
+
+/// A namespace's label set, to which each sample adds its own labels.
+struct Labels(Option<String>);
+
+impl Labels {
+    fn of(namespace: Option<&str>) -> Labels {
+        Labels(namespace.map(|n| format!("netns=\"{}\"", label(n))))
+    }
+
+    /// `{netns="…",extra}`, or nothing when both are empty.
+    fn with(&self, extra: &str) -> String {
+        let parts: Vec<&str> = self
+            .0
+            .iter()
+            .map(String::as_str)
+            .chain(Some(extra).filter(|e| !e.is_empty()))
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", parts.join(","))
+        }
+    }
+}
+
+/// Every family connleak exports, in the order they are written.
+struct Exposition {
+    up: Family,
+    status: Family,
+    sockets: Family,
+    unowned: Family,
+    process_sockets: Family,
+    process_fds: Family,
+    process_fd_limit: Family,
+    findings: Family,
+    finding_sockets: Family,
+    counters: Family,
+    unreadable: Family,
+    duration: Family,
+}
+
+impl Exposition {
+    fn new() -> Exposition {
+        Exposition {
+            up: Family::gauge("connleak_up", "1 when the socket table could be read."),
+            status: Family::gauge(
+                "connleak_status",
+                "Worst finding: 0 ok, 1 warning, 2 critical.",
+            ),
+            sockets: Family::gauge("connleak_sockets", "TCP sockets by state."),
+            unowned: Family::gauge(
+                "connleak_unowned_sockets",
+                "TCP sockets no visible process holds.",
+            ),
+            process_sockets: Family::gauge(
+                "connleak_process_sockets",
+                "TCP sockets of the top processes, by state.",
+            ),
+            process_fds: Family::gauge(
+                "connleak_process_fds",
+                "Open file descriptors of the top processes.",
+            ),
+            process_fd_limit: Family::gauge(
+                "connleak_process_fd_limit",
+                "Soft RLIMIT_NOFILE of the top processes.",
+            ),
+            findings: Family::gauge("connleak_findings", "Findings by kind and severity."),
+            finding_sockets: Family::gauge(
+                "connleak_finding_sockets",
+                "Sockets (or fds) the findings count, by kind and severity.",
+            ),
+            counters: Family {
+                kind: "counter",
+                ..Family::gauge(
+                    "connleak_kernel_counter_total",
+                    "Kernel TCP counters of the namespace since boot.",
+                )
+            },
+            unreadable: Family::gauge(
+                "connleak_unreadable_processes",
+                "Processes whose fds could not be read, by reason.",
+            ),
+            duration: Family::gauge(
+                "connleak_collection_duration_seconds",
+                "Time taken to collect the snapshot.",
+            ),
+        }
+    }
+
+    /// One namespace's samples, in every family.
+    fn add(&mut self, r: &Report, l: &Labels) {
+        self.up.add(l.with(""), 1);
+        self.status.add(l.with(""), r.status as u8);
         for st in TcpState::ALL {
             let n = r.summary.states.get(&st).copied().unwrap_or(0);
-            sockets
-                .samples
-                .push((labels(&format!("state=\"{}\"", st.name())), n.to_string()));
+            self.sockets
+                .add(l.with(&format!("state=\"{}\"", st.name())), n);
         }
-        unowned
-            .samples
-            .push((labels(""), r.summary.unowned.to_string()));
+        self.unowned.add(l.with(""), r.summary.unowned);
+        self.add_processes(r, l);
+        self.add_findings(r, l);
+        for (group, name) in WATCHED_COUNTERS {
+            if let Some(v) = r.counters.get(*group).and_then(|g| g.get(*name)) {
+                let labels = l.with(&format!("group=\"{group}\",name=\"{name}\""));
+                self.counters.add(labels, v);
+            }
+        }
+        let u = &r.unreadable;
+        self.unreadable
+            .add(l.with("reason=\"denied\""), u.processes_denied);
+        self.unreadable
+            .add(l.with("reason=\"vanished\""), u.processes_vanished);
+        self.duration
+            .add(l.with(""), format!("{:.3}", r.duration_ms as f64 / 1000.0));
+    }
+
+    /// Per-process series, for the processes with the most sockets only.
+    fn add_processes(&mut self, r: &Report, l: &Labels) {
         let mut top: Vec<_> = r.processes.iter().collect();
         top.sort_by_key(|p| std::cmp::Reverse(p.states.values().sum::<u64>()));
         for p in top.into_iter().take(TOP_PROCESSES) {
             let who = format!("pid=\"{}\",comm=\"{}\"", p.pid, label(&p.comm));
             for (st, n) in &p.states {
-                psock.samples.push((
-                    labels(&format!("{who},state=\"{}\"", st.name())),
-                    n.to_string(),
-                ));
+                let labels = l.with(&format!("{who},state=\"{}\"", st.name()));
+                self.process_sockets.add(labels, n);
             }
-            pfds.samples.push((labels(&who), p.fds.to_string()));
-            if let Some(l) = p.fd_limit {
-                plimit.samples.push((labels(&who), l.to_string()));
+            self.process_fds.add(l.with(&who), p.fds);
+            if let Some(limit) = p.fd_limit {
+                self.process_fd_limit.add(l.with(&who), limit);
             }
         }
-        let mut by_kind: std::collections::BTreeMap<(&str, &str), (u64, u64)> = Default::default();
+    }
+
+    /// Findings and the sockets they count, by kind and severity.
+    fn add_findings(&mut self, r: &Report, l: &Labels) {
+        let mut by_kind: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
         for x in &r.findings {
             let e = by_kind
                 .entry((x.kind, severity_name(x.severity)))
@@ -171,32 +195,42 @@ pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
             e.1 += x.count;
         }
         for ((kind, sev), (n, count)) in by_kind {
-            let l = labels(&format!("kind=\"{kind}\",severity=\"{sev}\""));
-            findings.samples.push((l.clone(), n.to_string()));
-            fsocks.samples.push((l, count.to_string()));
+            let labels = l.with(&format!("kind=\"{kind}\",severity=\"{sev}\""));
+            self.findings.add(labels.clone(), n);
+            self.finding_sockets.add(labels, count);
         }
-        for (group, name) in WATCHED_COUNTERS {
-            if let Some(v) = r.counters.get(*group).and_then(|g| g.get(*name)) {
-                counters.samples.push((
-                    labels(&format!("group=\"{group}\",name=\"{name}\"")),
-                    v.to_string(),
-                ));
-            }
-        }
-        unreadable.samples.push((
-            labels("reason=\"denied\""),
-            r.unreadable.processes_denied.to_string(),
-        ));
-        unreadable.samples.push((
-            labels("reason=\"vanished\""),
-            r.unreadable.processes_vanished.to_string(),
-        ));
-        duration
-            .samples
-            .push((labels(""), format!("{:.3}", r.duration_ms as f64 / 1000.0)));
+    }
+
+    fn families(&self) -> [&Family; 12] {
+        [
+            &self.up,
+            &self.status,
+            &self.sockets,
+            &self.unowned,
+            &self.process_sockets,
+            &self.process_fds,
+            &self.process_fd_limit,
+            &self.findings,
+            &self.finding_sockets,
+            &self.counters,
+            &self.unreadable,
+            &self.duration,
+        ]
+    }
+}
+
+/// Writes the reports (one per network namespace) as one exposition.
+pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
+    let mut exposition = Exposition::new();
+    for l in reports {
+        exposition.add(l.report, &Labels::of(l.label));
     }
     let mut text = String::new();
-    for fam in f.iter().filter(|f| !f.samples.is_empty()) {
+    for fam in exposition
+        .families()
+        .into_iter()
+        .filter(|f| !f.samples.is_empty())
+    {
         let _ = writeln!(text, "# HELP {} {}", fam.name, fam.help);
         let _ = writeln!(text, "# TYPE {} {}", fam.name, fam.kind);
         for (labels, value) in &fam.samples {

@@ -8,6 +8,7 @@ use super::text::{per_minute, plural, sparkline, wrap};
 use crate::diagnose::{Finding, Severity};
 use crate::report::{Labelled, Report, Status};
 use crate::snapshot::SocketSource;
+use crate::tcp::TcpState;
 use std::io::{self, Write};
 
 #[derive(Debug, Clone, Copy)]
@@ -96,36 +97,88 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
     wrap(out, &read, "  ", "    ", width)?;
     writeln!(out)?;
 
+    let filter = r.filtered.as_ref();
+    if let Some(f) = filter.filter(|f| f.findings > 0) {
+        let line = format!(
+            "{} outside {} not shown{}; the status counts them.",
+            plural(f.findings, "finding"),
+            escape(&f.filter),
+            f.worst
+                .map(|w| format!(" (worst {})", style.severity(w)))
+                .unwrap_or_default()
+        );
+        wrap(out, &line, "", "  ", width)?;
+        writeln!(out)?;
+    }
     if r.findings.is_empty() {
-        writeln!(
-            out,
-            "No findings: no TCP socket is stuck in a state connleak checks."
-        )?;
+        match filter {
+            Some(f) => writeln!(out, "No findings match {}.", escape(&f.filter))?,
+            None => writeln!(
+                out,
+                "No findings: no TCP socket is stuck in a state connleak checks."
+            )?,
+        }
         writeln!(out)?;
     }
     for f in &r.findings {
         write_finding(out, f, style, width)?;
     }
-
-    super::processes::write(out, r, width)?;
+    match filter {
+        Some(f) if r.processes.is_empty() && f.processes > 0 => {
+            writeln!(out, "No process matches {}.", escape(&f.filter))?
+        }
+        _ => super::processes::write(out, r, width)?,
+    }
     writeln!(out)?;
+    wrap(out, &states_line(r), "", "  ", width)?;
+    write_unreadable(out, r, width)
+}
+
+/// Sockets by state, and how many no process holds: TIME_WAIT sockets are
+/// closed and kept by the kernel; the rest wait in an accept queue, are
+/// orphaned, or belong to processes we could not read.
+fn states_line(r: &Report) -> String {
     let states: Vec<String> = r
         .summary
         .states
         .iter()
         .map(|(st, n)| format!("{} {n}", st.name()))
         .collect();
-    let line = if states.is_empty() {
-        "Sockets by state: none".to_string()
-    } else {
-        format!(
-            "Sockets by state: {}; {} held by no visible process",
-            states.join(", "),
-            r.summary.unowned
-        )
-    };
-    wrap(out, &line, "", "  ", width)?;
-    write_unreadable(out, r, width)
+    if states.is_empty() {
+        return "Sockets by state: none".to_string();
+    }
+    let closed = r
+        .summary
+        .states
+        .get(&TcpState::TimeWait)
+        .copied()
+        .unwrap_or(0);
+    let others = r.summary.unowned.saturating_sub(closed);
+    let mut unheld = Vec::new();
+    if closed > 0 {
+        unheld.push(format!(
+            "{closed} TIME_WAIT held by no process (closed; the kernel keeps them)"
+        ));
+    }
+    if others > 0 {
+        let unread = if r.unreadable.processes_denied > 0 {
+            ", or held by processes we could not read"
+        } else {
+            ""
+        };
+        let more = if closed > 0 { " more" } else { "" };
+        unheld.push(format!(
+            "{others}{more} held by no process (closed, or not yet accepted{unread})"
+        ));
+    }
+    if unheld.is_empty() {
+        unheld.push("every one held by a process".to_string());
+    }
+    format!(
+        "Sockets by state: {}; {}",
+        states.join(", "),
+        unheld.join("; ")
+    )
 }
 
 fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) -> io::Result<()> {
