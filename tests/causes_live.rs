@@ -188,3 +188,32 @@ fn leak_that_fills_the_fd_table() {
     assert_eq!(f["cause"], "close_wait_leak");
     assert!(f["evidence"].to_string().contains("EMFILE"));
 }
+
+/// TIME_WAIT grows during a service's first minute and then levels off: a
+/// sampled run during that warm-up projects where it levels off and judges
+/// that against the limit, instead of calling the growth a leak.
+#[test]
+fn time_wait_warm_up_is_not_a_leak() {
+    let Some(mut lab) = Lab::new("tw-warmup") else {
+        return;
+    };
+    let server = lab.spawn("http10_server", &["--port", "7015"]);
+    lab.spawn(
+        "churn",
+        &[
+            "--port", "7015", "--n", "0", "--wait", "0.02", "--kind", "eof",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let report = lab.report(&["--samples", "3", "--interval", "1"]);
+    let f = common::findings(&report, "server_active_close");
+    assert_eq!(f.len(), 1, "{report:#}");
+    assert_eq!(f[0]["pid"], server["pid"]);
+    assert_eq!(f[0]["trend"]["growing"], true, "{:#}", f[0]);
+    assert_eq!(f[0]["severity"], "info", "{:#}", f[0]);
+    let evidence = f[0]["evidence"].to_string();
+    assert!(evidence.contains("levels off near"), "{evidence}");
+    assert!(evidence.contains("not a leak"), "{evidence}");
+    assert!(!evidence.contains("a leak, not a burst"), "{evidence}");
+    assert_eq!(report["status"], "ok", "{report:#}");
+}

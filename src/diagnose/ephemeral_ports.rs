@@ -9,7 +9,7 @@
 //! with `EADDRNOTAVAIL`. `tcp_tw_reuse` lets new connections take over
 //! TIME-WAIT ports (1: all; 2, the default: loopback only), which softens it.
 
-use super::{Context, Finding, Rule, Severity, canonical, percent};
+use super::{Ceiling, Context, Finding, Rule, Severity, canonical, percent};
 use crate::snapshot::{Process, Sysctls, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
@@ -136,6 +136,11 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
             .to_string(),
         side: Some(super::ConnSide::Client),
         sockets: g.sockets,
+        ceiling: Some(Ceiling::time_wait(
+            usable,
+            "the usable local ports to this destination",
+            t.ports_warn,
+        )),
         ..Finding::of(&RULE, Some(TcpState::TimeWait))
     }
     .owned_by(owner)

@@ -4,7 +4,7 @@
 //! (`TCPTimeWaitOverflow`) or resets connections (`TCPAbortOnMemory`,
 //! "too many orphaned sockets").
 
-use super::{Context, Finding, Rule, Severity, percent};
+use super::{Ceiling, Context, Finding, Rule, Severity, percent};
 use crate::tcp::TcpState;
 
 pub const TIME_WAIT_RULE: Rule = Rule {
@@ -58,6 +58,11 @@ fn time_wait(cx: &Context) -> Vec<Finding> {
                      server_active_close findings."
             .to_string(),
         sockets: unexplained,
+        ceiling: Some(Ceiling::time_wait(
+            max,
+            "net.ipv4.tcp_max_tw_buckets",
+            cx.thresholds.kernel_limit_warn,
+        )),
         ..Finding::of(&TIME_WAIT_RULE, Some(TcpState::TimeWait))
     }]
 }

@@ -154,6 +154,10 @@ pub struct Finding {
     /// explains; a warning claims them from less specific rules.
     #[serde(skip)]
     pub sockets: Vec<usize>,
+    /// For sockets a kernel timer ends: where their count levels off
+    /// matters, not that it grows (see [`Ceiling`]).
+    #[serde(skip)]
+    pub ceiling: Option<Ceiling>,
 }
 
 fn endpoint_text<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
@@ -191,6 +195,7 @@ impl Finding {
             growth_per_s: None,
             trend: None,
             sockets: Vec::new(),
+            ceiling: None,
         }
     }
 
@@ -203,6 +208,34 @@ impl Finding {
 }
 
 pub use thresholds::{CONFIG_PATH, ConfigError, Contradiction, ThresholdArgs, Thresholds};
+
+/// The limit a timer-bounded build-up runs into. Sockets that a kernel timer
+/// ends (TIME-WAIT after a fixed 60 s) pile up while a service warms up and
+/// then level off at about arrival rate × timer length: growth over a window
+/// is judged by that projection against the limit that matters (ephemeral
+/// ports to one destination, `tcp_max_tw_buckets`), never called a leak.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ceiling {
+    /// How long the kernel keeps each socket, seconds.
+    pub timer_s: u64,
+    /// The limit, and what it is, as the evidence names it.
+    pub limit: u64,
+    pub limit_name: &'static str,
+    /// The share of the limit (percent) that makes a warning.
+    pub warn_pct: u64,
+}
+
+impl Ceiling {
+    /// TIME-WAIT sockets against `limit`.
+    pub fn time_wait(limit: u64, limit_name: &'static str, warn_pct: u64) -> Ceiling {
+        Ceiling {
+            timer_s: u64::from(crate::tcp::TIME_WAIT_SECS),
+            limit,
+            limit_name,
+            warn_pct,
+        }
+    }
+}
 
 /// What a rule sees.
 pub struct Context<'a> {

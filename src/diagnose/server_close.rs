@@ -6,7 +6,7 @@
 //! they crowd `tcp_max_tw_buckets`, but each is a connection set up for one
 //! request: keep-alive would save the handshakes.
 
-use super::{Context, Finding, Rule, Severity, canonical, percent};
+use super::{Ceiling, Context, Finding, Rule, Severity, canonical, percent};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
 use std::collections::BTreeMap;
@@ -79,6 +79,13 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .to_string(),
                 side: Some(super::ConnSide::Server),
                 sockets,
+                ceiling: sysctls.tcp_max_tw_buckets.map(|max| {
+                    Ceiling::time_wait(
+                        max,
+                        "net.ipv4.tcp_max_tw_buckets",
+                        cx.thresholds.kernel_limit_warn,
+                    )
+                }),
                 ..Finding::of(&RULE, Some(TcpState::TimeWait))
             }
             .owned_by(owner)

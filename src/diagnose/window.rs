@@ -13,7 +13,7 @@
 //! that socket was first seen, never whole snapshots: its memory is that of
 //! the sockets alive now, however many samples it spans.
 
-use super::Finding;
+use super::{Ceiling, Finding, percent};
 use crate::snapshot::{Snapshot, WATCHED_COUNTERS};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -144,14 +144,26 @@ impl Window {
                     .filter(|c| self.first_seen.get(&c.get()).is_some_and(|&t| t <= oldest))
                     .count() as u64
             });
-            f.evidence.push(describe(&counts, growing, growth, seconds));
+            let movement = describe(&counts, growing, growth, seconds);
+            let runs_out = match (growing, f.ceiling) {
+                (true, Some(c)) => {
+                    let (line, runs_out) = level_off(&movement, f.count, growth, c);
+                    f.evidence.push(line);
+                    runs_out
+                }
+                _ => {
+                    let leak = if growing { "; a leak, not a burst" } else { "" };
+                    f.evidence.push(format!("{movement}{leak}"));
+                    growing
+                }
+            };
             if let Some(p) = present.filter(|&p| p > 0) {
                 f.evidence.push(format!(
                     "{p} of these sockets were there in every sample: stuck for at least \
                      {seconds:.0} s"
                 ));
             }
-            if growing {
+            if runs_out {
                 f.severity = f.severity.raised();
             }
             f.growth_per_s = Some((growth * 100.0).round() / 100.0);
@@ -224,6 +236,25 @@ impl Window {
     }
 }
 
+/// Where a timer-bounded build-up levels off at this rate, against its
+/// limit: the evidence line, and whether it runs into the limit.
+fn level_off(movement: &str, count: u64, per_s: f64, c: Ceiling) -> (String, bool) {
+    let steady = count.max((per_s.max(0.0) * c.timer_s as f64).ceil() as u64);
+    let pct = percent(steady, c.limit);
+    let runs_out = pct >= c.warn_pct;
+    let verdict = if runs_out {
+        "it runs into the limit: a build-up, not a burst"
+    } else {
+        "a warm-up or a change of load, not a leak"
+    };
+    let line = format!(
+        "{movement}; each socket leaves after {} s, so at this rate the count levels off near \
+         {steady}, {pct}% of {} ({}): {verdict}",
+        c.timer_s, c.limit_name, c.limit
+    );
+    (line, runs_out)
+}
+
 /// Whether `counts` grew at every step, and by how much per second over `seconds`.
 fn movement(counts: &[u64], seconds: f64) -> (bool, f64) {
     let growing = counts.len() > 1 && counts.windows(2).all(|w| w[1] > w[0]);
@@ -239,13 +270,29 @@ fn describe(counts: &[u64], growing: bool, growth: f64, seconds: f64) -> String 
     let shown: Vec<String> = counts.iter().map(u64::to_string).collect();
     let shown = shown.join(" → ");
     if growing {
-        format!(
-            "grew at every sample over {seconds:.0} s ({shown}): {growth:.1} per second; a leak, \
-             not a burst"
-        )
+        format!("grew at every sample over {seconds:.0} s ({shown}): {growth:.1} per second")
     } else if counts.iter().all(|&c| Some(&c) == counts.first()) {
         format!("flat over {seconds:.0} s ({shown}): not growing now")
     } else {
         format!("varied over {seconds:.0} s ({shown})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_bounded_build_up_is_judged_where_it_levels_off() {
+        let ports = Ceiling::time_wait(1000, "the usable local ports", 50);
+        // 2 a second for 60 s levels off near 120 of 1000: a warm-up.
+        let (line, runs_out) = level_off("grew", 40, 2.0, ports);
+        assert!(!runs_out);
+        assert!(line.contains("levels off near 120, 12% of the usable local ports (1000)"));
+        // 20 a second levels off near 1200: past the ports there are.
+        let (line, runs_out) = level_off("grew", 40, 20.0, ports);
+        assert!(runs_out, "{line}");
+        // Already past the projection: the count itself is judged.
+        assert!(level_off("grew", 900, 0.1, ports).1);
     }
 }
