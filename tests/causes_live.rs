@@ -6,17 +6,8 @@
 
 mod common;
 
-use common::{Lab, warnings};
-use serde_json::Value;
+use common::{Lab, the_warning, warnings};
 use std::time::Duration;
-
-/// The one warning-or-worse finding of the report, which must be of `kind`.
-fn the_warning<'a>(report: &'a Value, kind: &str) -> &'a Value {
-    let w = warnings(report);
-    assert_eq!(w.len(), 1, "exactly one warning expected: {report:#}");
-    assert_eq!(w[0]["kind"], kind, "{report:#}");
-    w[0]
-}
 
 /// Four workers blocked reading idle clients; later requests are never read.
 #[test]
@@ -114,10 +105,14 @@ fn client_time_wait_eats_the_port_range() {
     };
     lab.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 50499"]);
     lab.spawn("echo_server", &["--port", "7004"]);
-    lab.spawn("churn", &["--port", "7004", "--n", "420", "--wait", "0"]);
+    let client = lab.spawn("churn", &["--port", "7004", "--n", "420", "--wait", "0"]);
     let report = lab.report(&[]);
     let f = the_warning(&report, "ephemeral_port_exhaustion");
     assert_eq!(f["remote"], "127.0.0.1:7004");
+    // The headline names the client, as JSON and check do.
+    assert_eq!(f["pid"], client["pid"]);
+    let head = f["evidence"][0].as_str().unwrap();
+    assert!(head.contains(&format!("pid {}", client["pid"])), "{head}");
     assert!(f["count"].as_u64().unwrap() >= 420);
     // tcp_tw_reuse=2 (the default) lets loopback reuse TIME_WAIT: critical lowered to warning.
     assert_eq!(f["severity"], "warning");

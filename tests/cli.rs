@@ -3,9 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
+mod common;
 
-const CONNLEAK: &str = env!("CARGO_BIN_EXE_connleak");
+use common::{CONNLEAK, fixture};
+use std::process::{Command, Output};
 
 /// Runs connleak with `RUST_BACKTRACE=1`, as a developer's shell often sets
 /// it: errors must stay one line all the same.
@@ -16,10 +17,6 @@ fn run(args: &[&str]) -> Output {
         .env_remove("CONNLEAK_BACKTRACE")
         .output()
         .unwrap()
-}
-
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Writes `content` to a temporary file and runs `connleak --from` on it.

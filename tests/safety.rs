@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{CONNLEAK, say};
+use common::{CONNLEAK, fixture, say};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -15,10 +15,6 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 fn connleak(args: &[&str]) -> Command {
     let mut cmd = Command::new(CONNLEAK);

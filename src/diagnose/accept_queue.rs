@@ -79,7 +79,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         }
         if let (Some(o), Some(d)) = (overflows, drops) {
             evidence.push(format!(
-                "ListenOverflows {o}, ListenDrops {d} in this namespace since boot"
+                "ListenOverflows {o}, ListenDrops {d} in this network namespace since it was \
+                 created (since boot, for the host's)"
             ));
         }
         let mut sockets: Vec<usize> = queued.iter().map(|(i, _)| *i).collect();

@@ -9,7 +9,7 @@
 //! with `EADDRNOTAVAIL`. `tcp_tw_reuse` lets new connections take over
 //! TIME-WAIT ports (1: all; 2, the default: loopback only), which softens it.
 
-use super::{Ceiling, Context, Finding, Rule, Severity, canonical, percent};
+use super::{Ceiling, Context, Finding, Rule, Severity, canonical, percent, who};
 use crate::snapshot::{Process, Sysctls, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
@@ -97,9 +97,13 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
         .max_by_key(|(_, n)| **n)
         .and_then(|(pid, _)| cx.index.process(*pid));
     let (lo, hi) = sysctls.ip_local_port_range.unwrap_or_default();
+    let from = match owner {
+        Some(p) => format!("{} from {src}", who(Some(p))),
+        None => format!("from {src}"),
+    };
     let mut evidence = vec![
         format!(
-            "{used} local ports of {usable} usable ({pct}%) in use from {src} to {}: {} in \
+            "{used} local ports of {usable} usable ({pct}%) in use {from} to {}: {} in \
              TIME-WAIT, {} in other states",
             endpoint(&dst),
             g.time_wait,

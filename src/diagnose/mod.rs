@@ -273,7 +273,8 @@ pub struct Rule {
 }
 
 /// Every rule, most specific first: a socket explained by a warning of an
-/// earlier rule is not counted again by a later one.
+/// earlier rule is not counted again by a later one, and an INFO finding
+/// about sockets an earlier finding already told is left out.
 pub const RULES: &[Rule] = &[
     worker_pool::RULE,
     accept_queue::RULE,
@@ -313,17 +314,31 @@ pub fn diagnose_indexed<'a>(
         thresholds,
         claimed: vec![false; snapshot.sockets.len()],
     };
+    // Sockets some finding already counts: an INFO finding that would only
+    // tell them again (with other advice) is left out.
+    let mut told = vec![false; snapshot.sockets.len()];
     let mut findings = Vec::new();
     for rule in RULES {
-        let found = (rule.run)(&cx);
-        for f in found.iter().filter(|f| f.severity >= Severity::Warning) {
+        for f in (rule.run)(&cx) {
+            let again = |i: &usize| told.get(*i).copied().unwrap_or(false);
+            if f.severity == Severity::Info && !f.sockets.is_empty() && f.sockets.iter().all(again)
+            {
+                continue;
+            }
             for &i in &f.sockets {
-                if let Some(claimed) = cx.claimed.get_mut(i) {
+                if let Some(t) = told.get_mut(i) {
+                    *t = true;
+                }
+                if let Some(claimed) = cx
+                    .claimed
+                    .get_mut(i)
+                    .filter(|_| f.severity >= Severity::Warning)
+                {
                     *claimed = true;
                 }
             }
+            findings.push(f);
         }
-        findings.extend(found);
     }
     window.apply(snapshot, &mut findings);
     order(&mut findings);

@@ -65,7 +65,10 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .filter_map(|n| counter(n))
                     .collect();
             if !counters.is_empty() {
-                evidence.push(format!("{} since boot", counters.join(", ")));
+                evidence.push(format!(
+                    "{} in this network namespace since it was created (since boot, for the host's)",
+                    counters.join(", ")
+                ));
             }
             evidence.push(match k.sysctls.tcp_syncookies {
                 Some(0) => {

@@ -231,12 +231,22 @@ pub fn warnings(report: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// The one warning-or-worse finding of the report, which must be of `kind`.
+pub fn the_warning<'a>(report: &'a Value, kind: &str) -> &'a Value {
+    let w = warnings(report);
+    assert_eq!(w.len(), 1, "exactly one warning expected: {report:#}");
+    assert_eq!(w[0]["kind"], kind, "{report:#}");
+    w[0]
+}
+
+/// The path of a snapshot saved from a real pattern, under `tests/fixtures`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// A snapshot saved from a real pattern, under `tests/fixtures`.
 pub fn load(name: &str) -> Snapshot {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    Snapshot::load(&path).expect("fixture loads")
+    Snapshot::load(Path::new(&fixture(name))).expect("fixture loads")
 }
 
 /// The pid holding the listener on `port` in a snapshot.
