@@ -163,10 +163,26 @@ impl Cli {
         } else {
             Format::Table(Style {
                 color: self.output.is_none() && self.color(),
-                width: terminal_width().unwrap_or(80),
+                width: self.width(),
                 live: false,
             })
         }
+    }
+
+    /// The width to lay text out in: the terminal on stdout, else `COLUMNS`
+    /// (as `ls` reads it), else 80; never under 40.
+    pub fn width(&self) -> u16 {
+        let stdout = io::stdout();
+        let width = if stdout.is_terminal() {
+            rustix::termios::tcgetwinsize(&stdout)
+                .ok()
+                .map(|w| w.ws_col)
+        } else {
+            std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.trim().parse().ok())
+        };
+        width.filter(|&c| c >= 40).unwrap_or(80)
     }
 
     /// Whether to colour: --color, else a terminal without NO_COLOR.
@@ -180,20 +196,6 @@ impl Cli {
             }
         }
     }
-}
-
-/// The width to lay the report out in: the terminal on stdout, else
-/// `COLUMNS` (as `ls` reads it), never under 40.
-fn terminal_width() -> Option<u16> {
-    let stdout = io::stdout();
-    let width = if stdout.is_terminal() {
-        rustix::termios::tcgetwinsize(&stdout)
-            .ok()
-            .map(|w| w.ws_col)
-    } else {
-        std::env::var("COLUMNS").ok()?.trim().parse().ok()
-    };
-    width.filter(|&c| c >= 40)
 }
 
 /// Narrow the report (the collection and the summary stay whole).

@@ -125,7 +125,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Some(Command::Explain { topic }) => {
             let topic = render::explain::topic(topic.as_deref()).map_err(anyhow::Error::msg)?;
-            render::explain::write(&mut out, &topic)?;
+            render::explain::write(&mut out, &topic, usize::from(cli.width()))?;
             emit(cli.output.as_deref(), &out)?;
             return Ok(ExitCode::SUCCESS);
         }

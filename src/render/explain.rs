@@ -1,6 +1,7 @@
 //! `connleak explain TOPIC`: the TCP state model and the finding kinds, told
 //! for a person.
 
+use super::text::wrap;
 use crate::diagnose::{RULES, Rule};
 use crate::tcp::{Bound, TcpState};
 use std::io::{self, Write};
@@ -33,36 +34,48 @@ pub fn topic(arg: Option<&str>) -> Result<Topic, String> {
     })
 }
 
-pub fn write(out: &mut impl Write, topic: &Topic) -> io::Result<()> {
+/// Writes the account of `topic`, wrapped to `width` columns.
+pub fn write(out: &mut impl Write, topic: &Topic, width: usize) -> io::Result<()> {
     let state = match topic {
         Topic::All => {
             writeln!(out, "TCP states (connleak explain STATE for details):")?;
             for st in TcpState::ALL {
-                writeln!(out, "  {:<13} {}", st.name(), st.info().side.describe())?;
+                let head = format!("  {:<13} ", st.name());
+                wrap(
+                    out,
+                    st.info().side.describe(),
+                    &head,
+                    &" ".repeat(16),
+                    width,
+                )?;
             }
             writeln!(out, "Finding kinds (connleak explain KIND for details):")?;
             for rule in RULES {
-                writeln!(out, "  {:<26} {}", rule.kind, rule.title)?;
+                let head = format!("  {:<26} ", rule.kind);
+                wrap(out, rule.title, &head, &" ".repeat(29), width)?;
             }
             return Ok(());
         }
         Topic::Kind(rule) => {
             writeln!(out, "{}: {}", rule.kind, rule.title)?;
-            return super::text::wrap(out, rule.about, "  ", "  ", 80);
+            return wrap(out, rule.about, "  ", "  ", width);
         }
         Topic::State(state) => *state,
     };
     let i = state.info();
     writeln!(out, "{} (RFC 9293: {})", state.name(), state.rfc_name())?;
-    writeln!(out, "  who is here:   {}", i.side.describe())?;
-    writeln!(out, "  leaves when:   {}", i.leaves_when)?;
-    writeln!(out, "  bounded by:    {}", i.bound.describe())?;
-    writeln!(out, "  a build-up:    {}", i.buildup)?;
+    let indent = " ".repeat(17);
+    let mut field =
+        |name: &str, text: &str| wrap(out, text, &format!("  {name:<15}"), &indent, width);
+    field("who is here:", i.side.describe())?;
+    field("leaves when:", i.leaves_when)?;
+    field("bounded by:", &i.bound.describe())?;
+    field("a build-up:", i.buildup)?;
     if i.bound == Bound::Application {
-        writeln!(
-            out,
-            "  note:          no kernel timer will clear these sockets; only the owning \
-             process can, by closing them (or by exiting)"
+        field(
+            "note:",
+            "no kernel timer will clear these sockets; only the owning process can, by \
+             closing them (or by exiting)",
         )?;
     }
     Ok(())
