@@ -10,11 +10,13 @@
 mod accept_queue;
 mod close_wait;
 mod ephemeral_ports;
+mod farewell;
 mod fd_limit;
 mod half_closed;
 mod idle;
 mod index;
 mod kernel_limits;
+mod send_stall;
 mod server_close;
 mod stalled_close;
 mod syn_backlog;
