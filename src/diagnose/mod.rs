@@ -20,6 +20,7 @@ mod send_stall;
 mod server_close;
 mod stalled_close;
 mod syn_backlog;
+mod syn_sent;
 mod thresholds;
 mod window;
 mod worker_pool;
@@ -252,6 +253,7 @@ pub const RULES: &[Rule] = &[
     ephemeral_ports::RULE,
     server_close::RULE,
     syn_backlog::RULE,
+    syn_sent::RULE,
     stalled_close::RULE,
     kernel_limits::TIME_WAIT_RULE,
     kernel_limits::ORPHAN_RULE,

@@ -66,13 +66,19 @@ mod tests {
     fn zero_window_answered_is_a_peer_not_reading() {
         let s = sock(Timer::ZeroWindowProbe, 0, 0);
         assert_eq!(of(&s), Some(Stall::PeerNotReading));
-        assert_eq!(of(&sock(Timer::ZeroWindowProbe, 0, 1)), Some(Stall::PeerNotReading));
+        assert_eq!(
+            of(&sock(Timer::ZeroWindowProbe, 0, 1)),
+            Some(Stall::PeerNotReading)
+        );
     }
 
     #[test]
     fn retransmissions_or_unanswered_probes_are_a_peer_gone() {
         assert_eq!(of(&sock(Timer::Retransmit, 3, 0)), Some(Stall::PeerGone));
-        assert_eq!(of(&sock(Timer::ZeroWindowProbe, 0, 4)), Some(Stall::PeerGone));
+        assert_eq!(
+            of(&sock(Timer::ZeroWindowProbe, 0, 4)),
+            Some(Stall::PeerGone)
+        );
         // The retransmission timer armed for data in flight is no stall.
         assert_eq!(of(&sock(Timer::Retransmit, 0, 0)), None);
         assert_eq!(of(&sock(Timer::KeepAlive, 0, 0)), None);
