@@ -185,9 +185,9 @@ fn zero_window_fin_wait1_names_the_peer_not_reading() {
     let filler = lab.spawn("window_filler", &["--port", "7100", "--n", "6"]);
     let stalled = |r: &Value| {
         findings(r, "stalled_close").first().is_some_and(|f| {
-            f["evidence"][0]
+            f["evidence"][1]
                 .as_str()
-                .is_some_and(|e| e.contains("; 6 with the peer's receive window closed"))
+                .is_some_and(|e| e.starts_with("6 with the peer's receive window closed"))
         })
     };
     let report = report_until(&lab, &["--stalled-close-warn", "5"], stalled);
@@ -195,7 +195,7 @@ fn zero_window_fin_wait1_names_the_peer_not_reading() {
     assert_eq!(f["state"], "FIN_WAIT1", "{f:#}");
     assert_eq!(f["count"], 6);
     let evidence = f["evidence"].to_string();
-    assert!(evidence.contains("0 retransmitting"), "{evidence}");
+    assert!(!evidence.contains("retransmitting"), "{evidence}");
     assert!(
         evidence.contains(&format!("127.0.0.1:7100 held by pid {}", sink["pid"])),
         "{evidence}"

@@ -280,8 +280,13 @@ fn evidence(
     if let Some(p) = g.owner
         && let Some(limit) = p.fd_soft_limit
     {
+        let pressing = if stale_pool && fd_pressure(cx, g).is_some() {
+            ": a stale pool pressing on the fd limit, critical"
+        } else {
+            ""
+        };
         evidence.push(format!(
-            "pid {} has {} fds open of a soft limit of {limit} ({}%)",
+            "pid {} has {} fds open of a soft limit of {limit} ({}%){pressing}",
             p.pid,
             p.fds,
             percent(u64::from(p.fds), limit)

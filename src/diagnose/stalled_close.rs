@@ -60,29 +60,39 @@ fn finding(cx: &Context, state: TcpState, sockets: Vec<usize>) -> Finding {
         .max()
         .unwrap_or(0);
     let info = state.info();
-    let mut evidence = vec![
-        format!(
-            "{count} sockets in {} toward {} remote addresses; {} retransmitting with backoff \
-             (up to {backoff}): the peer or the path is gone; {} with the peer's receive window \
-             closed (zero-window probes answered): the peer is alive and does not read; \
-             {orphans} orphaned (no process holds them)",
-            state.rfc_name(),
-            remotes.len(),
-            gone.len(),
-            not_reading.len(),
-        ),
-        format!(
-            "leaves when {}; bounded by {}",
-            info.leaves_when,
-            info.bound.describe()
-        ),
-    ];
+    let mut evidence = vec![format!(
+        "{count} sockets in {} toward {} remote addresses; {orphans} orphaned (no process holds \
+         them)",
+        state.rfc_name(),
+        remotes.len(),
+    )];
     if !not_reading.is_empty() {
         evidence.push(format!(
-            "peers not reading: {}",
+            "{} with the peer's receive window closed and its zero-window probes answered: the \
+             peer is alive and does not read; peers not reading: {}",
+            not_reading.len(),
             peer_names(cx, &not_reading).join(", ")
         ));
     }
+    if !gone.is_empty() {
+        evidence.push(format!(
+            "{} retransmitting unanswered with backoff (up to {backoff}): the peer or the path \
+             is gone (a dead host, a firewall or conntrack that forgot the flow)",
+            gone.len()
+        ));
+    }
+    let unexplained = count - (not_reading.len() + gone.len()) as u64;
+    if unexplained > 0 {
+        evidence.push(format!(
+            "{unexplained} with no retransmission or window probe under way (or no tcp_info to \
+             tell)"
+        ));
+    }
+    evidence.push(format!(
+        "leaves when {}; bounded by {}",
+        info.leaves_when,
+        info.bound.describe()
+    ));
     let suggestion = if not_reading.len() > gone.len() {
         "The peers are alive and do not read what this host sent: their receive windows are \
          full. Fix the reader (the peers named above: a blocked or slow consumer); give this \

@@ -38,6 +38,7 @@ def role_tls_pool(a):
     try:
         import urllib3
 
+        urllib3.disable_warnings()  # the test's certificate is self-signed on purpose
         pool = urllib3.HTTPSConnectionPool(a.host, a.port, maxsize=a.n, ssl_context=ctx, retries=False)
         retry(lambda: pool.urlopen("GET", "/").data)
         # Held responses keep their connections out of the pool, so n distinct ones are opened
