@@ -252,3 +252,41 @@ fn syn_sent_toward_a_silent_destination() {
     );
     assert!(f["suggestion"].as_str().unwrap().contains("10.99.0.2:5432"));
 }
+
+/// Writers blocked on a peer that never reads: the open connections' Send-Q
+/// stands still behind a closed window; the peer and the blocked threads are named.
+#[test]
+fn blocked_writers_name_the_peer_not_reading() {
+    let Some(mut lab) = Lab::new("blocked-send") else {
+        return;
+    };
+    let sink = lab.spawn("unread_sink", &["--port", "7101"]);
+    let writers = lab.spawn("blocked_writers", &["--port", "7101", "--n", "5"]);
+    let args = ["--send-stall-secs", "1"];
+    let report = report_until(&lab, &args, |r| {
+        findings(r, "blocked_send").first().is_some_and(|f| {
+            f["count"] == 5
+                && f["evidence"]
+                    .to_string()
+                    .contains("blocked sending on them")
+        })
+    });
+    let f = findings(&report, "blocked_send")[0];
+    assert_eq!(f["pid"], writers["pid"]);
+    assert_eq!(f["cause"], "peer_not_reading");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["remote"], "127.0.0.1:7101");
+    let evidence = f["evidence"].to_string();
+    assert!(
+        evidence.contains(&format!("127.0.0.1:7101 held by pid {}", sink["pid"])),
+        "{evidence}"
+    );
+    assert!(evidence.contains("5 threads of pid"), "{evidence}");
+    assert!(
+        evidence.contains("in sendto()") || evidence.contains("in write()"),
+        "{evidence}"
+    );
+    // A stall shorter than --send-stall-secs is backpressure, not a finding.
+    let report = lab.report(&["--send-stall-secs", "3600"]);
+    assert!(findings(&report, "blocked_send").is_empty(), "{report:#}");
+}

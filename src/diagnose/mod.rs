@@ -8,6 +8,7 @@
 //! so every one is tested on saved snapshots.
 
 mod accept_queue;
+mod blocked_send;
 mod close_wait;
 mod ephemeral_ports;
 mod farewell;
@@ -25,6 +26,7 @@ mod thresholds;
 mod window;
 mod worker_pool;
 
+pub use blocked_send::BlockedSendCause;
 pub use close_wait::CloseWaitCause;
 pub use fd_limit::FdCause;
 pub use half_closed::HalfClosedCause;
@@ -94,6 +96,13 @@ pub enum Cause {
     WorkerPool(WorkerPoolCause),
     Fd(FdCause),
     HalfClosed(HalfClosedCause),
+    BlockedSend(BlockedSendCause),
+}
+
+impl From<BlockedSendCause> for Cause {
+    fn from(c: BlockedSendCause) -> Cause {
+        Cause::BlockedSend(c)
+    }
 }
 
 impl From<CloseWaitCause> for Cause {
@@ -255,6 +264,7 @@ pub const RULES: &[Rule] = &[
     syn_backlog::RULE,
     syn_sent::RULE,
     stalled_close::RULE,
+    blocked_send::RULE,
     kernel_limits::TIME_WAIT_RULE,
     kernel_limits::ORPHAN_RULE,
     idle::RULE,
@@ -392,6 +402,8 @@ mod tests {
                 HalfClosedCause::OrphanedFinWait2.into(),
                 "orphaned_fin_wait2",
             ),
+            (BlockedSendCause::PeerNotReading.into(), "peer_not_reading"),
+            (BlockedSendCause::PeerGone.into(), "peer_gone"),
         ];
         for (cause, name) in names {
             assert_eq!(json(cause), format!("\"{name}\""));

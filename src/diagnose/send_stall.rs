@@ -9,7 +9,14 @@
 //!   and growing backoff, or window probes go unanswered (`probes` climbs).
 //!   A firewall or conntrack that forgot the flow, or a dead host.
 
-use crate::snapshot::{Socket, Timer};
+use super::{Context, who};
+use crate::snapshot::{Socket, Timer, endpoint};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// How many peers the evidence names.
+const PEERS_SHOWN: usize = 3;
 
 /// Unanswered window probes from which the peer counts as gone: one may be
 /// in flight at any moment.
@@ -31,6 +38,37 @@ pub fn of(s: &Socket) -> Option<Stall> {
         (Timer::Retransmit, Some(t)) if t.retransmits > 0 => Some(Stall::PeerGone),
         _ => None,
     }
+}
+
+/// Up to [`PEERS_SHOWN`] remote endpoints, each with the local process that
+/// holds its end when the peer runs on this host.
+pub fn peer_names(cx: &Context, socks: &[&Socket]) -> Vec<String> {
+    let by_tuple: FxHashMap<(SocketAddr, SocketAddr), u64> = cx
+        .snapshot
+        .sockets
+        .iter()
+        .map(|s| ((s.local, s.remote), s.inode))
+        .collect();
+    // One connection per remote endpoint: its reversed four-tuple finds the peer's socket.
+    let peers: BTreeMap<SocketAddr, SocketAddr> =
+        socks.iter().map(|s| (s.remote, s.local)).collect();
+    let mut names: Vec<String> = peers
+        .iter()
+        .take(PEERS_SHOWN)
+        .map(|(&remote, &local)| {
+            let owner = by_tuple
+                .get(&(remote, local))
+                .and_then(|&inode| cx.index.owner(inode));
+            match owner {
+                Some(p) => format!("{} held by {}", endpoint(&remote), who(Some(p))),
+                None => endpoint(&remote),
+            }
+        })
+        .collect();
+    if peers.len() > PEERS_SHOWN {
+        names.push(format!("and {} more", peers.len() - PEERS_SHOWN));
+    }
+    names
 }
 
 #[cfg(test)]

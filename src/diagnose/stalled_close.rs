@@ -8,12 +8,10 @@
 //! retransmits with backoff until `tcp_orphan_retries` gives up).
 
 use super::send_stall::{self, Stall};
-use super::{Context, Finding, Rule, Severity, who};
-use crate::snapshot::{Socket, endpoint};
+use super::{Context, Finding, Rule, Severity};
+use crate::snapshot::Socket;
 use crate::tcp::TcpState;
-use rustc_hash::FxHashMap;
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
 
 pub const RULE: Rule = Rule {
     kind: "stalled_close",
@@ -26,9 +24,6 @@ pub const RULE: Rule = Rule {
             kernel gives up after net.ipv4.tcp_orphan_retries.",
     run: find,
 };
-
-/// How many peers the evidence names.
-const PEERS_SHOWN: usize = 3;
 
 pub fn find(cx: &Context) -> Vec<Finding> {
     [TcpState::LastAck, TcpState::FinWait1, TcpState::Closing]
@@ -71,7 +66,7 @@ fn finding(cx: &Context, state: TcpState, sockets: Vec<usize>) -> Finding {
             "{} with the peer's receive window closed and its zero-window probes answered: the \
              peer is alive and does not read; peers not reading: {}",
             not_reading.len(),
-            peer_names(cx, &not_reading).join(", ")
+            send_stall::peer_names(cx, &not_reading).join(", ")
         ));
     }
     if !gone.is_empty() {
@@ -110,35 +105,4 @@ fn finding(cx: &Context, state: TcpState, sockets: Vec<usize>) -> Finding {
         sockets,
         ..Finding::of(&RULE, Some(state))
     }
-}
-
-/// Up to [`PEERS_SHOWN`] remote endpoints, each with the local process that
-/// holds its end when the peer runs on this host.
-fn peer_names(cx: &Context, socks: &[&Socket]) -> Vec<String> {
-    let by_tuple: FxHashMap<(SocketAddr, SocketAddr), u64> = cx
-        .snapshot
-        .sockets
-        .iter()
-        .map(|s| ((s.local, s.remote), s.inode))
-        .collect();
-    // One connection per remote endpoint: its reversed four-tuple finds the peer's socket.
-    let peers: BTreeMap<SocketAddr, SocketAddr> =
-        socks.iter().map(|s| (s.remote, s.local)).collect();
-    let mut names: Vec<String> = peers
-        .iter()
-        .take(PEERS_SHOWN)
-        .map(|(&remote, &local)| {
-            let owner = by_tuple
-                .get(&(remote, local))
-                .and_then(|&inode| cx.index.owner(inode));
-            match owner {
-                Some(p) => format!("{} held by {}", endpoint(&remote), who(Some(p))),
-                None => endpoint(&remote),
-            }
-        })
-        .collect();
-    if peers.len() > PEERS_SHOWN {
-        names.push(format!("and {} more", peers.len() - PEERS_SHOWN));
-    }
-    names
 }

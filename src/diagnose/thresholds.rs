@@ -96,6 +96,10 @@ thresholds! {
     fd_warn: "PCT" = 80;
     /// Percent of a process's soft fd limit in use that makes a critical.
     fd_crit: "PCT" = 90;
+    /// Seconds a connection's Send-Q must stand still (peer not reading, or gone) to count.
+    send_stall_secs: "SECS" = 30;
+    /// Connections toward one peer with a standing Send-Q that make a warning.
+    send_stall_warn: "N" = 5;
     /// Sockets in LAST_ACK, FIN_WAIT1 or CLOSING (each) that make a warning.
     stalled_close_warn: "N" = 50;
     /// Percent of tcp_max_tw_buckets or tcp_max_orphans in use that makes a warning.

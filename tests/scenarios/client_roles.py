@@ -122,6 +122,22 @@ def role_window_filler(a):
     forever()
 
 
+def role_blocked_writers(a):
+    """Opens --n connections, each with a thread that writes to it without end: once the peer's
+    window is full, each thread blocks in sendto()."""
+    conns = [retry(lambda: connect(a.host, a.port)) for _ in range(a.n)]
+
+    def write(c):
+        c.settimeout(None)
+        while True:
+            c.sendall(b"x" * 65536)
+
+    for i, c in enumerate(conns):
+        threading.Thread(target=write, args=(c,), name="writer-%d" % i, daemon=True).start()
+    ready(a.ready, port=a.port, n=a.n)
+    forever()
+
+
 def role_syn_burst(a):
     """Starts --n non-blocking connects toward --host:--port and keeps them waiting."""
     conns = []
