@@ -9,8 +9,8 @@ mod common;
 
 use common::load;
 use connleak::diagnose::{
-    CloseWaitCause, ConnSide, Finding, Index, Severity, Thresholds, Window, diagnose,
-    diagnose_indexed,
+    BlockedSendCause, CloseWaitCause, ConnSide, Finding, Index, Severity, Thresholds, Window,
+    diagnose, diagnose_indexed,
 };
 use connleak::snapshot::{Snapshot, Timer};
 use connleak::tcp::TcpState;
@@ -208,4 +208,50 @@ fn idle_rule_skips_sockets_with_a_timer() {
         sock.timer = Timer::None;
     }
     assert_eq!(idle(&s), 1);
+}
+
+/// Open connections with a standing Send-Q: a closed window answered is a
+/// peer not reading, retransmissions a peer gone; a short stall is nothing.
+#[test]
+fn blocked_send_tells_not_reading_from_gone() {
+    let mut s = load("zero-window.json");
+    for sock in fin_wait1(&mut s) {
+        sock.state = TcpState::Established;
+        sock.tcp_info.as_mut().unwrap().last_data_sent_ms = Some(60_000);
+    }
+    let f = only(&diagnose(&s, Thresholds::default()), "blocked_send").clone();
+    assert_eq!(f.cause, Some(BlockedSendCause::PeerNotReading.into()));
+    assert_eq!((f.count, f.severity), (6, Severity::Warning));
+    assert!(
+        f.evidence[1].contains("127.0.0.1:7100 held by pid"),
+        "{f:#?}"
+    );
+    let mut gone = s.clone();
+    for sock in gone
+        .sockets
+        .iter_mut()
+        .filter(|x| x.timer == Timer::ZeroWindowProbe)
+    {
+        sock.timer = Timer::Retransmit;
+        let t = sock.tcp_info.as_mut().unwrap();
+        (t.retransmits, t.last_ack_recv_ms) = (6, Some(90_000));
+    }
+    let f = only(&diagnose(&gone, Thresholds::default()), "blocked_send").clone();
+    assert_eq!(f.cause, Some(BlockedSendCause::PeerGone.into()));
+    assert_eq!(f.oldest_s, Some(90));
+    // Ten seconds of a closed window is backpressure under the default 30 s.
+    for sock in stuck_on_window(&mut s) {
+        sock.tcp_info.as_mut().unwrap().last_data_sent_ms = Some(10_000);
+    }
+    assert!(
+        diagnose(&s, Thresholds::default())
+            .iter()
+            .all(|f| f.kind != "blocked_send")
+    );
+}
+
+fn stuck_on_window(s: &mut Snapshot) -> impl Iterator<Item = &mut connleak::snapshot::Socket> {
+    s.sockets
+        .iter_mut()
+        .filter(|x| x.timer == Timer::ZeroWindowProbe)
 }
