@@ -255,3 +255,35 @@ fn stuck_on_window(s: &mut Snapshot) -> impl Iterator<Item = &mut connleak::snap
         .iter_mut()
         .filter(|x| x.timer == Timer::ZeroWindowProbe)
 }
+
+/// Attempts toward a destination that drops SYNs; the same attempts still in
+/// their first round trip (no SYN retransmitted yet) are no finding, and
+/// fewer than --syn-sent-warn are none either.
+#[test]
+fn connect_unanswered_needs_retransmitted_syns() {
+    let s = load("syn-sent.json");
+    let found = diagnose(&s, Thresholds::default());
+    let f = only(&found, "connect_unanswered");
+    assert_eq!((f.count, f.severity), (8, Severity::Warning));
+    assert_eq!(f.remote, Some("10.99.0.2:5432".parse().unwrap()));
+    assert_eq!(f.side, Some(ConnSide::Client));
+    let crit = Thresholds {
+        syn_sent_crit: 8,
+        ..Thresholds::default()
+    };
+    assert_eq!(
+        only(&diagnose(&s, crit), "connect_unanswered").severity,
+        Severity::Critical
+    );
+    let mut fresh = s.clone();
+    for sock in &mut fresh.sockets {
+        sock.tcp_info.as_mut().unwrap().retransmits = 0;
+    }
+    assert!(diagnose(&fresh, Thresholds::default()).is_empty());
+    let few = Thresholds {
+        syn_sent_warn: 9,
+        syn_sent_crit: 100,
+        ..Thresholds::default()
+    };
+    assert!(diagnose(&s, few).is_empty());
+}
