@@ -224,7 +224,7 @@ fn oldest_s(g: &Group) -> Option<u64> {
 fn severity(cx: &Context, g: &Group, stale_pool: bool) -> Severity {
     let t = cx.thresholds;
     match Severity::grade(g.stuck, t.close_wait_warn, t.close_wait_crit) {
-        Severity::Warning if stale_pool && fd_pressure(cx, g).is_some() => Severity::Critical,
+        Severity::Warning if stale_pool && fd_pressure(cx, g) => Severity::Critical,
         Severity::Warning if !stale_pool && old(cx, g) => Severity::Critical,
         s => s,
     }
@@ -235,11 +235,11 @@ fn old(cx: &Context, g: &Group) -> bool {
     oldest_s(g).is_some_and(|a| a >= cx.thresholds.close_wait_crit_age)
 }
 
-/// The owner's fd use in percent of its soft limit, when it is at `--fd-warn` or above.
-fn fd_pressure(cx: &Context, g: &Group) -> Option<u64> {
-    let p = g.owner?;
-    let used = percent(u64::from(p.fds), p.fd_soft_limit?);
-    (used >= cx.thresholds.fd_warn).then_some(used)
+/// The owner uses `--fd-warn` percent of its soft fd limit or more.
+fn fd_pressure(cx: &Context, g: &Group) -> bool {
+    g.owner
+        .and_then(|p| Some(percent(u64::from(p.fds), p.fd_soft_limit?)))
+        .is_some_and(|used| used >= cx.thresholds.fd_warn)
 }
 
 /// Who holds how many where, then the kernel's evidence per Recv-Q case, age and fds.
@@ -269,7 +269,7 @@ fn evidence(
     );
     recv_q_evidence(key, side, g, &mut evidence);
     age_evidence(cx, g, &mut evidence);
-    if stale_pool && old(cx, g) && fd_pressure(cx, g).is_none() {
+    if stale_pool && old(cx, g) && !fd_pressure(cx, g) {
         evidence.push(format!(
             "not critical by age alone: a stale pool stays as large as the pool (10 by default in \
              urllib3 and HikariCP) however old it gets; critical when it grows over a sampled \
@@ -280,7 +280,7 @@ fn evidence(
     if let Some(p) = g.owner
         && let Some(limit) = p.fd_soft_limit
     {
-        let pressing = if stale_pool && fd_pressure(cx, g).is_some() {
+        let pressing = if stale_pool && fd_pressure(cx, g) {
             ": a stale pool pressing on the fd limit, critical"
         } else {
             ""
