@@ -137,6 +137,14 @@ impl Timer {
 pub struct TcpInfo {
     /// Retransmissions of the current unacknowledged segment.
     pub retransmits: u8,
+    /// Zero-window probes sent that the peer has not answered (reset by each
+    /// answer): a peer that answers while its window stays closed shows 0 here
+    /// with the zero-window probe timer running.
+    #[serde(default)]
+    pub probes: u8,
+    /// Exponential backoff of the retransmission or probe timer.
+    #[serde(default)]
+    pub backoff: u8,
     pub last_data_sent_ms: Option<u32>,
     pub last_data_recv_ms: Option<u32>,
     /// Time since the last segment (ACK) from the peer; in CLOSE_WAIT, since its FIN.

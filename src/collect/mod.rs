@@ -131,9 +131,13 @@ pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, Colle
 }
 
 /// A socket whose owner's threads are worth reading: requests waiting unread,
-/// or connections waiting to be accepted.
+/// connections waiting to be accepted, or data stuck behind a peer's closed
+/// window (its writers block in write/sendto).
 fn has_unread_data(s: &Socket) -> bool {
-    s.inode != 0 && (s.has_unread_request() || (s.state == TcpState::Listen && s.recv_q > 0))
+    s.inode != 0
+        && (s.has_unread_request()
+            || (s.state == TcpState::Listen && s.recv_q > 0)
+            || (s.send_q > 0 && s.timer == crate::snapshot::Timer::ZeroWindowProbe))
 }
 
 fn read_sockets(

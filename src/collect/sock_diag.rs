@@ -325,6 +325,8 @@ pub fn decode_tcp_info(b: &[u8]) -> TcpInfo {
     let field = |at: usize| (b.len() >= at + 4).then(|| u32_at(b, at));
     TcpInfo {
         retransmits: b.get(2).copied().unwrap_or(0),
+        probes: b.get(3).copied().unwrap_or(0),
+        backoff: b.get(4).copied().unwrap_or(0),
         last_data_sent_ms: field(44),
         last_data_recv_ms: field(52),
         last_ack_recv_ms: field(56),
@@ -392,6 +394,8 @@ mod tests {
     #[test]
     fn decodes_a_close_wait_socket_with_tcp_info() {
         let mut info = vec![0u8; 104];
+        info[3] = 2; // probes
+        info[4] = 5; // backoff
         info[56..60].copy_from_slice(&4200u32.to_ne_bytes());
         let mut dgram = message(
             SOCK_DIAG_BY_FAMILY,
@@ -410,6 +414,7 @@ mod tests {
         assert_eq!((s.recv_q, s.inode, s.uid), (1, 4242, 1000));
         assert_eq!(s.cookie.map(NonZeroU64::get), Some(0x1_0000_dead));
         assert_eq!(s.tcp_info.and_then(|t| t.last_ack_recv_ms), Some(4200));
+        assert_eq!(s.tcp_info.map(|t| (t.probes, t.backoff)), Some((2, 5)));
         assert_eq!(s.timer_ms, None);
     }
 

@@ -9,19 +9,27 @@
 //! - Recv-Q counts the peer's FIN as one unread byte until the application
 //!   reads EOF. Recv-Q 0: the application read EOF and never called `close()`
 //!   (the classic leak). Recv-Q 1: it has not read since the peer closed (an
-//!   idle pooled connection nobody checks). Recv-Q > 1: request bytes were
-//!   never read at all (a stuck or exhausted worker).
+//!   idle pooled connection nobody checks). Recv-Q > 1 on the server side:
+//!   request bytes were never read at all (a stuck or exhausted worker). On
+//!   the client side any Recv-Q >= 1 means unread since the peer closed: the
+//!   bytes before the FIN are the server's goodbye (`farewell`), never a
+//!   request, and the fix is the pool's idle timeout, not a thread dump.
 //! - Inode 0 on a listening port: the kernel accepted the connection but the
 //!   application never called `accept()`: it sits in the accept queue.
 //! - The local port is a listening port (server side) or not (client side,
 //!   a pool toward the remote endpoint).
 //! - tcp_info's time since the last segment from the peer is the time since
-//!   its FIN: how long the socket has been stuck.
+//!   its FIN: how long the socket has been stuck. Age alone makes a server's
+//!   leak critical, not a client's stale pool: a bounded pool the server
+//!   closed stays flat, so it needs growth, fd pressure or a count far beyond
+//!   a pool.
 //!
 //! Sockets are grouped per owning process and per listening port (server
 //! side) or remote endpoint (client side).
 
-use super::{ConnSide, Context, Finding, Rule, Severity, canonical, human_duration, percent, who};
+use super::{
+    ConnSide, Context, Finding, Rule, Severity, canonical, farewell, human_duration, percent, who,
+};
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
 use serde::Serialize;
@@ -34,9 +42,13 @@ pub const RULE: Rule = Rule {
     about: "Sockets stuck in CLOSE-WAIT: the peer closed, the application did not. Only the \
             application's close() ends the state. Recv-Q 0: it read EOF and never closed \
             (cause never_closed_after_eof); Recv-Q 1: nobody read the socket since the peer \
-            closed, typically idle pooled connections (unread_after_peer_close); Recv-Q > 1: \
-            request data never read (request_never_read). Fix the code path that should close, \
-            or evict idle pooled connections before the server does.",
+            closed, typically idle pooled connections (unread_after_peer_close); Recv-Q > 1 on \
+            the server side: request data never read (request_never_read). On the client side \
+            any Recv-Q >= 1 is unread_after_peer_close: the bytes before the FIN are the \
+            server's goodbye (a TLS close_notify alert, a database's idle-timeout error, an \
+            HTTP/2 GOAWAY), never a request. Fix the code path that should close, or evict idle \
+            pooled connections before the server does. A client's stale pool is critical only \
+            when it grows, presses on the fd limit or reaches --close-wait-crit, not by age.",
     run: find,
 };
 
@@ -58,6 +70,7 @@ struct Group<'a> {
     eof_read: u64,
     fin_unread: u64,
     data_unread: u64,
+    min_unread: u32,
     max_unread: u32,
     never_accepted: u64,
     oldest_ms: Option<u32>,
@@ -96,6 +109,11 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             0 => g.eof_read += 1,
             1 => g.fin_unread += 1,
             n => {
+                g.min_unread = if g.data_unread == 0 {
+                    n
+                } else {
+                    g.min_unread.min(n)
+                };
                 g.data_unread += 1;
                 g.max_unread = g.max_unread.max(n);
             }
@@ -121,10 +139,16 @@ pub enum CloseWaitCause {
 }
 
 impl CloseWaitCause {
-    fn of(g: &Group) -> CloseWaitCause {
-        if g.eof_read >= g.fin_unread && g.eof_read >= g.data_unread {
+    /// On the client side the bytes before the FIN are the server's goodbye,
+    /// so any unread Recv-Q counts as unread since the peer closed.
+    fn of(g: &Group, side: ConnSide) -> CloseWaitCause {
+        let unread = match side {
+            ConnSide::Client => g.fin_unread + g.data_unread,
+            ConnSide::Server => g.fin_unread.max(g.data_unread),
+        };
+        if g.eof_read >= unread {
             CloseWaitCause::NeverClosedAfterEof
-        } else if g.fin_unread >= g.data_unread {
+        } else if side == ConnSide::Client || g.fin_unread >= g.data_unread {
             CloseWaitCause::UnreadAfterPeerClose
         } else {
             CloseWaitCause::RequestNeverRead
@@ -141,8 +165,10 @@ impl CloseWaitCause {
             }
             (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Client) => {
                 "Pooled connections closed by the server sit idle and nobody reads them. Make the \
-                 pool's idle timeout shorter than the server's keep-alive timeout, validate or evict \
-                 idle connections, or poll them for EOF."
+                 pool's idle timeout shorter than the server's keep-alive timeout (urllib3/requests: \
+                 a smaller pool or retries on stale connections; HikariCP: idleTimeout and \
+                 maxLifetime below the server's; Go: http.Transport.IdleConnTimeout), validate or \
+                 evict idle connections, or poll them for EOF."
             }
             (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Server) => {
                 "The server holds connections it no longer reads after the client closed: idle \
@@ -150,6 +176,7 @@ impl CloseWaitCause {
                  idle/read timeout and close on EOF."
             }
             (CloseWaitCause::RequestNeverRead, _) => {
+                // Server side only: a client's unread bytes are the server's goodbye.
                 "Requests arrived and were never read: the workers that should read them are stuck \
                  or all busy. Take a thread dump (jstack, py-spy dump, gdb) to see what they block \
                  on; add read timeouts and size the pool for slow clients."
@@ -164,17 +191,18 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
     } else {
         ConnSide::Client
     };
-    let cause = CloseWaitCause::of(&g);
+    let cause = CloseWaitCause::of(&g, side);
+    let stale_pool = side == ConnSide::Client && cause == CloseWaitCause::UnreadAfterPeerClose;
     let (local, remote) = match side {
         ConnSide::Server => (Some(key.endpoint), None),
         ConnSide::Client => (None, Some(key.endpoint)),
     };
     Finding {
-        severity: severity(cx, &g),
+        severity: severity(cx, &g, stale_pool),
         count: g.count,
         local,
         remote,
-        evidence: evidence(cx, key, side, &g),
+        evidence: evidence(cx, key, side, &g, stale_pool),
         suggestion: cause.suggestion(side).to_string(),
         side: Some(side),
         cause: Some(cause.into()),
@@ -189,19 +217,39 @@ fn oldest_s(g: &Group) -> Option<u64> {
     g.oldest_ms.map(|ms| u64::from(ms) / 1000)
 }
 
-/// By the stuck sockets; a warning whose oldest socket is old enough is critical.
-fn severity(cx: &Context, g: &Group) -> Severity {
+/// By the stuck sockets; a warning whose oldest socket is old enough is
+/// critical, except a client's stale pool: a bounded pool the server closed
+/// stays as it is however old, so it is critical only under fd pressure (or
+/// by count, or by growth over a sampled window, which the window adds).
+fn severity(cx: &Context, g: &Group, stale_pool: bool) -> Severity {
     let t = cx.thresholds;
     match Severity::grade(g.stuck, t.close_wait_warn, t.close_wait_crit) {
-        Severity::Warning if oldest_s(g).is_some_and(|a| a >= t.close_wait_crit_age) => {
-            Severity::Critical
-        }
+        Severity::Warning if stale_pool && fd_pressure(cx, g) => Severity::Critical,
+        Severity::Warning if !stale_pool && old(cx, g) => Severity::Critical,
         s => s,
     }
 }
 
+/// The oldest socket is past `--close-wait-crit-age`.
+fn old(cx: &Context, g: &Group) -> bool {
+    oldest_s(g).is_some_and(|a| a >= cx.thresholds.close_wait_crit_age)
+}
+
+/// The owner uses `--fd-warn` percent of its soft fd limit or more.
+fn fd_pressure(cx: &Context, g: &Group) -> bool {
+    g.owner
+        .and_then(|p| Some(percent(u64::from(p.fds), p.fd_soft_limit?)))
+        .is_some_and(|used| used >= cx.thresholds.fd_warn)
+}
+
 /// Who holds how many where, then the kernel's evidence per Recv-Q case, age and fds.
-fn evidence(cx: &Context, key: &GroupKey, side: ConnSide, g: &Group) -> Vec<String> {
+fn evidence(
+    cx: &Context,
+    key: &GroupKey,
+    side: ConnSide,
+    g: &Group,
+    stale_pool: bool,
+) -> Vec<String> {
     let who = who(g.owner);
     let at = endpoint(&key.endpoint);
     let mut evidence = vec![match side {
@@ -219,13 +267,26 @@ fn evidence(cx: &Context, key: &GroupKey, side: ConnSide, g: &Group) -> Vec<Stri
          state, only the application's close() (then LAST-ACK)"
             .to_string(),
     );
-    recv_q_evidence(g, &mut evidence);
+    recv_q_evidence(key, side, g, &mut evidence);
     age_evidence(cx, g, &mut evidence);
+    if stale_pool && old(cx, g) && !fd_pressure(cx, g) {
+        evidence.push(format!(
+            "not critical by age alone: a stale pool stays as large as the pool (10 by default in \
+             urllib3 and HikariCP) however old it gets; critical when it grows over a sampled \
+             window (--samples), presses on the fd limit, or reaches {} sockets",
+            cx.thresholds.close_wait_crit
+        ));
+    }
     if let Some(p) = g.owner
         && let Some(limit) = p.fd_soft_limit
     {
+        let pressing = if stale_pool && fd_pressure(cx, g) {
+            ": a stale pool pressing on the fd limit, critical"
+        } else {
+            ""
+        };
         evidence.push(format!(
-            "pid {} has {} fds open of a soft limit of {limit} ({}%)",
+            "pid {} has {} fds open of a soft limit of {limit} ({}%){pressing}",
             p.pid,
             p.fds,
             percent(u64::from(p.fds), limit)
@@ -235,7 +296,7 @@ fn evidence(cx: &Context, key: &GroupKey, side: ConnSide, g: &Group) -> Vec<Stri
 }
 
 /// What the Recv-Q of the sockets says, and which were never accepted.
-fn recv_q_evidence(g: &Group, evidence: &mut Vec<String>) {
+fn recv_q_evidence(key: &GroupKey, side: ConnSide, g: &Group, evidence: &mut Vec<String>) {
     if g.eof_read > 0 {
         evidence.push(format!(
             "{} with Recv-Q 0: the application read EOF and never called close()",
@@ -249,7 +310,23 @@ fn recv_q_evidence(g: &Group, evidence: &mut Vec<String>) {
             g.fin_unread
         ));
     }
-    if g.data_unread > 0 {
+    if g.data_unread > 0 && side == ConnSide::Client {
+        // Recv-Q counts the FIN as one byte: the server's last data is one less.
+        let (min, max) = (g.min_unread - 1, g.max_unread - 1);
+        let sizes = if min == max {
+            format!("{min} bytes")
+        } else {
+            format!("{min}-{max} bytes")
+        };
+        let what = farewell::guess_range(min, max, key.endpoint.port())
+            .map(|g| format!("; {g}"))
+            .unwrap_or_default();
+        evidence.push(format!(
+            "{} with Recv-Q > 1: {sizes} the server sent just before its FIN, unread since the \
+             peer closed (its goodbye, not a request){what}",
+            g.data_unread
+        ));
+    } else if g.data_unread > 0 {
         evidence.push(format!(
             "{} with Recv-Q > 1 (up to {} bytes): request data never read at all",
             g.data_unread, g.max_unread

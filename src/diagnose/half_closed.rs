@@ -80,7 +80,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .filter(|(_, s)| s.inode == 0 && !local_close_wait.contains(&(s.local, s.remote)))
         .map(|(i, _)| i)
         .collect();
-    if orphans.len() as u64 >= cx.thresholds.close_wait_warn {
+    if orphans.len() as u64 >= cx.thresholds.half_closed_warn {
         out.push(orphan_finding(cx, orphans));
     }
     out
@@ -97,7 +97,7 @@ fn pair_finding(
     let closer_p = closer.and_then(|pid| cx.index.process(pid));
     let waiter_p = waiter.and_then(|pid| cx.index.process(pid));
     let t = cx.thresholds;
-    let severity = Severity::grade(count, t.close_wait_warn, t.close_wait_crit);
+    let severity = Severity::grade(count, t.half_closed_warn, t.half_closed_crit);
     let unread = socks
         .iter()
         .filter(|(ci, _)| cx.snapshot.sockets[*ci].recv_q > 0)

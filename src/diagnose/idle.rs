@@ -1,7 +1,8 @@
 //! `no_keepalive_idle`: ESTABLISHED connections silent far longer than usual
 //! with no keep-alive timer. If the peer's host died or a middlebox forgot the
 //! flow, nothing will ever tell this end: the connection (and whatever thread
-//! waits on it) lives forever.
+//! waits on it) lives forever. A socket with any timer running is not idle:
+//! keep-alive watches it, or it is stuck sending (`send_stall`).
 
 use super::{Context, Finding, Rule, Severity, human_duration, who};
 use crate::snapshot::{Timer, endpoint};
@@ -30,7 +31,9 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let Some(silent) = silent.filter(|&ms| u64::from(ms) >= idle_ms) else {
             continue;
         };
-        if s.timer == Timer::KeepAlive {
+        // Keep-alive covers it; any other timer means it is not idle but
+        // stuck sending (retransmitting, or probing a closed window).
+        if s.timer != Timer::None {
             continue;
         }
         let e = per_owner

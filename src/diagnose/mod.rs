@@ -8,20 +8,25 @@
 //! so every one is tested on saved snapshots.
 
 mod accept_queue;
+mod blocked_send;
 mod close_wait;
 mod ephemeral_ports;
+mod farewell;
 mod fd_limit;
 mod half_closed;
 mod idle;
 mod index;
 mod kernel_limits;
+mod send_stall;
 mod server_close;
 mod stalled_close;
 mod syn_backlog;
+mod syn_sent;
 mod thresholds;
 mod window;
 mod worker_pool;
 
+pub use blocked_send::BlockedSendCause;
 pub use close_wait::CloseWaitCause;
 pub use fd_limit::FdCause;
 pub use half_closed::HalfClosedCause;
@@ -91,6 +96,13 @@ pub enum Cause {
     WorkerPool(WorkerPoolCause),
     Fd(FdCause),
     HalfClosed(HalfClosedCause),
+    BlockedSend(BlockedSendCause),
+}
+
+impl From<BlockedSendCause> for Cause {
+    fn from(c: BlockedSendCause) -> Cause {
+        Cause::BlockedSend(c)
+    }
 }
 
 impl From<CloseWaitCause> for Cause {
@@ -284,7 +296,9 @@ pub const RULES: &[Rule] = &[
     ephemeral_ports::RULE,
     server_close::RULE,
     syn_backlog::RULE,
+    syn_sent::RULE,
     stalled_close::RULE,
+    blocked_send::RULE,
     kernel_limits::TIME_WAIT_RULE,
     kernel_limits::ORPHAN_RULE,
     idle::RULE,
@@ -436,6 +450,8 @@ mod tests {
                 HalfClosedCause::OrphanedFinWait2.into(),
                 "orphaned_fin_wait2",
             ),
+            (BlockedSendCause::PeerNotReading.into(), "peer_not_reading"),
+            (BlockedSendCause::PeerGone.into(), "peer_gone"),
         ];
         for (cause, name) in names {
             assert_eq!(json(cause), format!("\"{name}\""));

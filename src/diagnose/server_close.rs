@@ -34,7 +34,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let overflow = cx.snapshot.kernel.counter("TcpExt", "TCPTimeWaitOverflow");
     by_listener
         .into_iter()
-        .filter(|(_, socks)| socks.len() as u64 >= cx.thresholds.close_wait_warn)
+        .filter(|(_, socks)| socks.len() as u64 >= cx.thresholds.server_close_min)
         .map(|(listener, sockets)| {
             let count = sockets.len() as u64;
             let near_limit = sysctls

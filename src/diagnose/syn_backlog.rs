@@ -22,9 +22,6 @@ pub const RULE: Rule = Rule {
     run: find,
 };
 
-/// Half-open connections below this are routine at any real load.
-const MIN_COUNT: u64 = 64;
-
 pub fn find(cx: &Context) -> Vec<Finding> {
     let mut per_listener: BTreeMap<SocketAddr, Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {
@@ -34,16 +31,18 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         }
     }
     let k = &cx.snapshot.kernel;
+    // Fewer half-open connections than this are routine at any real load.
+    let min = cx.thresholds.syn_backlog_min;
     per_listener
         .into_iter()
-        .filter(|(_, v)| v.len() as u64 >= MIN_COUNT.min(cx.thresholds.close_wait_crit))
+        .filter(|(_, v)| v.len() as u64 >= min)
         .map(|(local, sockets)| {
             let count = sockets.len() as u64;
             let listener = cx.index.listener_at(&local);
             let backlog = listener.map(|l| u64::from(l.send_q)).filter(|&b| b > 0);
             let severity = match backlog {
                 Some(b) if count * 2 >= b => Severity::Warning,
-                None if count >= MIN_COUNT * 4 => Severity::Warning,
+                None if count >= min.saturating_mul(4) => Severity::Warning,
                 _ => Severity::Info,
             };
             let sources: std::collections::BTreeSet<_> = sockets

@@ -39,6 +39,9 @@ macro_rules! thresholds {
             pub fn overridden_by(mut self, args: &ThresholdArgs) -> Result<Thresholds, Contradiction> {
                 $( if let Some(v) = args.$field { self.$field = v; } )*
                 self.check_pair("close-wait", self.close_wait_warn, self.close_wait_crit)?;
+                self.check_pair("unread", self.unread_warn, self.unread_crit)?;
+                self.check_pair("half-closed", self.half_closed_warn, self.half_closed_crit)?;
+                self.check_pair("syn-sent", self.syn_sent_warn, self.syn_sent_crit)?;
                 self.check_pair("ports", self.ports_warn, self.ports_crit)?;
                 self.check_pair("fd", self.fd_warn, self.fd_crit)?;
                 Ok(self)
@@ -65,10 +68,26 @@ thresholds! {
     close_wait_crit: "N" = 200;
     /// CLOSE_WAIT sockets younger than SECS are still being closed, not stuck.
     close_wait_min_age: "SECS" = 2;
-    /// A warning whose oldest CLOSE_WAIT socket is older than SECS becomes critical.
+    /// A warning whose oldest CLOSE_WAIT socket is older than SECS becomes critical
+    /// (not a client's idle pool the server closed: age alone does not make that critical).
     close_wait_crit_age: "SECS" = 3600;
     /// Accepted connections with requests nobody reads that make a warning (worker pool).
     unread_warn: "N" = 5;
+    /// Accepted connections with requests nobody reads that make a critical (worker pool).
+    unread_crit: "N" = 200;
+    /// Half-closed connection pairs (or orphaned FIN_WAIT2 sockets) that make a finding.
+    half_closed_warn: "N" = 10;
+    /// Half-closed connection pairs that make a critical.
+    half_closed_crit: "N" = 200;
+    /// TIME_WAIT sockets on one listener that are noted (the server closes first).
+    server_close_min: "N" = 10;
+    /// Half-open handshakes (SYN_RECV) on one listener that are noted; a warning from half
+    /// the listener's backlog (or four times this with the backlog unknown).
+    syn_backlog_min: "N" = 64;
+    /// Connection attempts (SYN_SENT) toward one destination that make a warning.
+    syn_sent_warn: "N" = 5;
+    /// Connection attempts (SYN_SENT) toward one destination that make a critical.
+    syn_sent_crit: "N" = 100;
     /// Percent of the usable ephemeral ports toward one destination that makes a warning.
     ports_warn: "PCT" = 50;
     /// Percent of the usable ephemeral ports toward one destination that makes a critical.
@@ -77,6 +96,10 @@ thresholds! {
     fd_warn: "PCT" = 80;
     /// Percent of a process's soft fd limit in use that makes a critical.
     fd_crit: "PCT" = 90;
+    /// Seconds a connection's Send-Q must stand still (peer not reading, or gone) to count.
+    send_stall_secs: "SECS" = 30;
+    /// Connections toward one peer with a standing Send-Q that make a warning.
+    send_stall_warn: "N" = 5;
     /// Sockets in LAST_ACK, FIN_WAIT1 or CLOSING (each) that make a warning.
     stalled_close_warn: "N" = 50;
     /// Percent of tcp_max_tw_buckets or tcp_max_orphans in use that makes a warning.

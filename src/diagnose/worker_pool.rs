@@ -128,7 +128,7 @@ fn finding(cx: &Context, owner: &Process, listener: SocketAddr, sockets: Vec<usi
         WorkerPoolCause::WorkersUnknown
     };
     Finding {
-        severity: Severity::grade(count, t.unread_warn, t.close_wait_crit),
+        severity: Severity::grade(count, t.unread_warn, t.unread_crit),
         count,
         local: Some(listener),
         evidence,

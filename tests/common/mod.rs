@@ -160,6 +160,30 @@ impl Lab {
         }
     }
 
+    /// Starts any program in the namespace (a real server: nginx), logging to
+    /// `NAME.log` in the lab's directory; it is killed with the lab.
+    pub fn spawn_program(&mut self, name: &str, cmd: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(cmd)
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start the program");
+        self.children.push(child);
+    }
+
+    /// Runs a command inside the namespace; whether it succeeded.
+    pub fn try_exec(&self, cmd: &[&str]) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(cmd)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Runs connleak inside the namespace.
     pub fn connleak_output(&self, args: &[&str]) -> Output {
         Command::new("ip")

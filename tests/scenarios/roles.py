@@ -316,8 +316,11 @@ ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role
 
 
 def main():
+    from client_roles import CLIENT_ROLES  # imports this file's helpers, so not at the top
+
+    roles = {**ROLES, **CLIENT_ROLES}
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("role", choices=sorted(ROLES))
+    p.add_argument("role", choices=sorted(roles))
     p.add_argument("--ready", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
@@ -330,7 +333,7 @@ def main():
     p.add_argument("--hostile", action="store_true")
     p.add_argument("--label", default="")
     a = p.parse_args()
-    ROLES[a.role](a)
+    roles[a.role](a)
 
 
 if __name__ == "__main__":
