@@ -251,6 +251,7 @@ fn describe(
             Vec::new()
         },
         socket_inodes,
+        runtime: super::runtime::detect(&dir),
     })
 }
 
