@@ -6,7 +6,7 @@
 use crate::diagnose::{
     Finding, Index, Severity, Span, Thresholds, Trend, Window, diagnose_indexed,
 };
-use crate::snapshot::{Netns, Snapshot, SocketSource, Unreadable};
+use crate::snapshot::{Netns, Runtime, Snapshot, SocketSource, Unreadable};
 use crate::tcp::TcpState;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -64,6 +64,9 @@ pub struct ProcessReport {
     /// Soft RLIMIT_NOFILE; `null` when unlimited or unreadable.
     pub fd_limit: Option<u64>,
     pub threads: Option<u32>,
+    /// The runtime it runs on (`jvm`, `go`, `node`, `python`, `nginx`), when recognised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
     /// Its socket count over the sample window, when several samples were taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
@@ -100,6 +103,7 @@ impl Report {
                     fds: p.fds,
                     fd_limit: p.fd_soft_limit,
                     threads: p.threads,
+                    runtime: p.runtime,
                     trend,
                 }
             })

@@ -21,7 +21,9 @@
 //! Sockets are grouped per owning process and per listening port (server
 //! side) or remote endpoint (client side).
 
-use super::{ConnSide, Context, Finding, Rule, Severity, canonical, human_duration, percent, who};
+use super::{
+    ConnSide, Context, Finding, Rule, Severity, canonical, human_duration, idioms, percent, who,
+};
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
 use serde::Serialize;
@@ -175,7 +177,11 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         local,
         remote,
         evidence: evidence(cx, key, side, &g),
-        suggestion: cause.suggestion(side).to_string(),
+        suggestion: idioms::suggest(
+            cause.suggestion(side),
+            g.owner,
+            idioms::Need::of_close_wait(cause, side, g.owner),
+        ),
         side: Some(side),
         cause: Some(cause.into()),
         oldest_s: oldest_s(&g),

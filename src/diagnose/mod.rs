@@ -10,11 +10,14 @@
 mod accept_queue;
 mod close_wait;
 mod ephemeral_ports;
+mod event_loop;
 mod fd_limit;
 mod half_closed;
+mod idioms;
 mod idle;
 mod index;
 mod kernel_limits;
+mod pools;
 mod server_close;
 mod stalled_close;
 mod syn_backlog;
@@ -243,6 +246,7 @@ pub struct Rule {
 /// earlier rule is not counted again by a later one.
 pub const RULES: &[Rule] = &[
     worker_pool::RULE,
+    event_loop::RULE,
     accept_queue::RULE,
     half_closed::RULE,
     fd_limit::RULE,
@@ -378,6 +382,10 @@ mod tests {
                 "workers_blocked_elsewhere",
             ),
             (WorkerPoolCause::WorkersUnknown.into(), "workers_unknown"),
+            (
+                WorkerPoolCause::WorkersBlockedOnDependency.into(),
+                "workers_blocked_on_dependency",
+            ),
             (FdCause::CloseWaitLeak.into(), "close_wait_leak"),
             (FdCause::FdLimit.into(), "fd_limit"),
             (

@@ -69,6 +69,8 @@ thresholds! {
     close_wait_crit_age: "SECS" = 3600;
     /// Accepted connections with requests nobody reads that make a warning (worker pool).
     unread_warn: "N" = 5;
+    /// Unread data on an ESTABLISHED connection counts toward a stuck pool after SECS without new data.
+    unread_min_age: "SECS" = 10;
     /// Percent of the usable ephemeral ports toward one destination that makes a warning.
     ports_warn: "PCT" = 50;
     /// Percent of the usable ephemeral ports toward one destination that makes a critical.

@@ -1,7 +1,8 @@
 //! The process table of the human report: who holds TCP sockets, in which
 //! states, how close to the fd limit. It fits the terminal without ever
 //! splitting a number or a header: on a narrow one the low-value columns go
-//! first (THR, LIMIT, OTHER), then process names are cut with an ellipsis,
+//! first (RUNTIME, shown only when a runtime was recognised, then THR,
+//! LIMIT, OTHER), then process names are cut with an ellipsis,
 //! then the trend, LISTEN and ESTAB columns go. PID, PROCESS, CLOSE_WAIT and
 //! FDS always stay.
 
@@ -112,6 +113,11 @@ fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> 
             p.threads.map_or_else(dash, |n| n.to_string())
         }),
     ];
+    if procs.iter().any(|p| p.runtime.is_some()) {
+        columns.push(col("RUNTIME", false, &|p| {
+            p.runtime.map_or_else(dash, |r| r.name().to_string())
+        }));
+    }
     if let Some(seconds) = window_seconds {
         columns.push(col("SOCKETS TREND", false, &|p| {
             p.trend
@@ -130,7 +136,7 @@ fn fit(columns: &mut Vec<Column>, width: usize) {
             columns.retain(|c| c.header != header);
         }
     };
-    for header in ["THR", "LIMIT", "OTHER"] {
+    for header in ["RUNTIME", "THR", "LIMIT", "OTHER"] {
         drop(columns, header);
     }
     let over = table_width(columns).saturating_sub(width);
