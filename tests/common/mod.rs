@@ -86,22 +86,44 @@ impl Lab {
     /// Starts a role of `tests/scenarios/roles.py` in the namespace and waits
     /// until it says its sockets are in place; returns what it wrote.
     pub fn spawn(&mut self, role: &str, args: &[&str]) -> Value {
+        let mut cmd = vec!["python3".to_string(), roles_py().display().to_string()];
+        cmd.push(role.to_string());
+        self.start(role, cmd, |c, ready| {
+            c.arg("--ready").arg(ready).args(args);
+        })
+    }
+
+    /// Starts `program ARGS...` in the namespace with the ready file's path
+    /// as its first argument, and waits until it writes that file (JSON, by
+    /// rename); returns what it wrote.
+    pub fn spawn_program(&mut self, label: &str, program: &[&str], args: &[&str]) -> Value {
+        let cmd = program.iter().map(|s| s.to_string()).collect();
+        self.start(label, cmd, |c, ready| {
+            c.arg(ready).args(args);
+        })
+    }
+
+    fn start(
+        &mut self,
+        label: &str,
+        cmd: Vec<String>,
+        add_args: impl FnOnce(&mut Command, &Path),
+    ) -> Value {
         let ready = self
             .dir
-            .join(format!("{}-{role}.json", self.children.len()));
-        let log = self.dir.join(format!("{}-{role}.log", self.children.len()));
+            .join(format!("{}-{label}.json", self.children.len()));
+        let log = self
+            .dir
+            .join(format!("{}-{label}.log", self.children.len()));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "python3"])
-            .arg(roles_py())
-            .arg(role)
-            .arg("--ready")
-            .arg(&ready)
-            .args(args)
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.ns]).args(&cmd);
+        add_args(&mut command, &ready);
+        let child = command
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .spawn()
-            .expect("start python3");
+            .expect("start a scenario program");
         self.children.push(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -111,12 +133,9 @@ impl Lab {
             let child = self.children.last_mut().expect("just pushed");
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("role {role} exited with {status} before it was ready:\n{log}");
+                panic!("{label} exited with {status} before it was ready:\n{log}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "role {role} not ready after 60 s"
-            );
+            assert!(Instant::now() < deadline, "{label} not ready after 60 s");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
