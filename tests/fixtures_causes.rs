@@ -10,7 +10,7 @@ mod common;
 use common::{listener_pid, load};
 use connleak::diagnose::{FdCause, Finding, Severity, Thresholds, WorkerPoolCause, diagnose};
 use connleak::report::{Report, Status};
-use connleak::snapshot::{Snapshot, Socket};
+use connleak::snapshot::{Runtime, Snapshot, Socket};
 use connleak::tcp::TcpState;
 use std::net::SocketAddr;
 
@@ -52,10 +52,47 @@ fn worker_pool_names_the_blocked_threads() {
     assert_eq!(f.pid, Some(listener_pid(&s, 7002)));
     assert_eq!(f.count, 30);
     assert_eq!(f.cause, Some(WorkerPoolCause::WorkersBlockedOnReads.into()));
+    assert!(f.evidence.iter().any(|e| e.starts_with(
+        "pool `python`: 4 of 5 threads blocked in recvfrom() on \
+                                    accepted clients"
+    )));
+    // A JVM's housekeeping threads (GC, compilers) do not dilute the pool's ratio.
+    let mut jvm = s.clone();
+    if let Some(p) = jvm.processes.iter_mut().find(|p| !p.tasks.is_empty()) {
+        let parked = p.tasks[0].clone();
+        for (i, name) in [
+            "GC Thread#0",
+            "C2 CompilerThre",
+            "VM Thread",
+            "Signal Dispatch",
+        ]
+        .into_iter()
+        .cycle()
+        .take(20)
+        .enumerate()
+        {
+            let mut t = parked.clone();
+            t.tid = 90000 + i as u32;
+            t.comm = name.to_string();
+            t.syscall = Some("futex".to_string());
+            t.fd = None;
+            t.inode = None;
+            p.tasks.push(t);
+        }
+    }
+    let f = the_warning(&jvm, Thresholds::default(), "worker_pool_exhausted");
+    assert_eq!(f.cause, Some(WorkerPoolCause::WorkersBlockedOnReads.into()));
+    // The same sockets held by a Go process: an event loop, never a worker pool.
+    let mut go = s.clone();
+    go.processes
+        .iter_mut()
+        .for_each(|p| p.runtime = Some(Runtime::Go));
+    let f = the_warning(&go, Thresholds::default(), "event_loop_not_reading");
+    assert_eq!(f.count, 30);
     assert!(
-        f.evidence
-            .iter()
-            .any(|e| e.starts_with("4 of 5 threads blocked in recvfrom() on ESTABLISHED"))
+        f.suggestion.contains("never send kill -QUIT"),
+        "{}",
+        f.suggestion
     );
     // Without thread data (no privilege) the sockets alone still make the finding.
     let mut bare = s.clone();
