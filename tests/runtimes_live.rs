@@ -121,12 +121,12 @@ fn the_finding<'a>(report: &'a Value, kind: &str) -> &'a Value {
 }
 
 /// Four pool-1-thread workers held by idle clients; later requests unread.
-#[test]
-fn jvm_fixed_pool_exhausted_by_idle_clients() {
-    let Some((mut lab, classes)) = java_lab("jvm-pool") else {
+/// The workers block in `call` (`mode` PoolServer's).
+fn jvm_pool_exhausted_by_idle_clients(test: &str, mode: &str, call: &str) {
+    let Some((mut lab, classes)) = java_lab(test) else {
         return;
     };
-    let server = pool_server(&mut lab, classes, &["8080", "4", "read"]);
+    let server = pool_server(&mut lab, classes, &["8080", "4", mode]);
     lab.spawn("clients", &["--port", "8080", "--n", "4", "--kind", "idle"]);
     std::thread::sleep(Duration::from_millis(300));
     lab.spawn(
@@ -145,14 +145,32 @@ fn jvm_fixed_pool_exhausted_by_idle_clients() {
     assert_eq!(f["cause"], "workers_blocked_on_reads");
     let evidence = f["evidence"].to_string();
     assert!(
-        evidence.contains("pool `pool-1-thread`: 4 of 4 threads blocked in")
-            && evidence.contains("on accepted clients (4 idle"),
+        evidence.contains(&format!(
+            "pool `pool-1-thread`: 4 of 4 threads blocked in {call}() on accepted clients (4 idle"
+        )),
         "{evidence}"
     );
     assert!(evidence.contains("runtime: jvm"), "{evidence}");
     let suggestion = f["suggestion"].as_str().unwrap();
     assert!(suggestion.contains("setSoTimeout"), "{suggestion}");
+    let pid = server["pid"].to_string();
+    assert!(
+        suggestion.contains(&format!("jcmd {pid} Thread.print")),
+        "{suggestion}"
+    );
     assert!(findings(&report, "event_loop_not_reading").is_empty());
+}
+
+#[test]
+fn jvm_fixed_pool_exhausted_by_idle_clients() {
+    jvm_pool_exhausted_by_idle_clients("jvm-pool", "read", "read");
+}
+
+/// With a read timeout the workers block in poll(): the fd is read from the
+/// pollfd array and the pool is diagnosed the same.
+#[test]
+fn jvm_pool_with_read_timeouts_blocks_in_poll() {
+    jvm_pool_exhausted_by_idle_clients("jvm-poll", "timeout", "poll");
 }
 
 /// Workers that wait on a dependency which accepts and never answers: the

@@ -3,9 +3,10 @@
 //! The same socket table means different things on a thread-per-connection
 //! JVM and on Go's or Node's event loop, and the fix is written in the
 //! runtime's own idioms. Detected once per process, cheaply: the executable's
-//! name, the libraries `/proc/PID/maps` lists (`libjvm.so`, `libnode`,
-//! `libpython`), and for a statically linked binary the section names of its
-//! ELF header (Go writes `.go.buildinfo`), which costs three small reads.
+//! name (`java`, `node`, `python3.12`, `nginx`), else the libraries
+//! `/proc/PID/maps` lists (`libjvm.so`, `libnode`, `libpython`), else for a
+//! statically linked binary the section names of its ELF header (Go writes
+//! `.go.buildinfo`), which costs three small reads.
 
 use crate::snapshot::Runtime;
 use std::fs::File;
@@ -25,30 +26,41 @@ pub fn detect(proc_dir: &Path) -> Option<Runtime> {
         .and_then(|e| e.file_name())
         .and_then(|n| n.to_str())
         .map(|n| n.trim_end_matches(" (deleted)").to_string());
+    if let Some(r) = name.as_deref().and_then(by_name) {
+        return Some(r);
+    }
     let maps = std::fs::read_to_string(proc_dir.join("maps")).unwrap_or_default();
-    by_name_and_maps(name.as_deref(), &maps).or_else(|| {
+    by_libraries(&maps).or_else(|| {
         // /proc/PID/exe opens the binary even when its path is gone or in another mount namespace.
         let file = File::open(proc_dir.join("exe")).ok()?;
         is_go_binary(&file).then_some(Runtime::Go)
     })
 }
 
-/// The runtime told by the executable's name and the mapped libraries.
-pub(crate) fn by_name_and_maps(exe: Option<&str>, maps: &str) -> Option<Runtime> {
+/// The runtime told by the executable's name.
+fn by_name(exe: &str) -> Option<Runtime> {
+    match exe {
+        "java" => Some(Runtime::Jvm),
+        "node" | "nodejs" => Some(Runtime::Node),
+        "nginx" => Some(Runtime::Nginx),
+        e if e.starts_with("python") => Some(Runtime::Python),
+        _ => None,
+    }
+}
+
+/// A runtime embedded in another executable (a JVM launcher, uwsgi, Electron).
+fn by_libraries(maps: &str) -> Option<Runtime> {
     let mapped = |lib: &str| {
         maps.lines()
             .filter_map(|l| l.rsplit('/').next())
             .any(|file| file.starts_with(lib))
     };
-    let exe = exe.unwrap_or_default();
     if mapped("libjvm.so") {
         Some(Runtime::Jvm)
-    } else if exe == "node" || exe == "nodejs" || mapped("libnode.so") {
+    } else if mapped("libnode.so") {
         Some(Runtime::Node)
-    } else if exe.starts_with("python") || mapped("libpython") {
+    } else if mapped("libpython") {
         Some(Runtime::Python)
-    } else if exe == "nginx" {
-        Some(Runtime::Nginx)
     } else {
         None
     }
@@ -96,21 +108,16 @@ mod tests {
 
     #[test]
     fn names_and_libraries() {
+        assert_eq!(by_name("java"), Some(Runtime::Jvm));
+        assert_eq!(by_name("node"), Some(Runtime::Node));
+        assert_eq!(by_name("python3.12"), Some(Runtime::Python));
+        assert_eq!(by_name("nginx"), Some(Runtime::Nginx));
+        assert_eq!(by_name("sshd"), None);
         let jvm = "7f00-7f01 r-xp 0 08:01 1 /usr/lib/jvm/java-17/lib/server/libjvm.so\n";
-        assert_eq!(by_name_and_maps(Some("java"), jvm), Some(Runtime::Jvm));
-        assert_eq!(by_name_and_maps(Some("node"), ""), Some(Runtime::Node));
-        assert_eq!(
-            by_name_and_maps(Some("python3.12"), ""),
-            Some(Runtime::Python)
-        );
+        assert_eq!(by_libraries(jvm), Some(Runtime::Jvm));
         let embedded = "7f00-7f01 r-xp 0 08:01 1 /usr/lib/libpython3.12.so.1.0\n";
-        assert_eq!(
-            by_name_and_maps(Some("uwsgi"), embedded),
-            Some(Runtime::Python)
-        );
-        assert_eq!(by_name_and_maps(Some("nginx"), ""), Some(Runtime::Nginx));
-        assert_eq!(by_name_and_maps(Some("sshd"), "[heap]\n"), None);
-        assert_eq!(by_name_and_maps(None, ""), None);
+        assert_eq!(by_libraries(embedded), Some(Runtime::Python));
+        assert_eq!(by_libraries("[heap]\n"), None);
     }
 
     #[test]

@@ -46,13 +46,18 @@ impl Need {
     }
 }
 
-/// `generic`, followed by the idiom of `owner`'s runtime when there is one.
+/// `generic`, followed by the idiom of `owner`'s runtime when there is one
+/// (with its pid in place of `PID`).
 pub fn suggest(generic: &str, owner: Option<&Process>, need: Need) -> String {
-    match owner.and_then(|p| p.runtime) {
-        Some(runtime) => match phrase(runtime, need) {
-            Some(idiom) => format!("{generic} {}: {idiom}", title(runtime)),
-            None => generic.to_string(),
-        },
+    let Some((p, runtime)) = owner.and_then(|p| Some((p, p.runtime?))) else {
+        return generic.to_string();
+    };
+    match phrase(runtime, need) {
+        Some(idiom) => format!(
+            "{generic} {}: {}",
+            title(runtime),
+            idiom.replace("PID", &p.pid.to_string())
+        ),
         None => generic.to_string(),
     }
 }

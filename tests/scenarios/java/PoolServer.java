@@ -8,6 +8,8 @@
 //   (idle keep-alive clients hold their worker in read()).
 // MODE dependency: each worker reads one line, then asks 127.0.0.1:DEPENDENCY_PORT
 //   and waits for its answer, which never comes.
+// MODE timeout: like read, with a read timeout (setSoTimeout), so idle workers
+//   block in poll() rather than read().
 // MODE bounded: like read, but the main thread takes a permit before accept(),
 //   so with every worker busy nobody accepts and the accept queue fills.
 import java.io.*;
@@ -36,6 +38,9 @@ public class PoolServer {
             Socket client = server.accept();
             pool.submit(() -> {
                 try (Socket c = client) {
+                    if (mode.equals("timeout")) {
+                        c.setSoTimeout(600_000);
+                    }
                     serve(c, mode, dependency);
                 } catch (IOException e) {
                     // the client went away
