@@ -125,4 +125,25 @@ mod tests {
         let me = File::open("/proc/self/exe");
         assert!(me.is_ok_and(|f| !is_go_binary(&f) && section_names(&f).is_some()));
     }
+
+    /// A real ELF binary given a `.go.buildinfo` section reads as Go.
+    #[test]
+    fn a_buildinfo_section_means_go() {
+        let dir = std::env::temp_dir().join(format!("connleak-go-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let (info, bin) = (dir.join("info"), dir.join("bin"));
+        let _ = std::fs::write(&info, b"\xff Go buildinf:");
+        let made = std::process::Command::new("objcopy")
+            .arg("--add-section")
+            .arg(format!(".go.buildinfo={}", info.display()))
+            .arg("/proc/self/exe")
+            .arg(&bin)
+            .status();
+        let go = File::open(&bin).is_ok_and(|f| is_go_binary(&f));
+        let _ = std::fs::remove_dir_all(&dir);
+        match made {
+            Ok(s) if s.success() => assert!(go),
+            _ => eprintln!("SKIP a_buildinfo_section_means_go: needs objcopy (binutils)"),
+        }
+    }
 }

@@ -161,3 +161,38 @@ fn trend_cell(counts: &[u64], seconds: f64) -> String {
     let per_s = (last as f64 - first as f64) / seconds.max(0.001);
     format!("{} {}", sparkline(counts), per_minute(per_s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(header: &'static str, cell: &str) -> Column {
+        Column {
+            header,
+            cells: vec![cell.to_string()],
+            numeric: false,
+        }
+    }
+
+    #[test]
+    fn the_runtime_column_goes_first() {
+        let all = || {
+            vec![
+                column("PID", "12345"),
+                column("PROCESS", "java"),
+                column("CLOSE_WAIT", "12"),
+                column("FDS", "24"),
+                column("THR", "18"),
+                column("RUNTIME", "jvm"),
+            ]
+        };
+        let mut wide = all();
+        fit(&mut wide, 200);
+        assert_eq!(wide.len(), 6);
+        let mut narrow = all();
+        let width = table_width(&narrow) - 1;
+        fit(&mut narrow, width);
+        let headers: Vec<&str> = narrow.iter().map(|c| c.header).collect();
+        assert_eq!(headers, ["PID", "PROCESS", "CLOSE_WAIT", "FDS", "THR"]);
+    }
+}
