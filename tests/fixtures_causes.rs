@@ -8,7 +8,10 @@
 mod common;
 
 use common::{listener_pid, load};
-use connleak::diagnose::{FdCause, Finding, Severity, Thresholds, WorkerPoolCause, diagnose};
+use connleak::diagnose::{
+    FdCause, Finding, Index, Severity, Thresholds, Window, WorkerPoolCause, diagnose,
+    diagnose_indexed,
+};
 use connleak::report::{Report, Status};
 use connleak::snapshot::{Runtime, Snapshot, Socket};
 use connleak::tcp::TcpState;
@@ -99,6 +102,35 @@ fn worker_pool_names_the_blocked_threads() {
     bare.processes.iter_mut().for_each(|p| p.tasks.clear());
     let f = the_warning(&bare, Thresholds::default(), "worker_pool_exhausted");
     assert_eq!(f.cause, Some(WorkerPoolCause::WorkersUnknown.into()));
+}
+
+/// Requests unread on ESTABLISHED connections with fresh data are
+/// backpressure; unread in every sample over 15 s they are a stuck pool.
+#[test]
+fn worker_pool_needs_requests_unread_for_a_while() {
+    let mut now = load("pool.json");
+    for s in now.sockets.iter_mut().filter(|s| s.recv_q > 1) {
+        s.state = TcpState::Established;
+        if let Some(t) = s.tcp_info.as_mut() {
+            t.last_data_recv_ms = Some(1000);
+        }
+    }
+    let single = diagnose(&now, Thresholds::default());
+    assert!(
+        single.iter().all(|f| f.kind != "worker_pool_exhausted"),
+        "{single:#?}"
+    );
+    let mut before = now.clone();
+    before.meta.taken_at_ms -= 15_000;
+    let mut window = Window::keeping(2);
+    window.record(&before, &[], std::iter::empty());
+    let found = diagnose_indexed(&now, &Index::new(&now), Thresholds::default(), &window);
+    let pool: Vec<&Finding> = found
+        .iter()
+        .filter(|f| f.kind == "worker_pool_exhausted")
+        .collect();
+    assert_eq!(pool.len(), 1, "{found:#?}");
+    assert_eq!(pool[0].count, 30);
 }
 
 #[test]

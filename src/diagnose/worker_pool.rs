@@ -10,7 +10,7 @@
 //! on; the threads only explain it, pool by pool, and name the dependency the
 //! workers wait on when it is an outgoing connection. Unread data on an
 //! ESTABLISHED connection counts only after `unread_min_age` seconds without
-//! new data: a shorter wait is backpressure (a proxy streaming to a slow
+//! new data, or unread in every sample of the window over that long: a shorter wait is backpressure (a proxy streaming to a slow
 //! upstream, a broker muting a connection), not a stuck pool. A process that
 //! serves from an event loop is left to `event_loop_not_reading`.
 
@@ -91,13 +91,20 @@ impl WorkerPoolCause {
 }
 
 /// A request waiting unread in an accepted connection; an ESTABLISHED one
-/// only once nothing arrived for `min_age_ms` (shorter is backpressure).
-fn unread_request(s: &Socket, min_age_ms: u64) -> bool {
+/// only once it stayed unread for `min_age_ms` (shorter is backpressure):
+/// nothing new arrived for that long (tcp_info), or it held unread bytes in
+/// every sample of the window over that long.
+fn unread_request(cx: &Context, s: &Socket, min_age_ms: u64) -> bool {
+    let now = cx.snapshot.meta.taken_at_ms;
     s.has_unread_request()
         && (s.state != TcpState::Established
             || s.tcp_info
                 .and_then(|t| t.last_data_recv_ms)
-                .is_some_and(|ms| u64::from(ms) >= min_age_ms))
+                .is_some_and(|ms| u64::from(ms) >= min_age_ms)
+            || cx
+                .window
+                .unread_ms(s, now)
+                .is_some_and(|ms| ms >= min_age_ms))
 }
 
 /// Accepted connections with requests unread long enough, by (holder, listener).
@@ -105,7 +112,7 @@ pub(super) fn unread_groups(cx: &Context) -> BTreeMap<(u32, SocketAddr), Vec<usi
     let min_age_ms = cx.thresholds.unread_min_age.saturating_mul(1000);
     let mut groups: BTreeMap<(u32, SocketAddr), Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {
-        if s.inode == 0 || !unread_request(s, min_age_ms) {
+        if s.inode == 0 || !unread_request(cx, s, min_age_ms) {
             continue;
         }
         let (Some(owner), Some(listener)) =
