@@ -21,6 +21,8 @@ pub enum Need {
     ServerIdleTimeout,
     /// Put a timeout and a bulkhead on calls toward a dependency.
     DependencyTimeout,
+    /// Reuse client connections instead of opening one per request.
+    ConnectionReuse,
     /// See what the threads wait on.
     ThreadDump,
     /// Find what keeps an event loop from reading.
@@ -100,6 +102,11 @@ fn phrase(runtime: Runtime, need: Need) -> Option<&'static str> {
              bulkhead (its own bounded executor or a Semaphore); `jcmd PID Thread.print` shows \
              the call sites."
         }
+        (Runtime::Jvm, Need::ConnectionReuse) => {
+            "share one HttpClient or OkHttpClient (and one DataSource pool) for the process \
+             instead of one per request, and close each response so its connection returns to \
+             the pool."
+        }
         (Runtime::Jvm, Need::ThreadDump) => {
             "`jcmd PID Thread.print` (or jstack PID) shows what each thread of the pool waits on."
         }
@@ -124,6 +131,11 @@ fn phrase(runtime: Runtime, need: Need) -> Option<&'static str> {
             "give every call toward it a deadline (context.WithTimeout, http.Client.Timeout, \
              net.Dialer.Timeout) and bound them with a semaphore; a goroutine profile from \
              net/http/pprof shows where they wait; never send kill -QUIT, which ends a Go process."
+        }
+        (Runtime::Go, Need::ConnectionReuse) => {
+            "share one http.Client, and read each resp.Body to EOF before Close() (io.Copy(io.Discard, \
+             resp.Body)): a body not drained keeps its connection from the pool, so every request \
+             dials anew; raise Transport.MaxIdleConnsPerHost (default 2) for busy hosts."
         }
         (Runtime::Go, Need::ThreadDump) => GO_DUMP,
         (Runtime::Go, Need::EventLoop) => {
@@ -150,6 +162,10 @@ fn phrase(runtime: Runtime, need: Need) -> Option<&'static str> {
              socket.settimeout, the driver's connect_timeout) and bound concurrent calls with a \
              semaphore; `py-spy dump --pid PID` shows the call sites."
         }
+        (Runtime::Python, Need::ConnectionReuse) => {
+            "send requests through one requests.Session (or one httpx.Client) instead of \
+             requests.get() per call, so urllib3 reuses its pooled connections."
+        }
         (Runtime::Python, Need::ThreadDump) => {
             "`py-spy dump --pid PID` shows what each thread waits on."
         }
@@ -174,6 +190,10 @@ fn phrase(runtime: Runtime, need: Need) -> Option<&'static str> {
         (Runtime::Node, Need::DependencyTimeout) => {
             "give requests toward it a timeout (AbortSignal.timeout, or request.setTimeout with \
              destroy) and bound them with the agent's maxSockets."
+        }
+        (Runtime::Node, Need::ConnectionReuse) => {
+            "use an http.Agent with keepAlive: true (the default agent before Node 19 closes \
+             every connection) and consume every response body."
         }
         (Runtime::Node, Need::ThreadDump) => {
             "open the inspector (kill -USR1 PID, or node --inspect) and take a CPU profile to see \
