@@ -4,7 +4,8 @@
 //! socket table, like any leak: accepted connections nobody reads. The threads
 //! tell it apart: which system call each is blocked in and on which fd, mapped
 //! back to its socket. Read only for processes that have unread data on a
-//! socket, with a bound on threads, because it costs three reads per thread.
+//! socket or a queued listener, with a bound on threads, because it costs four
+//! reads per thread.
 //! The bound never picks an arbitrary subset: runtime housekeeping threads
 //! (GC, compilers) are left out by name, and the rest are taken round-robin
 //! over their pools (see [`crate::threads`]), so every pool and the accept

@@ -201,9 +201,16 @@ pub fn evidence(pool: &Pool) -> String {
                     } else {
                         format!("{call}()")
                     };
+                    let unresolved =
+                        matches!(call, "poll" | "ppoll") && ts.iter().any(|t| t.task.fd.is_none());
                     format!(
-                        "{n} of {total} threads in {shown}{}",
-                        wchan.map(|w| format!(" (kernel: {w})")).unwrap_or_default()
+                        "{n} of {total} threads in {shown}{}{}",
+                        wchan.map(|w| format!(" (kernel: {w})")).unwrap_or_default(),
+                        if unresolved {
+                            "; the fds they poll are unknown (/proc/PID/mem was not readable)"
+                        } else {
+                            ""
+                        }
                     )
                 }
             }
