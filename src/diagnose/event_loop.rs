@@ -8,7 +8,7 @@
 //! read these connections: a handler blocks it, or never resumes.
 
 use super::idioms::{Need, suggest};
-use super::worker_pool::{serves_by_event_loop, unread_evidence, unread_groups};
+use super::worker_pool::{MAX_POOLS_SHOWN, serves_by_event_loop, unread_evidence, unread_groups};
 use super::{Context, Finding, Rule, Severity, pools};
 
 pub const RULE: Rule = Rule {
@@ -33,7 +33,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 return None;
             }
             let mut evidence = unread_evidence(cx, owner, listener, &sockets);
-            evidence.extend(pools.iter().take(4).map(pools::evidence));
+            evidence.extend(pools.iter().take(MAX_POOLS_SHOWN).map(pools::evidence));
             evidence.push(
                 "the event loop does not read these connections (a handler blocks or never \
                  resumes)"

@@ -223,4 +223,4 @@ fn finding(
 }
 
 /// Pools named in the evidence at most, largest first.
-const MAX_POOLS_SHOWN: usize = 4;
+pub(super) const MAX_POOLS_SHOWN: usize = 4;
