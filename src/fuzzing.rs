@@ -61,6 +61,7 @@ pub fn proc_text(bytes: &[u8]) {
     kernel::port_list(&text);
     tasks::parse_stat(&text);
     tasks::parse_syscall(&text);
+    tasks::poll_args(&text);
     owners::open_files_limit(&text);
     owners::socket_inode(bytes);
     owners::cmdline_text(bytes);

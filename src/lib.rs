@@ -27,4 +27,5 @@ pub mod render;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
+pub mod threads;
 pub mod watch;

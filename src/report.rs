@@ -6,7 +6,7 @@
 use crate::diagnose::{
     Finding, Index, Severity, Span, Thresholds, Trend, Window, diagnose_indexed,
 };
-use crate::snapshot::{Netns, Snapshot, SocketSource, Unreadable};
+use crate::snapshot::{Netns, Runtime, Snapshot, SocketSource, Unreadable};
 use crate::tcp::TcpState;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -82,6 +82,9 @@ pub struct ProcessReport {
     pub threads: Option<u32>,
     /// The systemd unit, container or pod it runs in; `null` in the root cgroup.
     pub workload: Option<crate::snapshot::Workload>,
+    /// The runtime it runs on (`jvm`, `go`, `node`, `python`, `nginx`), when recognised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
     /// Its socket count over the sample window, when several samples were taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
@@ -119,6 +122,7 @@ impl Report {
                     fd_limit: p.fd_soft_limit,
                     threads: p.threads,
                     workload: p.workload.clone(),
+                    runtime: p.runtime,
                     trend,
                 }
             })

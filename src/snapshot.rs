@@ -175,6 +175,9 @@ pub struct Process {
     /// cgroup, or when its cgroup could not be read.
     #[serde(default)]
     pub workload: Option<Workload>,
+    /// The runtime it runs on, when recognised (read only for socket holders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
 }
 
 /// What runs a process, as a person names it: a systemd unit, a container,
@@ -209,6 +212,38 @@ pub enum WorkloadKind {
     Lxc,
     /// None of the above: named by its cgroup path.
     Cgroup,
+}
+
+/// The language runtime or server a process runs, which decides how its
+/// threads read (a pool of blocking workers, or an event loop) and which
+/// idioms a suggestion names.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    Jvm,
+    Go,
+    Node,
+    Python,
+    Nginx,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Jvm => "jvm",
+            Runtime::Go => "go",
+            Runtime::Node => "node",
+            Runtime::Python => "python",
+            Runtime::Nginx => "nginx",
+        }
+    }
+
+    /// Whether it serves connections from a few threads parked in an event
+    /// loop rather than a thread per connection (a Netty or asyncio server on
+    /// a JVM or Python is told by its threads instead).
+    pub fn is_event_loop(self) -> bool {
+        matches!(self, Runtime::Go | Runtime::Node | Runtime::Nginx)
+    }
 }
 
 /// One thread of a process, as `/proc/PID/task/TID` shows it.

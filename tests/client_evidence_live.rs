@@ -61,7 +61,7 @@ fn start_nginx(lab: &mut Lab, http: &str) {
         d.to_string(),
         format!("{d}/error.log"),
     );
-    lab.spawn_program("nginx", &["nginx", "-e", &log, "-p", &prefix, "-c", &conf]);
+    lab.start_program("nginx", &["nginx", "-e", &log, "-p", &prefix, "-c", &conf]);
 }
 
 /// nginx with TLS closes idle keep-alive connections after 2 s; the client's

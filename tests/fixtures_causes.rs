@@ -8,9 +8,12 @@
 mod common;
 
 use common::{listener_pid, load};
-use connleak::diagnose::{FdCause, Finding, Severity, Thresholds, WorkerPoolCause, diagnose};
+use connleak::diagnose::{
+    FdCause, Finding, Index, Severity, Thresholds, Window, WorkerPoolCause, diagnose,
+    diagnose_indexed,
+};
 use connleak::report::{Report, Status};
-use connleak::snapshot::{Snapshot, Socket};
+use connleak::snapshot::{Runtime, Snapshot, Socket};
 use connleak::tcp::TcpState;
 use std::net::SocketAddr;
 
@@ -52,16 +55,82 @@ fn worker_pool_names_the_blocked_threads() {
     assert_eq!(f.pid, Some(listener_pid(&s, 7002)));
     assert_eq!(f.count, 30);
     assert_eq!(f.cause, Some(WorkerPoolCause::WorkersBlockedOnReads.into()));
+    assert!(f.evidence.iter().any(|e| e.starts_with(
+        "pool `python`: 4 of 5 threads blocked in recvfrom() on \
+                                    accepted clients"
+    )));
+    // A JVM's housekeeping threads (GC, compilers) do not dilute the pool's ratio.
+    let mut jvm = s.clone();
+    if let Some(p) = jvm.processes.iter_mut().find(|p| !p.tasks.is_empty()) {
+        let parked = p.tasks[0].clone();
+        for (i, name) in [
+            "GC Thread#0",
+            "C2 CompilerThre",
+            "VM Thread",
+            "Signal Dispatch",
+        ]
+        .into_iter()
+        .cycle()
+        .take(20)
+        .enumerate()
+        {
+            let mut t = parked.clone();
+            t.tid = 90000 + i as u32;
+            t.comm = name.to_string();
+            t.syscall = Some("futex".to_string());
+            t.fd = None;
+            t.inode = None;
+            p.tasks.push(t);
+        }
+    }
+    let f = the_warning(&jvm, Thresholds::default(), "worker_pool_exhausted");
+    assert_eq!(f.cause, Some(WorkerPoolCause::WorkersBlockedOnReads.into()));
+    // The same sockets held by a Go process: an event loop, never a worker pool.
+    let mut go = s.clone();
+    go.processes
+        .iter_mut()
+        .for_each(|p| p.runtime = Some(Runtime::Go));
+    let f = the_warning(&go, Thresholds::default(), "event_loop_not_reading");
+    assert_eq!(f.count, 30);
     assert!(
-        f.evidence
-            .iter()
-            .any(|e| e.starts_with("4 of 5 threads blocked in recvfrom() on ESTABLISHED"))
+        f.suggestion.contains("never send kill -QUIT"),
+        "{}",
+        f.suggestion
     );
     // Without thread data (no privilege) the sockets alone still make the finding.
     let mut bare = s.clone();
     bare.processes.iter_mut().for_each(|p| p.tasks.clear());
     let f = the_warning(&bare, Thresholds::default(), "worker_pool_exhausted");
     assert_eq!(f.cause, Some(WorkerPoolCause::WorkersUnknown.into()));
+}
+
+/// Requests unread on ESTABLISHED connections with fresh data are
+/// backpressure; unread in every sample over 15 s they are a stuck pool.
+#[test]
+fn worker_pool_needs_requests_unread_for_a_while() {
+    let mut now = load("pool.json");
+    for s in now.sockets.iter_mut().filter(|s| s.recv_q > 1) {
+        s.state = TcpState::Established;
+        if let Some(t) = s.tcp_info.as_mut() {
+            t.last_data_recv_ms = Some(1000);
+        }
+    }
+    let single = diagnose(&now, Thresholds::default());
+    assert!(
+        single.iter().all(|f| f.kind != "worker_pool_exhausted"),
+        "{single:#?}"
+    );
+    let mut before = now.clone();
+    before.meta.taken_at_ms -= 15_000;
+    let mut window = Window::keeping(2);
+    window.record(&before, &[], std::iter::empty());
+    let found = diagnose_indexed(&now, &Index::new(&now), Thresholds::default(), &window);
+    let pool: Vec<&Finding> = found
+        .iter()
+        .filter(|f| f.kind == "worker_pool_exhausted")
+        .collect();
+    assert_eq!(pool.len(), 1, "{found:#?}");
+    assert_eq!(pool[0].count, 30);
 }
 
 #[test]

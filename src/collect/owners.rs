@@ -252,6 +252,7 @@ fn describe(
         },
         socket_inodes,
         workload: None,
+        runtime: super::runtime::detect(&dir),
     })
 }
 

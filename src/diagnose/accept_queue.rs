@@ -5,10 +5,14 @@
 //! backlog (already capped by `somaxconn`). Connections that wait there have
 //! no fd, hence inode 0, and when their clients give up they turn CLOSE-WAIT
 //! still unaccepted. Once the queue is full, new handshakes are dropped
-//! (`ListenOverflows`, `ListenDrops`).
+//! (`ListenOverflows`, `ListenDrops`). The holder's threads (read for any
+//! listener with a queue) say why nobody accepts: workers all held by idle
+//! clients, and whether any thread is in `accept()` at all.
 
+use super::idioms::{Need, suggest};
+use super::pools::{self, Wait};
 use super::{Context, Finding, Rule, Severity, canonical, who};
-use crate::snapshot::endpoint;
+use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
@@ -77,6 +81,9 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .to_string(),
             );
         }
+        if let Some(threads) = owner.and_then(|o| threads_story(cx, o, l)) {
+            evidence.push(threads);
+        }
         if let (Some(o), Some(d)) = (overflows, drops) {
             evidence.push(format!(
                 "ListenOverflows {o}, ListenDrops {d} in this network namespace since it was \
@@ -91,10 +98,13 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 count: u64::from(l.recv_q).max(queued.len() as u64),
                 local: Some(canonical(l.local)),
                 evidence,
-                suggestion: "The accept loop is stuck or too slow: see what the thread that \
+                suggestion: suggest(
+                    "The accept loop is stuck or too slow: see what the thread that \
                              calls accept() does (a thread dump), and whether it waits for a \
-                             free worker. A larger backlog or somaxconn only buys time."
-                    .to_string(),
+                             free worker. A larger backlog or somaxconn only buys time.",
+                    owner,
+                    Need::ThreadDump,
+                ),
                 side: Some(super::ConnSide::Server),
                 sockets,
                 ..Finding::of(&RULE, Some(TcpState::Listen))
@@ -103,4 +113,46 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         );
     }
     out
+}
+
+/// "accept queue 50 of 50; 200 of 200 worker threads blocked in recvfrom()
+/// on idle clients; no thread in accept()", from the holder's threads.
+fn threads_story(cx: &Context, owner: &Process, l: &Socket) -> Option<String> {
+    if owner.tasks.is_empty() {
+        return None;
+    }
+    let pools = pools::pools(cx.index, owner);
+    let mut parts = vec![format!("accept queue {} of {}", l.recv_q, l.send_q)];
+    if let Some(w) = pools::workers(&pools) {
+        let clients: Vec<_> = w
+            .threads
+            .iter()
+            .filter(|t| t.wait == Wait::Client)
+            .collect();
+        let idle = clients
+            .iter()
+            .filter(|t| t.socket.is_some_and(|s| s.recv_q == 0))
+            .count();
+        let Some(call) = clients.first().and_then(|t| t.task.syscall.as_deref()) else {
+            parts.push(pools::evidence(w));
+            return Some(with_accept(parts, &pools));
+        };
+        parts.push(format!(
+            "{} of {} worker threads (pool `{}`) blocked in {call}() on clients, {idle} of \
+             them idle",
+            clients.len(),
+            w.threads.len(),
+            w.label
+        ));
+    }
+    Some(with_accept(parts, &pools))
+}
+
+/// The parts, and whether any thread is in accept().
+fn with_accept(mut parts: Vec<String>, pools: &[pools::Pool]) -> String {
+    parts.push(match pools::accepting(pools) {
+        0 => "no thread in accept()".to_string(),
+        n => format!("{n} thread(s) in accept()"),
+    });
+    parts.join("; ")
 }

@@ -28,7 +28,8 @@
 //! side) or remote endpoint (client side).
 
 use super::{
-    ConnSide, Context, Finding, Rule, Severity, canonical, farewell, human_duration, percent, who,
+    ConnSide, Context, Finding, Rule, Severity, canonical, farewell, human_duration, idioms,
+    percent, who,
 };
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
@@ -203,7 +204,11 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         local,
         remote,
         evidence: evidence(cx, key, side, &g, stale_pool),
-        suggestion: cause.suggestion(side).to_string(),
+        suggestion: idioms::suggest(
+            cause.suggestion(side),
+            g.owner,
+            idioms::Need::of_close_wait(cause, side, g.owner),
+        ),
         side: Some(side),
         cause: Some(cause.into()),
         oldest_s: oldest_s(&g),

@@ -134,10 +134,13 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
         count: used,
         remote: Some(canonical(dst)),
         evidence,
-        suggestion: "Reuse connections (HTTP keep-alive, a connection pool) instead of one per \
-                     request; set net.ipv4.tcp_tw_reuse=1; widen net.ipv4.ip_local_port_range; \
-                     or connect from more source addresses."
-            .to_string(),
+        suggestion: super::idioms::suggest(
+            "Reuse connections (HTTP keep-alive, a connection pool) instead of one per \
+             request; set net.ipv4.tcp_tw_reuse=1; widen net.ipv4.ip_local_port_range; \
+             or connect from more source addresses.",
+            owner,
+            super::idioms::Need::ConnectionReuse,
+        ),
         side: Some(super::ConnSide::Client),
         sockets: g.sockets,
         ceiling: Some(Ceiling::time_wait(

@@ -123,10 +123,13 @@ fn pair_finding(
         count,
         local: Some(server),
         evidence,
-        suggestion: "The half-closing side signals 'no more requests' and waits for the answer \
-                     and the FIN; the other side must finish its reply and close() on EOF. Fix \
-                     the side that never closes (pid); give the waiting side a timeout."
-            .to_string(),
+        suggestion: super::idioms::suggest(
+            "The half-closing side signals 'no more requests' and waits for the answer \
+             and the FIN; the other side must finish its reply and close() on EOF. Fix \
+             the side that never closes (pid); give the waiting side a timeout.",
+            closer_p,
+            super::idioms::Need::CloseOnEof,
+        ),
         cause: Some(HalfClosedCause::HalfCloseNotAnswered.into()),
         peer_pid: waiter_p.map(|p| p.pid),
         peer_comm: waiter_p.map(|p| p.comm.clone()),

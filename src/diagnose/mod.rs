@@ -11,12 +11,15 @@ mod accept_queue;
 mod blocked_send;
 mod close_wait;
 mod ephemeral_ports;
+mod event_loop;
 mod farewell;
 mod fd_limit;
 mod half_closed;
+mod idioms;
 mod idle;
 mod index;
 mod kernel_limits;
+mod pools;
 mod send_stall;
 mod server_close;
 mod stalled_close;
@@ -254,6 +257,8 @@ pub struct Context<'a> {
     pub snapshot: &'a Snapshot,
     pub index: &'a Index<'a>,
     pub thresholds: Thresholds,
+    /// The earlier samples of a sampled run (empty for a single one).
+    pub window: &'a Window,
     /// Sockets (by position) a more specific warning already explains, one flag each.
     claimed: Vec<bool>,
 }
@@ -289,6 +294,7 @@ pub struct Rule {
 /// about sockets an earlier finding already told is left out.
 pub const RULES: &[Rule] = &[
     worker_pool::RULE,
+    event_loop::RULE,
     accept_queue::RULE,
     half_closed::RULE,
     fd_limit::RULE,
@@ -320,12 +326,13 @@ pub fn diagnose_indexed<'a>(
     snapshot: &'a Snapshot,
     index: &'a Index<'a>,
     thresholds: Thresholds,
-    window: &Window,
+    window: &'a Window,
 ) -> Vec<Finding> {
     let mut cx = Context {
         snapshot,
         index,
         thresholds,
+        window,
         claimed: vec![false; snapshot.sockets.len()],
     };
     // Sockets some finding already counts: an INFO finding that would only
@@ -440,6 +447,10 @@ mod tests {
                 "workers_blocked_elsewhere",
             ),
             (WorkerPoolCause::WorkersUnknown.into(), "workers_unknown"),
+            (
+                WorkerPoolCause::WorkersBlockedOnDependency.into(),
+                "workers_blocked_on_dependency",
+            ),
             (FdCause::CloseWaitLeak.into(), "close_wait_leak"),
             (FdCause::FdLimit.into(), "fd_limit"),
             (

@@ -88,6 +88,8 @@ thresholds! {
     syn_sent_warn: "N" = 5;
     /// Connection attempts (SYN_SENT) toward one destination that make a critical.
     syn_sent_crit: "N" = 100;
+    /// Unread data on an ESTABLISHED connection counts toward a stuck pool after SECS without new data.
+    unread_min_age: "SECS" = 10;
     /// Percent of the usable ephemeral ports toward one destination that makes a warning.
     ports_warn: "PCT" = 50;
     /// Percent of the usable ephemeral ports toward one destination that makes a critical.

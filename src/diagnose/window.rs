@@ -70,6 +70,9 @@ pub struct Window {
     past: VecDeque<Past>,
     /// Socket cookie → when it was first seen, for the sockets of the latest sample.
     first_seen: FxHashMap<u64, u64>,
+    /// Socket cookie → since when (the first of the samples in a row) it held
+    /// request bytes unread, for the sockets of the latest sample that do.
+    unread_since: FxHashMap<u64, u64>,
 }
 
 impl Default for Window {
@@ -86,7 +89,15 @@ impl Window {
             keep: samples.saturating_sub(1).max(1),
             past: VecDeque::new(),
             first_seen: FxHashMap::default(),
+            unread_since: FxHashMap::default(),
         }
+    }
+
+    /// How long `s` has held request bytes unread, by the samples up to
+    /// `now_ms` (it must hold some now): `None` when no earlier sample did.
+    pub fn unread_ms(&self, s: &crate::snapshot::Socket, now_ms: u64) -> Option<u64> {
+        let since = self.unread_since.get(&s.cookie?.get())?;
+        Some(now_ms.saturating_sub(*since))
     }
 
     /// Whether there is an earlier sample to compare with.
@@ -229,6 +240,17 @@ impl Window {
             })
             .collect();
         self.first_seen = first_seen;
+        let unread_since = snapshot
+            .sockets
+            .iter()
+            .filter(|s| s.has_unread_request())
+            .filter_map(|s| s.cookie)
+            .map(|c| {
+                let c = c.get();
+                (c, self.unread_since.get(&c).copied().unwrap_or(now))
+            })
+            .collect();
+        self.unread_since = unread_since;
         self.past.push_back(past);
         while self.past.len() > self.keep {
             self.past.pop_front();

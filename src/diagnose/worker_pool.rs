@@ -7,10 +7,17 @@
 //! Recv-Q > 1 (the request plus the FIN of a client that gave up). The owner's
 //! threads say why: which system call each is blocked in, and on which socket.
 //! The finding stands on the socket evidence alone, whatever the workers block
-//! on; the threads only explain it.
+//! on; the threads only explain it, pool by pool, and name the dependency the
+//! workers wait on when it is an outgoing connection. Unread data on an
+//! ESTABLISHED connection counts only after `unread_min_age` seconds without
+//! new data, or unread in every sample of the window over that long: a shorter wait is backpressure (a proxy streaming to a slow
+//! upstream, a broker muting a connection), not a stuck pool. A process that
+//! serves from an event loop is left to `event_loop_not_reading`.
 
+use super::idioms::{Need, suggest};
+use super::pools::{self, Pool, Wait};
 use super::{Context, Finding, Rule, Severity, canonical, who};
-use crate::snapshot::{Process, Socket, Task, endpoint};
+use crate::snapshot::{Process, Runtime, Socket, endpoint};
 use crate::tcp::TcpState;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,63 +27,92 @@ pub const RULE: Rule = Rule {
     kind: "worker_pool_exhausted",
     title: "a server's workers are all blocked; accepted requests go unread",
     about: "A server's workers are all busy or blocked, so accepted connections are never \
-            read: request bytes wait in Recv-Q of ESTABLISHED sockets, or of CLOSE-WAIT ones once \
-            the client gave up. The owner's threads show what the workers block on (a read from \
-            an idle client, a lock, a slow dependency). Add read timeouts, size the pool for \
-            slow clients, and fix what the blocked threads wait on.",
+            read: request bytes wait in Recv-Q of ESTABLISHED sockets (for 10 s or more: a \
+            shorter wait is backpressure), or of CLOSE-WAIT ones once the client gave up. The \
+            owner's threads, grouped into pools by name, show what the workers block on: idle \
+            accepted clients (add read timeouts), an outgoing dependency that does not answer \
+            (named: put a timeout and a bulkhead on it), or a lock. Event-loop servers (Go, \
+            Node, nginx, Netty, asyncio) are event_loop_not_reading instead.",
     run: find,
 };
-
-const READS: [&str; 4] = ["read", "recvfrom", "recvmsg", "recv"];
 
 /// What the owner's threads say about why nobody reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerPoolCause {
-    /// At least half the threads block reading sockets.
+    /// At least half the workers block reading accepted clients.
     WorkersBlockedOnReads,
+    /// At least half the workers wait on one outgoing connection's answer.
+    WorkersBlockedOnDependency,
     WorkersBlockedElsewhere,
     /// The threads could not be read.
     WorkersUnknown,
 }
 
 impl WorkerPoolCause {
-    fn suggestion(self) -> &'static str {
-        match self {
-            WorkerPoolCause::WorkersBlockedOnReads => {
+    fn suggestion(self, owner: &Process, dependency: Option<SocketAddr>) -> String {
+        let (generic, need) = match self {
+            WorkerPoolCause::WorkersBlockedOnReads => (
                 "The workers sit in blocking reads on connections whose clients send nothing, so \
                  new requests wait behind them. Give reads a timeout (SO_RCVTIMEO, a read \
                  deadline), size the pool for slow or idle clients, or move to non-blocking I/O."
+                    .to_string(),
+                Need::ServerIdleTimeout,
+            ),
+            WorkerPoolCause::WorkersBlockedOnDependency => {
+                let dep = dependency.map_or_else(|| "a dependency".to_string(), |d| endpoint(&d));
+                (
+                    format!(
+                        "The workers wait on {dep}, a dependency that does not answer, so every \
+                         worker is taken and new requests wait unread. Put a connect and read \
+                         timeout on calls toward {dep} and a bulkhead (a bounded pool or \
+                         semaphore of its own) so it cannot take every worker; a read timeout \
+                         toward the clients does not help here."
+                    ),
+                    Need::DependencyTimeout,
+                )
             }
-            WorkerPoolCause::WorkersBlockedElsewhere => {
+            WorkerPoolCause::WorkersBlockedElsewhere => (
                 "The workers are blocked on something other than their clients (a lock, a slow \
                  dependency, a sleep). Take a thread dump (jstack, py-spy dump, gdb -p) to see \
                  what they wait on; put timeouts on that dependency; size the pool."
-            }
-            WorkerPoolCause::WorkersUnknown => {
+                    .to_string(),
+                Need::ThreadDump,
+            ),
+            WorkerPoolCause::WorkersUnknown => (
                 "Nobody reads these requests: take a thread dump of the server to see what its \
                  workers do, and add read timeouts and a bounded pool."
-            }
-        }
+                    .to_string(),
+                Need::ThreadDump,
+            ),
+        };
+        suggest(&generic, Some(owner), need)
     }
 }
 
 /// A request waiting unread in an accepted connection; an ESTABLISHED one
-/// only once nothing arrived for `min_age_ms`.
-fn unread_request(s: &Socket, min_age_ms: u64) -> bool {
+/// only once it stayed unread for `min_age_ms` (shorter is backpressure):
+/// nothing new arrived for that long (tcp_info), or it held unread bytes in
+/// every sample of the window over that long.
+fn unread_request(cx: &Context, s: &Socket, min_age_ms: u64) -> bool {
+    let now = cx.snapshot.meta.taken_at_ms;
     s.has_unread_request()
         && (s.state != TcpState::Established
             || s.tcp_info
                 .and_then(|t| t.last_data_recv_ms)
-                .is_some_and(|ms| u64::from(ms) >= min_age_ms))
+                .is_some_and(|ms| u64::from(ms) >= min_age_ms)
+            || cx
+                .window
+                .unread_ms(s, now)
+                .is_some_and(|ms| ms >= min_age_ms))
 }
 
-pub fn find(cx: &Context) -> Vec<Finding> {
-    let min_age_ms = cx.thresholds.close_wait_min_age.saturating_mul(1000);
-    // (pid, listener) → unread sockets
+/// Accepted connections with requests unread long enough, by (holder, listener).
+pub(super) fn unread_groups(cx: &Context) -> BTreeMap<(u32, SocketAddr), Vec<usize>> {
+    let min_age_ms = cx.thresholds.unread_min_age.saturating_mul(1000);
     let mut groups: BTreeMap<(u32, SocketAddr), Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {
-        if s.inode == 0 || !unread_request(s, min_age_ms) {
+        if s.inode == 0 || !unread_request(cx, s, min_age_ms) {
             continue;
         }
         let (Some(owner), Some(listener)) =
@@ -90,19 +126,36 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             .push(i);
     }
     groups
+}
+
+/// Whether `owner` serves its connections from an event loop: by its
+/// runtime, or by threads parked in epoll_wait and none in blocking reads.
+pub(super) fn serves_by_event_loop(owner: &Process, pools: &[Pool]) -> bool {
+    owner.runtime.is_some_and(Runtime::is_event_loop) || pools::looks_like_event_loop(pools)
+}
+
+pub fn find(cx: &Context) -> Vec<Finding> {
+    unread_groups(cx)
         .into_iter()
         .filter_map(|((pid, listener), sockets)| {
             let owner = cx.index.process(pid)?;
-            Some(finding(cx, owner, listener, sockets))
+            let pools = pools::pools(cx.index, owner);
+            (!serves_by_event_loop(owner, &pools))
+                .then(|| finding(cx, owner, &pools, listener, sockets))
         })
         .collect()
 }
 
-fn finding(cx: &Context, owner: &Process, listener: SocketAddr, sockets: Vec<usize>) -> Finding {
-    let t = cx.thresholds;
+/// The socket evidence both thread models share: what waits unread, where.
+pub(super) fn unread_evidence(
+    cx: &Context,
+    owner: &Process,
+    listener: SocketAddr,
+    sockets: &[usize],
+) -> Vec<String> {
     let count = sockets.len() as u64;
     let (mut closed, mut bytes) = (0, 0u64);
-    for &i in &sockets {
+    for &i in sockets {
         let s = &cx.snapshot.sockets[i];
         closed += u64::from(s.state == TcpState::CloseWait);
         bytes += u64::from(s.recv_q);
@@ -119,20 +172,48 @@ fn finding(cx: &Context, owner: &Process, listener: SocketAddr, sockets: Vec<usi
             count - closed
         ),
     ];
-    let (threads, blocked_reads) = thread_evidence(cx, owner, &mut evidence);
-    let cause = if threads > 0 && blocked_reads * 2 >= threads {
-        WorkerPoolCause::WorkersBlockedOnReads
-    } else if threads > 0 {
-        WorkerPoolCause::WorkersBlockedElsewhere
-    } else {
-        WorkerPoolCause::WorkersUnknown
+    if let Some(r) = owner.runtime {
+        evidence.push(format!("runtime: {}", r.name()));
+    }
+    evidence
+}
+
+fn finding(
+    cx: &Context,
+    owner: &Process,
+    pools: &[Pool],
+    listener: SocketAddr,
+    sockets: Vec<usize>,
+) -> Finding {
+    let t = cx.thresholds;
+    let count = sockets.len() as u64;
+    let mut evidence = unread_evidence(cx, owner, listener, &sockets);
+    if owner.tasks.is_empty() {
+        evidence.push("its threads could not be read (needs root or CAP_SYS_PTRACE)".to_string());
+    }
+    evidence.extend(pools.iter().take(MAX_POOLS_SHOWN).map(pools::evidence));
+    let workers = pools::workers(pools);
+    let dependency = workers.and_then(pools::main_dependency);
+    let cause = match workers {
+        None => WorkerPoolCause::WorkersUnknown,
+        Some(w) => {
+            let total = w.threads.len();
+            let clients = w.count(|x| *x == Wait::Client);
+            match dependency {
+                Some((_, n)) if n >= clients && n * 2 >= total => {
+                    WorkerPoolCause::WorkersBlockedOnDependency
+                }
+                _ if w.reading() * 2 >= total => WorkerPoolCause::WorkersBlockedOnReads,
+                _ => WorkerPoolCause::WorkersBlockedElsewhere,
+            }
+        }
     };
     Finding {
         severity: Severity::grade(count, t.unread_warn, t.unread_crit),
         count,
         local: Some(listener),
         evidence,
-        suggestion: cause.suggestion().to_string(),
+        suggestion: cause.suggestion(owner, dependency.map(|(d, _)| d)),
         side: Some(super::ConnSide::Server),
         cause: Some(cause.into()),
         sockets,
@@ -141,64 +222,5 @@ fn finding(cx: &Context, owner: &Process, listener: SocketAddr, sockets: Vec<usi
     .owned_by(Some(owner))
 }
 
-/// Adds what the owner's threads block on; returns (threads, threads blocked reading sockets).
-fn thread_evidence(cx: &Context, owner: &Process, evidence: &mut Vec<String>) -> (u64, u64) {
-    let tasks = &owner.tasks;
-    if tasks.is_empty() {
-        evidence.push("its threads could not be read (needs root or CAP_SYS_PTRACE)".to_string());
-        return (0, 0);
-    }
-    let total = tasks.len() as u64;
-    let mut by_call: BTreeMap<String, Vec<&Task>> = BTreeMap::new();
-    for t in tasks {
-        let call = t.syscall.clone().unwrap_or_else(|| match t.state.as_str() {
-            "R" => "running".to_string(),
-            _ => "no system call".to_string(),
-        });
-        by_call.entry(call).or_default().push(t);
-    }
-    let mut reads = 0;
-    for (call, ts) in &by_call {
-        let on_sockets: Vec<&Socket> = ts
-            .iter()
-            .filter_map(|t| cx.index.socket(t.inode?))
-            .collect();
-        let line = if READS.contains(&call.as_str()) && !on_sockets.is_empty() {
-            reads += on_sockets.len() as u64;
-            let idle = on_sockets.iter().filter(|s| s.recv_q == 0).count();
-            let peers: Vec<String> = on_sockets
-                .iter()
-                .take(3)
-                .map(|s| endpoint(&s.remote))
-                .collect();
-            let longest = on_sockets
-                .iter()
-                .filter_map(|s| s.tcp_info?.last_data_recv_ms)
-                .max()
-                .map(|ms| {
-                    format!(
-                        ", silent for up to {}",
-                        super::human_duration(u64::from(ms) / 1000)
-                    )
-                })
-                .unwrap_or_default();
-            format!(
-                "{} of {total} threads blocked in {call}() on {} connections ({idle} idle{longest}) \
-                 from {}{}",
-                ts.len(),
-                on_sockets[0].state,
-                peers.join(", "),
-                if on_sockets.len() > 3 { ", ..." } else { "" }
-            )
-        } else {
-            let wchan = ts.iter().find_map(|t| t.wchan.clone());
-            format!(
-                "{} of {total} threads in {call}(){}",
-                ts.len(),
-                wchan.map(|w| format!(" (kernel: {w})")).unwrap_or_default()
-            )
-        };
-        evidence.push(line);
-    }
-    (total, reads)
-}
+/// Pools named in the evidence at most, largest first.
+pub(super) const MAX_POOLS_SHOWN: usize = 4;

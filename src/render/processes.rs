@@ -1,7 +1,8 @@
 //! The process table of the human report: who holds TCP sockets, in which
 //! states, how close to the fd limit. It fits the terminal without ever
 //! splitting a number or a header: on a narrow one the low-value columns go
-//! first (THR, LIMIT, OTHER), then process names are cut with an ellipsis,
+//! first (RUNTIME, shown only when a runtime was recognised, then THR,
+//! LIMIT, OTHER), then process names are cut with an ellipsis,
 //! then the trend, LISTEN and ESTAB columns go. PID, PROCESS, CLOSE_WAIT and
 //! FDS always stay.
 
@@ -112,6 +113,11 @@ fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> 
             p.threads.map_or_else(dash, |n| n.to_string())
         }),
     ];
+    if procs.iter().any(|p| p.runtime.is_some()) {
+        columns.push(col("RUNTIME", false, &|p| {
+            p.runtime.map_or_else(dash, |r| r.name().to_string())
+        }));
+    }
     if let Some(seconds) = window_seconds {
         columns.push(col("SOCKETS TREND", false, &|p| {
             p.trend
@@ -130,7 +136,7 @@ fn fit(columns: &mut Vec<Column>, width: usize) {
             columns.retain(|c| c.header != header);
         }
     };
-    for header in ["THR", "LIMIT", "OTHER"] {
+    for header in ["RUNTIME", "THR", "LIMIT", "OTHER"] {
         drop(columns, header);
     }
     let over = table_width(columns).saturating_sub(width);
@@ -154,4 +160,39 @@ fn trend_cell(counts: &[u64], seconds: f64) -> String {
     );
     let per_s = (last as f64 - first as f64) / seconds.max(0.001);
     format!("{} {}", sparkline(counts), per_minute(per_s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(header: &'static str, cell: &str) -> Column {
+        Column {
+            header,
+            cells: vec![cell.to_string()],
+            numeric: false,
+        }
+    }
+
+    #[test]
+    fn the_runtime_column_goes_first() {
+        let all = || {
+            vec![
+                column("PID", "12345"),
+                column("PROCESS", "java"),
+                column("CLOSE_WAIT", "12"),
+                column("FDS", "24"),
+                column("THR", "18"),
+                column("RUNTIME", "jvm"),
+            ]
+        };
+        let mut wide = all();
+        fit(&mut wide, 200);
+        assert_eq!(wide.len(), 6);
+        let mut narrow = all();
+        let width = table_width(&narrow) - 1;
+        fit(&mut narrow, width);
+        let headers: Vec<&str> = narrow.iter().map(|c| c.header).collect();
+        assert_eq!(headers, ["PID", "PROCESS", "CLOSE_WAIT", "FDS", "THR"]);
+    }
 }

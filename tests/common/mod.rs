@@ -102,45 +102,51 @@ impl Lab {
     }
 
     fn spawn_in(&mut self, cgroup: Option<&Path>, role: &str, args: &[&str]) -> Value {
+        let cmd = vec![
+            "python3".to_string(),
+            roles_py().display().to_string(),
+            role.to_string(),
+        ];
+        self.start(role, cmd, cgroup, |c, ready| {
+            c.arg("--ready").arg(ready).args(args);
+        })
+    }
+
+    /// Starts `program ARGS...` in the namespace with the ready file's path
+    /// as its first argument, and waits until it writes that file (JSON, by
+    /// rename); returns what it wrote.
+    pub fn spawn_program(&mut self, label: &str, program: &[&str], args: &[&str]) -> Value {
+        let cmd = program.iter().map(|s| s.to_string()).collect();
+        self.start(label, cmd, None, |c, ready| {
+            c.arg(ready).args(args);
+        })
+    }
+
+    fn start(
+        &mut self,
+        label: &str,
+        cmd: Vec<String>,
+        cgroup: Option<&Path>,
+        add_args: impl FnOnce(&mut Command, &Path),
+    ) -> Value {
         let ready = self
             .dir
-            .join(format!("{}-{role}.json", self.children.len()));
-        let log = self.dir.join(format!("{}-{role}.log", self.children.len()));
+            .join(format!("{}-{label}.json", self.children.len()));
+        let log = self
+            .dir
+            .join(format!("{}-{label}.log", self.children.len()));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new("ip");
         if let Some(dir) = cgroup {
-            let procs =
-                std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_vec())
-                    .expect("cgroup path without NUL");
-            // SAFETY: between fork and exec only async-signal-safe calls (open,
-            // write, close) on memory allocated before the fork.
-            unsafe {
-                command.pre_exec(move || {
-                    // "0" moves the writing process itself.
-                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    let moved = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-                    if fd >= 0 {
-                        libc::close(fd);
-                    }
-                    if moved {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
+            move_into_cgroup(&mut command, dir);
         }
+        command.args(["netns", "exec", &self.ns]).args(&cmd);
+        add_args(&mut command, &ready);
         let child = command
-            .args(["netns", "exec", &self.ns, "python3"])
-            .arg(roles_py())
-            .arg(role)
-            .arg("--ready")
-            .arg(&ready)
-            .args(args)
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .spawn()
-            .expect("start python3");
+            .expect("start a scenario program");
         self.children.push(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -150,19 +156,17 @@ impl Lab {
             let child = self.children.last_mut().expect("just pushed");
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("role {role} exited with {status} before it was ready:\n{log}");
+                panic!("{label} exited with {status} before it was ready:\n{log}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "role {role} not ready after 60 s"
-            );
+            assert!(Instant::now() < deadline, "{label} not ready after 60 s");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Starts any program in the namespace (a real server: nginx), logging to
-    /// `NAME.log` in the lab's directory; it is killed with the lab.
-    pub fn spawn_program(&mut self, name: &str, cmd: &[&str]) {
+    /// Starts any program in the namespace (a real server: nginx) without
+    /// waiting for it, logging to `NAME.log` in the lab's directory; it is
+    /// killed with the lab.
+    pub fn start_program(&mut self, name: &str, cmd: &[&str]) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log file");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns])
@@ -209,6 +213,30 @@ impl Lab {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+}
+
+/// Makes the command's process move itself into the cgroup v2 directory
+/// `dir` before it runs anything.
+fn move_into_cgroup(command: &mut Command, dir: &Path) {
+    let procs = std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_vec())
+        .expect("cgroup path without NUL");
+    // SAFETY: between fork and exec only async-signal-safe calls (open,
+    // write, close) on memory allocated before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            // "0" moves the writing process itself.
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            let moved = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            if fd >= 0 {
+                libc::close(fd);
+            }
+            if moved {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 

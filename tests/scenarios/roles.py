@@ -112,7 +112,8 @@ def role_leak_server(a):
 
 def role_clients(a):
     """N clients of one --kind: close (send a request, wait --wait s, close), idle (connect and
-    send nothing), halfclose (send a line, shutdown(SHUT_WR), keep the socket)."""
+    send nothing), halfclose (send a line, shutdown(SHUT_WR), keep the socket), send (send a
+    request and keep the connection open, waiting for the answer)."""
     conns = [connect(a.host, a.port) for _ in range(a.n)]
     if a.kind != "idle":
         for c in conns:
