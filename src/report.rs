@@ -64,9 +64,17 @@ pub struct ProcessReport {
     /// Soft RLIMIT_NOFILE; `null` when unlimited or unreadable.
     pub fd_limit: Option<u64>,
     pub threads: Option<u32>,
+    /// TCP sockets it holds that the kernel closed (reset, timeout) and
+    /// unhashed: in no state count above (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub closed_tcp_fds: u32,
     /// Its socket count over the sample window, when several samples were taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Report {
@@ -100,6 +108,7 @@ impl Report {
                     fds: p.fds,
                     fd_limit: p.fd_soft_limit,
                     threads: p.threads,
+                    closed_tcp_fds: p.closed_tcp_fds,
                     trend,
                 }
             })
@@ -110,6 +119,7 @@ impl Report {
         processes.sort_by(|a, b| {
             close_wait(b)
                 .cmp(&close_wait(a))
+                .then(b.closed_tcp_fds.cmp(&a.closed_tcp_fds))
                 .then(total(b).cmp(&total(a)))
                 .then(a.pid.cmp(&b.pid))
         });

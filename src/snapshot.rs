@@ -154,6 +154,14 @@ pub struct Process {
     /// unread data on a socket (the worker-pool diagnosis), empty otherwise.
     #[serde(default)]
     pub tasks: Vec<Task>,
+    /// TCP sockets in its fd table that are in no TCP table of the namespace:
+    /// closed by a reset or a timeout (state CLOSE, unhashed), never close()d.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub closed_tcp_fds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One thread of a process, as `/proc/PID/task/TID` shows it.
@@ -179,8 +187,27 @@ pub struct Kernel {
     pub sysctls: Sysctls,
     /// `/proc/net/netstat` and `/proc/net/snmp`: group (`TcpExt`, `Tcp`, ...) → name → value.
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
+    /// `/proc/net/sockstat{,6}`'s TCP lines, when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockstat: Option<Sockstat>,
 }
 
+/// The kernel's own TCP socket accounting (`/proc/net/sockstat`, `sockstat6`).
+/// `inuse` and `tw` count this namespace's hashed sockets; `orphan` and
+/// `alloc` count the whole host, every namespace and both IP versions.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Sockstat {
+    /// IPv4 TCP sockets in the namespace's tables (`TCP: inuse`).
+    pub inuse: u64,
+    /// IPv6 TCP sockets in the namespace's tables (`TCP6: inuse`).
+    pub inuse6: u64,
+    /// Sockets no process holds any more, host-wide (`orphan`).
+    pub orphan: u64,
+    /// TIME-WAIT sockets of the namespace (`tw`).
+    pub tw: u64,
+    /// Every TCP socket allocated, hashed or not, host-wide (`alloc`).
+    pub alloc: u64,
+}
 /// The kernel counters that betray dropped or aborted connections: exported to
 /// Prometheus and compared over a sample window.
 pub const WATCHED_COUNTERS: &[(&str, &str)] = &[

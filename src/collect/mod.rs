@@ -10,6 +10,7 @@ pub mod owners;
 pub mod proc_net;
 pub mod sock_diag;
 pub mod tasks;
+pub mod unreleased;
 
 use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};
 use crate::tcp::TcpState;

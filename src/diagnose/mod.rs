@@ -19,6 +19,7 @@ mod server_close;
 mod stalled_close;
 mod syn_backlog;
 mod thresholds;
+mod unreleased;
 mod window;
 mod worker_pool;
 
@@ -247,6 +248,7 @@ pub const RULES: &[Rule] = &[
     half_closed::RULE,
     fd_limit::RULE,
     close_wait::RULE,
+    unreleased::RULE,
     ephemeral_ports::RULE,
     server_close::RULE,
     syn_backlog::RULE,
@@ -380,6 +382,7 @@ mod tests {
             (WorkerPoolCause::WorkersUnknown.into(), "workers_unknown"),
             (FdCause::CloseWaitLeak.into(), "close_wait_leak"),
             (FdCause::FdLimit.into(), "fd_limit"),
+            (FdCause::ClosedNotReleased.into(), "closed_not_released"),
             (
                 HalfClosedCause::HalfCloseNotAnswered.into(),
                 "half_close_not_answered",

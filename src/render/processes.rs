@@ -2,8 +2,9 @@
 //! states, how close to the fd limit. It fits the terminal without ever
 //! splitting a number or a header: on a narrow one the low-value columns go
 //! first (THR, LIMIT, OTHER), then process names are cut with an ellipsis,
-//! then the trend, LISTEN and ESTAB columns go. PID, PROCESS, CLOSE_WAIT and
-//! FDS always stay.
+//! then the trend, UNRELEASED, LISTEN and ESTAB columns go. PID, PROCESS,
+//! CLOSE_WAIT and FDS always stay. UNRELEASED (TCP sockets the kernel closed
+//! and the process still holds) is shown only when some process has one.
 
 use super::escape::escape;
 use super::text::{per_minute, sparkline, truncate, visible_width};
@@ -105,6 +106,7 @@ fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> 
             (all - named.iter().map(|&st| n(p, st)).sum::<u64>()).to_string()
         }),
         col("FDS", true, &|p| p.fds.to_string()),
+        col("UNRELEASED", true, &|p| p.closed_tcp_fds.to_string()),
         col("LIMIT", true, &|p| {
             p.fd_limit.map_or_else(dash, |l| l.to_string())
         }),
@@ -112,6 +114,9 @@ fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> 
             p.threads.map_or_else(dash, |n| n.to_string())
         }),
     ];
+    if procs.iter().all(|p| p.closed_tcp_fds == 0) {
+        columns.retain(|c| c.header != "UNRELEASED");
+    }
     if let Some(seconds) = window_seconds {
         columns.push(col("SOCKETS TREND", false, &|p| {
             p.trend
@@ -141,7 +146,7 @@ fn fit(columns: &mut Vec<Column>, width: usize) {
             *cell = truncate(cell, to);
         }
     }
-    for header in ["SOCKETS TREND", "LISTEN", "ESTAB"] {
+    for header in ["SOCKETS TREND", "UNRELEASED", "LISTEN", "ESTAB"] {
         drop(columns, header);
     }
 }

@@ -5,6 +5,7 @@
 //! collection went. Label values are escaped as the format requires; process
 //! names are untrusted.
 
+use super::escape::is_bidi_control;
 use crate::report::Labelled;
 use crate::snapshot::WATCHED_COUNTERS;
 use crate::tcp::TcpState;
@@ -14,7 +15,10 @@ use std::io::{self, Write};
 /// Processes that get per-process series: the ones with the most sockets.
 const TOP_PROCESSES: usize = 10;
 
-/// Escapes a label value: backslash, double quote and newline.
+/// Escapes a label value: backslash, double quote and newline as the format
+/// requires, and every other control character (and bidirectional control)
+/// as visible text, a backslash-escaped `\\x1b` that parsers keep as the four
+/// characters `\x1b`: `cat` of the file never moves a terminal.
 pub fn label(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
@@ -22,6 +26,12 @@ pub fn label(v: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x100 && c.is_control() => {
+                let _ = write!(out, "\\\\x{:02x}", c as u32);
+            }
+            c if c.is_control() || is_bidi_control(c) => {
+                let _ = write!(out, "\\\\u{{{:04x}}}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -77,6 +87,11 @@ pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
             "gauge",
         ),
         fam(
+            "connleak_process_closed_tcp_fds",
+            "TCP sockets the kernel closed (reset, timeout) that the process still holds.",
+            "gauge",
+        ),
+        fam(
             "connleak_findings",
             "Findings by kind and severity.",
             "gauge",
@@ -128,6 +143,7 @@ pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
             psock,
             pfds,
             plimit,
+            pclosed,
             findings,
             fsocks,
             counters,
@@ -161,6 +177,18 @@ pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
             if let Some(l) = p.fd_limit {
                 plimit.samples.push((labels(&who), l.to_string()));
             }
+        }
+        let mut closed: Vec<_> = r
+            .processes
+            .iter()
+            .filter(|p| p.closed_tcp_fds > 0)
+            .collect();
+        closed.sort_by_key(|p| std::cmp::Reverse(p.closed_tcp_fds));
+        for p in closed.into_iter().take(TOP_PROCESSES) {
+            let who = format!("pid=\"{}\",comm=\"{}\"", p.pid, label(&p.comm));
+            pclosed
+                .samples
+                .push((labels(&who), p.closed_tcp_fds.to_string()));
         }
         let mut by_kind: std::collections::BTreeMap<(&str, &str), (u64, u64)> = Default::default();
         for x in &r.findings {
@@ -222,5 +250,13 @@ mod tests {
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(label("java"), "java");
+        // Terminal controls become visible text, never raw bytes.
+        assert_eq!(
+            label("\x1b[2J \x1b]0;pwn\x07"),
+            "\\\\x1b[2J \\\\x1b]0;pwn\\\\x07"
+        );
+        assert_eq!(label("c1\u{9b}\u{7f}\t"), "c1\\\\x9b\\\\x7f\\\\x09");
+        assert_eq!(label("a\u{202e}b"), "a\\\\u{202e}b");
+        assert!(!label("\x1b\x07\r\0").chars().any(char::is_control));
     }
 }
