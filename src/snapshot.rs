@@ -74,7 +74,9 @@ pub struct Socket {
     pub cookie: Option<NonZeroU64>,
     /// Bytes received and not read by the application; for LISTEN, the accept queue length.
     pub recv_q: u32,
-    /// Bytes not yet acknowledged by the peer; for LISTEN, the backlog.
+    /// Bytes not yet acknowledged by the peer; for LISTEN, the backlog when
+    /// read from sock_diag (`/proc/net/tcp` prints 0 there: read it through
+    /// [`Snapshot::backlog`], which knows the difference).
     pub send_q: u32,
     pub timer: Timer,
     /// Milliseconds until the timer fires (TIME_WAIT: until the socket is gone).
@@ -318,6 +320,13 @@ pub enum LoadError {
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
 impl Snapshot {
+    /// A listener's backlog: its Send-Q from sock_diag; `None` (unknown) from
+    /// `/proc/net/tcp`, whose LISTEN line shows the unsent bytes (0), not the backlog.
+    pub fn backlog(&self, listener: &Socket) -> Option<u32> {
+        (listener.state == TcpState::Listen && self.meta.source == SocketSource::SockDiag)
+            .then_some(listener.send_q)
+    }
+
     /// Reads a snapshot written by `--save`, checking its version before its shape.
     pub fn load(path: &std::path::Path) -> Result<Snapshot, LoadError> {
         use std::io::Read;

@@ -39,7 +39,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     for (li, l) in cx.in_state(TcpState::Listen) {
         let queued = waiting.remove(&l.local).unwrap_or_default();
-        let full = l.send_q > 0 && l.recv_q >= l.send_q;
+        let backlog = cx.snapshot.backlog(l);
+        let full = backlog.is_some_and(|b| b > 0 && l.recv_q >= b);
         if l.recv_q == 0 && queued.is_empty() {
             continue;
         }
@@ -56,11 +57,14 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let somaxconn = cx.snapshot.kernel.sysctls.somaxconn;
         let mut evidence = vec![
             format!(
-                "listener {} of {}: accept queue {} of a backlog of {}{}",
+                "listener {} of {}: accept queue {}{}{}",
                 endpoint(&l.local),
                 who(owner),
                 l.recv_q,
-                l.send_q,
+                backlog.map_or(
+                    " (backlog unknown: /proc/net/tcp does not show it)".to_string(),
+                    |b| format!(" of a backlog of {b}")
+                ),
                 somaxconn
                     .map(|m| format!(" (somaxconn {m})"))
                     .unwrap_or_default()

@@ -258,6 +258,21 @@ pub const RULES: &[Rule] = &[
     idle::RULE,
 ];
 
+/// A cause `connleak explain` tells on its own, beside the kinds: its name,
+/// the kind it is a cause of, and what it means.
+pub struct ExplainedCause {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub about: &'static str,
+}
+
+/// The causes `explain` knows by name.
+pub const EXPLAINED_CAUSES: &[ExplainedCause] = &[ExplainedCause {
+    name: "never_accepted",
+    kind: close_wait::RULE.kind,
+    about: close_wait::NEVER_ACCEPTED_ABOUT,
+}];
+
 /// Runs every rule on a single sample; findings come worst first, then largest first.
 pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
     diagnose_indexed(
@@ -371,6 +386,7 @@ mod tests {
                 CloseWaitCause::RequestNeverRead.into(),
                 "request_never_read",
             ),
+            (CloseWaitCause::NeverAccepted.into(), "never_accepted"),
             (
                 WorkerPoolCause::WorkersBlockedOnReads.into(),
                 "workers_blocked_on_reads",

@@ -1,7 +1,7 @@
-//! `connleak explain TOPIC`: the TCP state model and the finding kinds, told
-//! for a person.
+//! `connleak explain TOPIC`: the TCP state model, the finding kinds and the
+//! causes told on their own, for a person.
 
-use crate::diagnose::{RULES, Rule};
+use crate::diagnose::{EXPLAINED_CAUSES, ExplainedCause, RULES, Rule};
 use crate::tcp::{Bound, TcpState};
 use std::io::{self, Write};
 
@@ -10,6 +10,7 @@ pub enum Topic {
     All,
     State(TcpState),
     Kind(&'static Rule),
+    Cause(&'static ExplainedCause),
 }
 
 /// The topic named by `arg`: a TCP state or a finding kind, in any spelling
@@ -21,6 +22,12 @@ pub fn topic(arg: Option<&str>) -> Result<Topic, String> {
     let kind = arg.replace('-', "_");
     if let Some(rule) = RULES.iter().find(|r| r.kind.eq_ignore_ascii_case(&kind)) {
         return Ok(Topic::Kind(rule));
+    }
+    if let Some(cause) = EXPLAINED_CAUSES
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(&kind))
+    {
+        return Ok(Topic::Cause(cause));
     }
     arg.parse().map(Topic::State).map_err(|_| {
         let states: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
@@ -49,6 +56,10 @@ pub fn write(out: &mut impl Write, topic: &Topic) -> io::Result<()> {
         Topic::Kind(rule) => {
             writeln!(out, "{}: {}", rule.kind, rule.title)?;
             return super::text::wrap(out, rule.about, "  ", "  ", 80);
+        }
+        Topic::Cause(cause) => {
+            writeln!(out, "{}: a cause of {}", cause.name, cause.kind)?;
+            return super::text::wrap(out, cause.about, "  ", "  ", 80);
         }
         Topic::State(state) => *state,
     };
