@@ -27,6 +27,12 @@ pub const RULE: Rule = Rule {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let overflows = cx.snapshot.kernel.counter("TcpExt", "ListenOverflows");
     let drops = cx.snapshot.kernel.counter("TcpExt", "ListenDrops");
+    // Since boot it is context; growing during a sampled window, a queue overflowing now.
+    let moved = cx
+        .window
+        .counter_delta(cx.snapshot, "TcpExt", "ListenOverflows")
+        .filter(|&d| d > 0);
+    let overflowing = moved.is_some();
     // Unaccepted connections, by the address of the listener they queue on.
     let mut waiting: FxHashMap<SocketAddr, Vec<(usize, TcpState)>> = FxHashMap::default();
     for (i, s) in cx.sockets() {
@@ -48,7 +54,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             .iter()
             .filter(|(_, st)| *st == TcpState::CloseWait)
             .count() as u64;
-        let severity = if full || gave_up >= cx.thresholds.unread_warn {
+        let severity = if full || gave_up >= cx.thresholds.unread_warn || overflowing {
             Severity::Warning
         } else {
             Severity::Info
@@ -84,6 +90,12 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         if let (Some(o), Some(d)) = (overflows, drops) {
             evidence.push(format!(
                 "ListenOverflows {o}, ListenDrops {d} in this namespace since boot"
+            ));
+        }
+        if let Some(d) = moved {
+            evidence.push(format!(
+                "ListenOverflows grew by {d} during the sampled window: handshakes dropped on a \
+                 full accept queue now, not only since boot"
             ));
         }
         let mut sockets: Vec<usize> = queued.iter().map(|(i, _)| *i).collect();

@@ -210,6 +210,8 @@ pub struct Context<'a> {
     pub snapshot: &'a Snapshot,
     pub index: &'a Index<'a>,
     pub thresholds: Thresholds,
+    /// The earlier samples: what the kernel counters did during the window.
+    pub window: &'a Window,
     /// Sockets (by position) a more specific warning already explains, one flag each.
     claimed: Vec<bool>,
 }
@@ -289,12 +291,13 @@ pub fn diagnose_indexed<'a>(
     snapshot: &'a Snapshot,
     index: &'a Index<'a>,
     thresholds: Thresholds,
-    window: &Window,
+    window: &'a Window,
 ) -> Vec<Finding> {
     let mut cx = Context {
         snapshot,
         index,
         thresholds,
+        window,
         claimed: vec![false; snapshot.sockets.len()],
     };
     let mut findings = Vec::new();
