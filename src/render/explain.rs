@@ -32,10 +32,12 @@ pub fn topic(arg: Option<&str>) -> Result<Topic, String> {
     arg.parse().map(Topic::State).map_err(|_| {
         let states: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
         let kinds: Vec<&str> = RULES.iter().map(|r| r.kind).collect();
+        let causes: Vec<&str> = EXPLAINED_CAUSES.iter().map(|c| c.name).collect();
         format!(
-            "unknown state or finding kind: {arg:?}; states: {}; finding kinds: {}",
+            "unknown state or finding kind: {arg:?}; states: {}; finding kinds: {}; causes: {}",
             states.join(", "),
-            kinds.join(", ")
+            kinds.join(", "),
+            causes.join(", ")
         )
     })
 }
@@ -50,6 +52,10 @@ pub fn write(out: &mut impl Write, topic: &Topic) -> io::Result<()> {
             writeln!(out, "Finding kinds (connleak explain KIND for details):")?;
             for rule in RULES {
                 writeln!(out, "  {:<26} {}", rule.kind, rule.title)?;
+            }
+            writeln!(out, "Causes told on their own (connleak explain CAUSE):")?;
+            for cause in EXPLAINED_CAUSES {
+                writeln!(out, "  {:<26} a cause of {}", cause.name, cause.kind)?;
             }
             return Ok(());
         }
@@ -77,4 +83,31 @@ pub fn write(out: &mut impl Write, topic: &Topic) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn told(arg: &str) -> String {
+        let mut out = Vec::new();
+        let written = topic(Some(arg)).map(|t| write(&mut out, &t));
+        assert!(matches!(written, Ok(Ok(()))), "explain {arg}");
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn kinds_and_causes_are_explained() {
+        let kind = told("closed-not-released");
+        assert!(kind.starts_with("closed_not_released: "), "{kind}");
+        assert!(kind.contains("can't identify"), "{kind}");
+        let cause = told("never_accepted");
+        assert!(
+            cause.starts_with("never_accepted: a cause of close_wait_leak"),
+            "{cause}"
+        );
+        assert!(cause.contains("queued, not held"), "{cause}");
+        let err = topic(Some("nonsense")).err().unwrap_or_default();
+        assert!(err.contains("causes: never_accepted"), "{err}");
+    }
 }

@@ -160,3 +160,49 @@ fn trend_cell(counts: &[u64], seconds: f64) -> String {
     let per_s = (last as f64 - first as f64) / seconds.max(0.001);
     format!("{} {}", sparkline(counts), per_minute(per_s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn process(closed_tcp_fds: u32) -> ProcessReport {
+        ProcessReport {
+            pid: 4242,
+            comm: "server".to_string(),
+            cmdline: String::new(),
+            uid: None,
+            states: BTreeMap::from([(TcpState::Listen, 1), (TcpState::Established, 3)]),
+            fds: 120,
+            fd_limit: Some(1024),
+            threads: Some(4),
+            closed_tcp_fds,
+            trend: None,
+        }
+    }
+
+    fn headers(columns: &[Column]) -> Vec<&str> {
+        columns.iter().map(|c| c.header).collect()
+    }
+
+    #[test]
+    fn unreleased_column_only_when_some_process_has_one() {
+        assert!(!headers(&columns(&[process(0)], None)).contains(&"UNRELEASED"));
+        let mut with = columns(&[process(0), process(37)], None);
+        assert!(headers(&with).contains(&"UNRELEASED"));
+        assert_eq!(
+            with.iter()
+                .find(|c| c.header == "UNRELEASED")
+                .map(|c| c.cells.clone()),
+            Some(vec!["0".to_string(), "37".to_string()])
+        );
+        // Narrow: it goes after THR, LIMIT, OTHER and before LISTEN and ESTAB.
+        let without = table_width(&with) - "UNRELEASED".len() - 3;
+        let narrow = without - "THR".len() - "LIMIT".len() - "OTHER".len() - 9;
+        fit(&mut with, narrow);
+        assert_eq!(
+            headers(&with),
+            ["PID", "PROCESS", "LISTEN", "ESTAB", "CLOSE_WAIT", "FDS"]
+        );
+    }
+}
