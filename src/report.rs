@@ -85,9 +85,17 @@ pub struct ProcessReport {
     /// The runtime it runs on (`jvm`, `go`, `node`, `python`, `nginx`), when recognised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Runtime>,
+    /// TCP sockets it holds that the kernel closed (reset, timeout) and
+    /// unhashed: in no state count above (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub closed_tcp_fds: u32,
     /// Its socket count over the sample window, when several samples were taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Report {
@@ -123,6 +131,7 @@ impl Report {
                     threads: p.threads,
                     workload: p.workload.clone(),
                     runtime: p.runtime,
+                    closed_tcp_fds: p.closed_tcp_fds,
                     trend,
                 }
             })
@@ -133,6 +142,7 @@ impl Report {
         processes.sort_by(|a, b| {
             close_wait(b)
                 .cmp(&close_wait(a))
+                .then(b.closed_tcp_fds.cmp(&a.closed_tcp_fds))
                 .then(total(b).cmp(&total(a)))
                 .then(a.pid.cmp(&b.pid))
         });

@@ -78,7 +78,9 @@ pub struct Socket {
     pub cookie: Option<NonZeroU64>,
     /// Bytes received and not read by the application; for LISTEN, the accept queue length.
     pub recv_q: u32,
-    /// Bytes not yet acknowledged by the peer; for LISTEN, the backlog.
+    /// Bytes not yet acknowledged by the peer; for LISTEN, the backlog when
+    /// read from sock_diag (`/proc/net/tcp` prints 0 there: read it through
+    /// [`Snapshot::backlog`], which knows the difference).
     pub send_q: u32,
     pub timer: Timer,
     /// Milliseconds until the timer fires (TIME_WAIT: until the socket is gone).
@@ -178,12 +180,19 @@ pub struct Process {
     /// The runtime it runs on, when recognised (read only for socket holders).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Runtime>,
+    /// TCP sockets in its fd table that are in no TCP table of the namespace:
+    /// closed by a reset or a timeout (state CLOSE, unhashed), never close()d.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub closed_tcp_fds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What runs a process, as a person names it: a systemd unit, a container,
 /// a Kubernetes pod; told from its cgroup and the runtimes' metadata files.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct Workload {
     pub kind: WorkloadKind,
     /// The unit (`nginx.service`), the container's name, `NAMESPACE/POD`
@@ -269,8 +278,27 @@ pub struct Kernel {
     pub sysctls: Sysctls,
     /// `/proc/net/netstat` and `/proc/net/snmp`: group (`TcpExt`, `Tcp`, ...) → name → value.
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
+    /// `/proc/net/sockstat{,6}`'s TCP lines, when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockstat: Option<Sockstat>,
 }
 
+/// The kernel's own TCP socket accounting (`/proc/net/sockstat`, `sockstat6`).
+/// `inuse` and `tw` count this namespace's hashed sockets; `orphan` and
+/// `alloc` count the whole host, every namespace and both IP versions.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Sockstat {
+    /// IPv4 TCP sockets in the namespace's tables (`TCP: inuse`).
+    pub inuse: u64,
+    /// IPv6 TCP sockets in the namespace's tables (`TCP6: inuse`).
+    pub inuse6: u64,
+    /// Sockets no process holds any more, host-wide (`orphan`).
+    pub orphan: u64,
+    /// TIME-WAIT sockets of the namespace (`tw`).
+    pub tw: u64,
+    /// Every TCP socket allocated, hashed or not, host-wide (`alloc`).
+    pub alloc: u64,
+}
 /// The kernel counters that betray dropped or aborted connections: exported to
 /// Prometheus and compared over a sample window.
 pub const WATCHED_COUNTERS: &[(&str, &str)] = &[
@@ -381,6 +409,13 @@ pub enum LoadError {
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
 impl Snapshot {
+    /// A listener's backlog: its Send-Q from sock_diag; `None` (unknown) from
+    /// `/proc/net/tcp`, whose LISTEN line shows the unsent bytes (0), not the backlog.
+    pub fn backlog(&self, listener: &Socket) -> Option<u32> {
+        (listener.state == TcpState::Listen && self.meta.source == SocketSource::SockDiag)
+            .then_some(listener.send_q)
+    }
+
     /// Reads a snapshot written by `--save`, checking its version before its shape.
     pub fn load(path: &std::path::Path) -> Result<Snapshot, LoadError> {
         use std::io::Read;

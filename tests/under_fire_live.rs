@@ -158,13 +158,27 @@ fn hostile_process_names_are_escaped_and_intact() {
     let prom = lab.path("hostile.prom");
     let out = lab.connleak_output(&["--prometheus", "--output", prom.to_str().unwrap()]);
     assert!(out.status.success());
+    // `cat` of the file must not move the terminal: no raw ESC, BEL or other control byte.
+    let bytes = std::fs::read(&prom).unwrap();
+    assert!(
+        !bytes.iter().any(|&b| b < 0x20 && b != b'\n'),
+        "raw control bytes in the .prom file"
+    );
     let Some(samples) = common::prometheus_samples(&prom) else {
         return;
     };
+    // The parser keeps each control character (the newline aside) as visible text: `\x1b`.
+    let comm_label: String = comm
+        .chars()
+        .map(|c| match c {
+            c if c.is_control() && c != '\n' => format!("\\x{:02x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
     let pid = pid.to_string();
     let labels = [
         ("pid", pid.as_str()),
-        ("comm", comm.as_str()),
+        ("comm", comm_label.as_str()),
         ("state", "CLOSE_WAIT"),
     ];
     assert_eq!(

@@ -5,7 +5,7 @@
 //! for the current thread's network namespace. A value that cannot be read is
 //! `None` and noted, never zero.
 
-use crate::snapshot::{Kernel, Sysctls, Unreadable};
+use crate::snapshot::{Kernel, Sockstat, Sysctls, Unreadable};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -45,7 +45,12 @@ pub fn read(proc_root: &Path, unreadable: &mut Unreadable) -> Kernel {
             unreadable.note(path.display().to_string(), e);
         }
     }
-    Kernel { sysctls, counters }
+    let sockstat = parse_sockstat(&sockstat_text(proc_root));
+    Kernel {
+        sysctls,
+        counters,
+        sockstat,
+    }
 }
 
 fn num<T: FromStr>(s: Option<String>) -> Option<T> {
@@ -61,16 +66,47 @@ const MAX_SOCKET_HINT: usize = 1 << 22;
 /// (in use + TIME_WAIT), with some slack: enough to size the socket table
 /// once. 64 when unknown.
 pub fn socket_count_hint(proc_root: &Path) -> usize {
-    let net = proc_root.join("thread-self/net");
-    let text = ["sockstat", "sockstat6"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(net.join(f)).ok())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let n = sockstat_tcp(&text);
+    let n = sockstat_tcp(&sockstat_text(proc_root));
     n.saturating_add(n / 8)
         .saturating_add(64)
         .min(MAX_SOCKET_HINT)
+}
+
+/// `/proc/net/sockstat` and `sockstat6` of this thread's namespace, joined
+/// (empty where unreadable).
+fn sockstat_text(proc_root: &Path) -> String {
+    let net = proc_root.join("thread-self/net");
+    ["sockstat", "sockstat6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(net.join(f)).ok())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `key value` pairs of sockstat's line starting with `prefix`.
+fn sockstat_line<'a>(text: &'a str, prefix: &str) -> Option<BTreeMap<&'a str, u64>> {
+    let rest = text.lines().find_map(|l| l.strip_prefix(prefix))?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    Some(
+        words
+            .chunks(2)
+            .filter_map(|kv| Some((*kv.first()?, kv.get(1)?.parse().ok()?)))
+            .collect(),
+    )
+}
+
+/// The TCP accounting of sockstat text; `None` without a `TCP:` line.
+pub(crate) fn parse_sockstat(text: &str) -> Option<Sockstat> {
+    let tcp = sockstat_line(text, "TCP:")?;
+    let tcp6 = sockstat_line(text, "TCP6:").unwrap_or_default();
+    let get = |k: &str| tcp.get(k).copied().unwrap_or(0);
+    Some(Sockstat {
+        inuse: get("inuse"),
+        inuse6: tcp6.get("inuse").copied().unwrap_or(0),
+        orphan: get("orphan"),
+        tw: get("tw"),
+        alloc: get("alloc"),
+    })
 }
 
 /// Sums `inuse` and `tw` of the `TCP:` and `TCP6:` lines of sockstat text
@@ -189,6 +225,12 @@ mod tests {
                     UDP: inuse 4 mem 1\nTCP6: inuse 7\nUDP6: inuse 2\n";
         assert_eq!(sockstat_tcp(text), 257);
         assert_eq!(sockstat_tcp("garbage"), 0);
+        let parsed = parse_sockstat(text);
+        assert_eq!(
+            parsed.map(|s| (s.inuse, s.inuse6, s.orphan, s.tw, s.alloc)),
+            Some((200, 7, 3, 50, 900))
+        );
+        assert_eq!(parse_sockstat("garbage"), None);
         let huge = format!("TCP: inuse {} tw {}\n", usize::MAX, usize::MAX);
         assert_eq!(sockstat_tcp(&huge), usize::MAX);
     }

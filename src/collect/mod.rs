@@ -14,6 +14,7 @@ pub mod proc_net;
 pub mod runtime;
 pub mod sock_diag;
 pub mod tasks;
+pub mod unreleased;
 pub mod workload;
 
 use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};

@@ -5,8 +5,9 @@
 //! hot path on a busy host (hundreds of thousands of fds), so it spends one
 //! `readlinkat` per fd on an open directory fd, with no allocation per fd,
 //! spread over the available cores. Only processes that hold a TCP socket of
-//! the snapshot are kept, and only then are their names, limits and thread
-//! counts read. A process that exits mid-scan or that we may not read is
+//! the snapshot, or a TCP socket the kernel already closed (see
+//! [`super::unreleased`]), are kept, and only then are their names, limits
+//! and thread counts read. A process that exits mid-scan or that we may not read is
 //! counted, never fatal and never silently dropped. `status` and `limits` are
 //! read for the one or two fields used, not through procfs, whose parsers
 //! fail a whole file for one field an older or newer kernel lacks.
@@ -25,10 +26,10 @@ const MAX_THREADS: usize = 4;
 
 /// The outcome of reading one process's fd table.
 enum Scan {
-    /// Fd count and the inodes of the sockets (of any kind) among them.
+    /// Fd count and the sockets (of any kind) among them: (fd, inode).
     Read {
         fds: u32,
-        inodes: Vec<u64>,
+        sockets: Vec<(u32, u64)>,
     },
     Denied,
     Vanished,
@@ -100,19 +101,29 @@ pub fn owners(
     if let Some(hidden) = hidden_processes(proc_root) {
         unreadable.note(proc_root.display().to_string(), hidden);
     }
+    let probe = super::unreleased::Probe::new(proc_root);
     let mut processes = Vec::new();
     for (pid, scan) in tables.scans {
         match scan {
             Scan::Denied => unreadable.processes_denied += 1,
             Scan::Vanished => unreadable.processes_vanished += 1,
-            Scan::Read { fds, mut inodes } => {
-                inodes.retain(|i| tcp_inodes.contains(i));
-                if inodes.is_empty() {
+            Scan::Read { fds, mut sockets } => {
+                let inodes: Vec<u64> = sockets
+                    .iter()
+                    .map(|&(_, i)| i)
+                    .filter(|i| tcp_inodes.contains(i))
+                    .collect();
+                sockets.retain(|(_, i)| !tcp_inodes.contains(i));
+                let closed_tcp_fds = probe.closed_tcp_fds(pid, &sockets);
+                if inodes.is_empty() && closed_tcp_fds == 0 {
                     continue;
                 }
                 let with_tasks = inodes.iter().any(|i| wants_tasks.contains(i));
                 match describe(proc_root, pid, fds, inodes, with_tasks) {
-                    Some(p) => processes.push(p),
+                    Some(p) => processes.push(Process {
+                        closed_tcp_fds,
+                        ..p
+                    }),
                     None => unreadable.processes_vanished += 1,
                 }
             }
@@ -186,7 +197,7 @@ fn scan_fds(proc_dir: &OwnedFd, pid: u32) -> Scan {
         Err(e) => return classify(e),
     };
     let mut fds = 0u32;
-    let mut inodes = Vec::new();
+    let mut sockets = Vec::new();
     let mut link = [0u8; 64];
     for entry in dir {
         let entry = match entry {
@@ -203,16 +214,24 @@ fn scan_fds(proc_dir: &OwnedFd, pid: u32) -> Scan {
             continue;
         };
         if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
-            inodes.push(inode);
+            // Fd names are numbers; the number is kept to look the socket up again.
+            if let Some(fd) = fd_number(name.to_bytes()) {
+                sockets.push((fd, inode));
+            }
         }
     }
-    Scan::Read { fds, inodes }
+    Scan::Read { fds, sockets }
 }
 
 /// `socket:[12345]` → 12345.
 pub(crate) fn socket_inode(link: &[u8]) -> Option<u64> {
     let digits = link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// An fd directory entry's name as its number.
+fn fd_number(name: &[u8]) -> Option<u32> {
+    std::str::from_utf8(name).ok()?.parse().ok()
 }
 
 /// Reads the rest of what the report shows of a socket-holding process;
@@ -253,6 +272,7 @@ fn describe(
         socket_inodes,
         workload: None,
         runtime: super::runtime::detect(&dir),
+        closed_tcp_fds: 0,
     })
 }
 

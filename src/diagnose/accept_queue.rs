@@ -31,6 +31,12 @@ pub const RULE: Rule = Rule {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let overflows = cx.snapshot.kernel.counter("TcpExt", "ListenOverflows");
     let drops = cx.snapshot.kernel.counter("TcpExt", "ListenDrops");
+    // Since boot it is context; growing during a sampled window, a queue overflowing now.
+    let moved = cx
+        .window
+        .counter_delta(cx.snapshot, "TcpExt", "ListenOverflows")
+        .filter(|&d| d > 0);
+    let overflowing = moved.is_some();
     // Unaccepted connections, by the address of the listener they queue on.
     let mut waiting: FxHashMap<SocketAddr, Vec<(usize, TcpState)>> = FxHashMap::default();
     for (i, s) in cx.sockets() {
@@ -43,7 +49,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     for (li, l) in cx.in_state(TcpState::Listen) {
         let queued = waiting.remove(&l.local).unwrap_or_default();
-        let full = l.send_q > 0 && l.recv_q >= l.send_q;
+        let backlog = cx.snapshot.backlog(l);
+        let full = backlog.is_some_and(|b| b > 0 && l.recv_q >= b);
         if l.recv_q == 0 && queued.is_empty() {
             continue;
         }
@@ -51,7 +58,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             .iter()
             .filter(|(_, st)| *st == TcpState::CloseWait)
             .count() as u64;
-        let severity = if full || gave_up >= cx.thresholds.unread_warn {
+        let severity = if full || gave_up >= cx.thresholds.unread_warn || overflowing {
             Severity::Warning
         } else {
             Severity::Info
@@ -60,11 +67,14 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let somaxconn = cx.snapshot.kernel.sysctls.somaxconn;
         let mut evidence = vec![
             format!(
-                "listener {} of {}: accept queue {} of a backlog of {}{}",
+                "listener {} of {}: accept queue {}{}{}",
                 endpoint(&l.local),
                 who(owner),
                 l.recv_q,
-                l.send_q,
+                backlog.map_or(
+                    " (backlog unknown: /proc/net/tcp does not show it)".to_string(),
+                    |b| format!(" of a backlog of {b}")
+                ),
                 somaxconn
                     .map(|m| format!(" (somaxconn {m})"))
                     .unwrap_or_default()
@@ -88,6 +98,12 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             evidence.push(format!(
                 "ListenOverflows {o}, ListenDrops {d} in this network namespace since it was \
                  created (since boot, for the host's)"
+            ));
+        }
+        if let Some(d) = moved {
+            evidence.push(format!(
+                "ListenOverflows grew by {d} during the sampled window: handshakes dropped on a \
+                 full accept queue now, not only since boot"
             ));
         }
         let mut sockets: Vec<usize> = queued.iter().map(|(i, _)| *i).collect();

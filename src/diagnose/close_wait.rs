@@ -14,8 +14,11 @@
 //!   the client side any Recv-Q >= 1 means unread since the peer closed: the
 //!   bytes before the FIN are the server's goodbye (`farewell`), never a
 //!   request, and the fix is the pool's idle timeout, not a thread dump.
-//! - Inode 0 on a listening port: the kernel accepted the connection but the
-//!   application never called `accept()`: it sits in the accept queue.
+//! - Inode 0 on a listening port: the kernel completed the handshake but the
+//!   application never called `accept()`: the connection sits in the accept
+//!   queue, and its client gave up. No process holds it, so these sockets are
+//!   a group of their own (cause `never_accepted`), "queued, not held" on the
+//!   listener's holder, never counted among the sockets it holds.
 //! - The local port is a listening port (server side) or not (client side,
 //!   a pool toward the remote endpoint).
 //! - tcp_info's time since the last segment from the peer is the time since
@@ -49,7 +52,10 @@ pub const RULE: Rule = Rule {
             server's goodbye (a TLS close_notify alert, a database's idle-timeout error, an \
             HTTP/2 GOAWAY), never a request. Fix the code path that should close, or evict idle \
             pooled connections before the server does. A client's stale pool is critical only \
-            when it grows, presses on the fd limit or reaches --close-wait-crit, not by age.",
+            when it grows, presses on the fd limit or reaches --close-wait-crit, not by age. \
+            Inode 0 on a listening port: queued in the accept queue, never accept()ed, the \
+            client gave up (never_accepted): told apart, on the listener's holder, as queued, \
+            not held.",
     run: find,
 };
 
@@ -57,6 +63,8 @@ pub const RULE: Rule = Rule {
 struct GroupKey {
     pid: Option<u32>,
     side_is_server: bool,
+    /// Connections in the listener's accept queue (inode 0): queued, not held.
+    queued: bool,
     /// The listener (server side) or the remote endpoint (client side).
     endpoint: SocketAddr,
 }
@@ -73,7 +81,6 @@ struct Group<'a> {
     data_unread: u64,
     min_unread: u32,
     max_unread: u32,
-    never_accepted: u64,
     oldest_ms: Option<u32>,
     newest_ms: Option<u32>,
 }
@@ -92,6 +99,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let key = GroupKey {
             pid: owner.map(|p| p.pid),
             side_is_server: listener.is_some(),
+            queued: listener.is_some() && s.inode == 0,
             endpoint: canonical(listener.map_or(s.remote, |l| l.local)),
         };
         let g = groups.entry(key).or_default();
@@ -119,9 +127,6 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 g.max_unread = g.max_unread.max(n);
             }
         }
-        if s.inode == 0 {
-            g.never_accepted += 1;
-        }
     }
     groups
         .into_iter()
@@ -137,17 +142,32 @@ pub enum CloseWaitCause {
     NeverClosedAfterEof,
     UnreadAfterPeerClose,
     RequestNeverRead,
+    /// Queued in a listener's accept queue, never accept()ed: the client gave up.
+    NeverAccepted,
 }
 
+/// What `connleak explain never_accepted` says.
+pub const NEVER_ACCEPTED_ABOUT: &str = "CLOSE-WAIT sockets with inode 0 on a listening port: \
+    the kernel completed the handshake and queued the connection, the application never called \
+    accept(), and the client gave up (its FIN turned the queued socket CLOSE-WAIT). No process \
+    holds them: they are queued, not held, and told on the listener's holder apart from the \
+    sockets it holds. Each fills a slot of the accept queue (new handshakes are dropped when \
+    it is full) and wastes a worker when it is finally accepted, only to read EOF. Fix: see \
+    what the thread that calls accept() does (a thread dump): accept in a loop of its own, \
+    hand connections to workers without blocking; a larger backlog only buys time.";
+
 impl CloseWaitCause {
-    /// On the client side the bytes before the FIN are the server's goodbye,
-    /// so any unread Recv-Q counts as unread since the peer closed.
-    fn of(g: &Group, side: ConnSide) -> CloseWaitCause {
+    /// Queued connections are their own case. On the client side the bytes
+    /// before the FIN are the server's goodbye, so any unread Recv-Q counts
+    /// as unread since the peer closed.
+    fn of(key: &GroupKey, g: &Group, side: ConnSide) -> CloseWaitCause {
         let unread = match side {
             ConnSide::Client => g.fin_unread + g.data_unread,
             ConnSide::Server => g.fin_unread.max(g.data_unread),
         };
-        if g.eof_read >= unread {
+        if key.queued {
+            CloseWaitCause::NeverAccepted
+        } else if g.eof_read >= unread {
             CloseWaitCause::NeverClosedAfterEof
         } else if side == ConnSide::Client || g.fin_unread >= g.data_unread {
             CloseWaitCause::UnreadAfterPeerClose
@@ -176,6 +196,12 @@ impl CloseWaitCause {
                  keep-alive connections with no read timeout, or handlers parked elsewhere. Add an \
                  idle/read timeout and close on EOF."
             }
+            (CloseWaitCause::NeverAccepted, _) => {
+                "Clients give up before the application accepts their connection. See what the \
+                 thread that calls accept() does (a thread dump: jstack, py-spy dump, gdb): accept \
+                 in a loop of its own and hand connections to workers without blocking. A larger \
+                 backlog or somaxconn only buys time."
+            }
             (CloseWaitCause::RequestNeverRead, _) => {
                 // Server side only: a client's unread bytes are the server's goodbye.
                 "Requests arrived and were never read: the workers that should read them are stuck \
@@ -192,7 +218,7 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
     } else {
         ConnSide::Client
     };
-    let cause = CloseWaitCause::of(&g, side);
+    let cause = CloseWaitCause::of(key, &g, side);
     let stale_pool = side == ConnSide::Client && cause == CloseWaitCause::UnreadAfterPeerClose;
     let (local, remote) = match side {
         ConnSide::Server => (Some(key.endpoint), None),
@@ -257,6 +283,9 @@ fn evidence(
 ) -> Vec<String> {
     let who = who(g.owner);
     let at = endpoint(&key.endpoint);
+    if key.queued {
+        return queued_evidence(cx, &who, &at, g);
+    }
     let mut evidence = vec![match side {
         ConnSide::Server => format!(
             "{who} holds {} CLOSE_WAIT sockets accepted on listener {at}",
@@ -300,7 +329,25 @@ fn evidence(
     evidence
 }
 
-/// What the Recv-Q of the sockets says, and which were never accepted.
+/// The connections of a listener's accept queue whose clients gave up:
+/// queued, not held, so no Recv-Q case and no fd count applies.
+fn queued_evidence(cx: &Context, who: &str, at: &str, g: &Group) -> Vec<String> {
+    let mut evidence = vec![
+        format!(
+            "{} CLOSE_WAIT connections queued, not held, on listener {at} of {who}: never \
+             accept()ed (inode 0, no process has an fd for them)",
+            g.count
+        ),
+        "the kernel completed the handshake and queued each connection; its client gave up \
+         (sent FIN) before the application called accept(): each fills a slot of the accept \
+         queue and wastes a worker when it is finally accepted, only to read EOF"
+            .to_string(),
+    ];
+    age_evidence(cx, g, &mut evidence);
+    evidence
+}
+
+/// What the Recv-Q of the sockets says.
 fn recv_q_evidence(key: &GroupKey, side: ConnSide, g: &Group, evidence: &mut Vec<String>) {
     if g.eof_read > 0 {
         evidence.push(format!(
@@ -335,12 +382,6 @@ fn recv_q_evidence(key: &GroupKey, side: ConnSide, g: &Group, evidence: &mut Vec
         evidence.push(format!(
             "{} with Recv-Q > 1 (up to {} bytes): request data never read at all",
             g.data_unread, g.max_unread
-        ));
-    }
-    if g.never_accepted > 0 {
-        evidence.push(format!(
-            "{} never accept()ed (inode 0): still in the listener's accept queue",
-            g.never_accepted
         ));
     }
 }

@@ -3,7 +3,9 @@
 //! At the limit, `accept()` and `socket()` fail with `EMFILE`: the service
 //! stops taking connections although the host is fine. When leaked CLOSE-WAIT
 //! sockets fill the table, the leak is the cause and `EMFILE` the symptom, and
-//! this finding takes those sockets over from `close_wait_leak`.
+//! this finding takes those sockets over from `close_wait_leak`. So it is
+//! when TCP sockets the kernel already closed (`closed_not_released`) fill
+//! it: they are in no socket table, only in the fd count.
 
 use super::{Context, Finding, Rule, Severity, percent, who};
 use crate::tcp::TcpState;
@@ -14,8 +16,9 @@ pub const RULE: Rule = Rule {
     kind: "fd_exhaustion",
     title: "a process near its open-file limit (EMFILE)",
     about: "A process near its soft RLIMIT_NOFILE: at the limit accept() and socket() fail \
-            with EMFILE. When CLOSE-WAIT sockets fill its fd table, that leak is the cause and \
-            EMFILE the symptom: fix the leak; raising the limit (LimitNOFILE=, ulimit -n) only \
+            with EMFILE. When CLOSE-WAIT sockets, or TCP sockets the kernel closed and the \
+            process never did (closed_not_released), fill its fd table, that leak is the cause \
+            and EMFILE the symptom: fix the leak; raising the limit (LimitNOFILE=, ulimit -n) only \
             buys time.",
     run: find,
 };
@@ -26,6 +29,9 @@ pub const RULE: Rule = Rule {
 pub enum FdCause {
     /// Leaked CLOSE-WAIT sockets fill at least half of it.
     CloseWaitLeak,
+    /// TCP sockets the kernel closed and the process did not (in no TCP
+    /// table) fill at least half of it.
+    ClosedNotReleased,
     /// Anything else: the load, or fds of other kinds.
     FdLimit,
 }
@@ -36,6 +42,11 @@ impl FdCause {
             FdCause::CloseWaitLeak => {
                 "Fix the CLOSE_WAIT leak (close the socket when read() returns 0); restart to \
                  recover now. Raising the limit only delays the next outage."
+            }
+            FdCause::ClosedNotReleased => {
+                "Fix the leak of closed connections (see closed_not_released: close the socket \
+                 when a read or write fails or returns EOF); restart to recover now. Raising \
+                 the limit only delays the next outage."
             }
             FdCause::FdLimit => {
                 "Find what holds the fds (ls -l /proc/PID/fd); raise the limit (LimitNOFILE= in \
@@ -67,6 +78,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let close_wait = close_wait_of.remove(&p.pid).unwrap_or_default();
         let tcp: u64 = mix.values().sum();
         let mix_text: Vec<String> = mix.iter().map(|(st, n)| format!("{st} {n}")).collect();
+        let closed = u64::from(p.closed_tcp_fds);
         let mut evidence = vec![
             format!(
                 "{} has {} fds open of a soft limit of {limit} ({pct}%; hard limit {})",
@@ -76,25 +88,36 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .map_or("unlimited".to_string(), |h| h.to_string())
             ),
             format!(
-                "its fds: {tcp} TCP sockets ({}), {} other",
+                "its fds: {tcp} TCP sockets ({}), {}{} other",
                 if mix_text.is_empty() {
                     "none".to_string()
                 } else {
                     mix_text.join(", ")
                 },
-                u64::from(p.fds).saturating_sub(tcp)
+                if closed > 0 {
+                    format!("{closed} TCP sockets in no table (closed_not_released), ")
+                } else {
+                    String::new()
+                },
+                u64::from(p.fds).saturating_sub(tcp + closed)
             ),
         ];
-        let leak = close_wait.len() as u64 * 2 >= u64::from(p.fds);
-        if leak {
+        let fills = |n: u64| n * 2 >= u64::from(p.fds);
+        let leak = fills(close_wait.len() as u64);
+        let cause = if leak {
             evidence.push(format!(
                 "{} of them are CLOSE-WAIT sockets it never closed: that leak is the cause, \
                  EMFILE (accept() failing) the symptom",
                 close_wait.len()
             ));
-        }
-        let cause = if leak {
             FdCause::CloseWaitLeak
+        } else if fills(closed) {
+            evidence.push(format!(
+                "{closed} of them are TCP sockets whose connections the kernel already closed \
+                 (reset or timeout) and the process never did: that leak is the cause, EMFILE \
+                 the symptom"
+            ));
+            FdCause::ClosedNotReleased
         } else {
             FdCause::FdLimit
         };

@@ -36,14 +36,17 @@ impl Need {
             (CloseWaitCause::NeverClosedAfterEof, _) => Need::CloseOnEof,
             (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Client) => Need::StalePool,
             (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Server) => Need::ServerIdleTimeout,
-            (CloseWaitCause::RequestNeverRead, _)
+            // A stuck accept loop, like unread requests, is seen in what the threads do.
+            (CloseWaitCause::RequestNeverRead | CloseWaitCause::NeverAccepted, _)
                 if owner
                     .and_then(|p| p.runtime)
                     .is_some_and(Runtime::is_event_loop) =>
             {
                 Need::EventLoop
             }
-            (CloseWaitCause::RequestNeverRead, _) => Need::ThreadDump,
+            (CloseWaitCause::RequestNeverRead | CloseWaitCause::NeverAccepted, _) => {
+                Need::ThreadDump
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ mod stalled_close;
 mod syn_backlog;
 mod syn_sent;
 mod thresholds;
+mod unreleased;
 mod window;
 mod worker_pool;
 
@@ -257,7 +258,8 @@ pub struct Context<'a> {
     pub snapshot: &'a Snapshot,
     pub index: &'a Index<'a>,
     pub thresholds: Thresholds,
-    /// The earlier samples of a sampled run (empty for a single one).
+    /// The earlier samples (none for a single run): the trend of counts,
+    /// unread data and what the kernel counters did during the window.
     pub window: &'a Window,
     /// Sockets (by position) a more specific warning already explains, one flag each.
     claimed: Vec<bool>,
@@ -299,6 +301,7 @@ pub const RULES: &[Rule] = &[
     half_closed::RULE,
     fd_limit::RULE,
     close_wait::RULE,
+    unreleased::RULE,
     ephemeral_ports::RULE,
     server_close::RULE,
     syn_backlog::RULE,
@@ -309,6 +312,21 @@ pub const RULES: &[Rule] = &[
     kernel_limits::ORPHAN_RULE,
     idle::RULE,
 ];
+
+/// A cause `connleak explain` tells on its own, beside the kinds: its name,
+/// the kind it is a cause of, and what it means.
+pub struct ExplainedCause {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub about: &'static str,
+}
+
+/// The causes `explain` knows by name.
+pub const EXPLAINED_CAUSES: &[ExplainedCause] = &[ExplainedCause {
+    name: "never_accepted",
+    kind: close_wait::RULE.kind,
+    about: close_wait::NEVER_ACCEPTED_ABOUT,
+}];
 
 /// Runs every rule on a single sample; findings come worst first, then largest first.
 pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {
@@ -438,6 +456,7 @@ mod tests {
                 CloseWaitCause::RequestNeverRead.into(),
                 "request_never_read",
             ),
+            (CloseWaitCause::NeverAccepted.into(), "never_accepted"),
             (
                 WorkerPoolCause::WorkersBlockedOnReads.into(),
                 "workers_blocked_on_reads",
@@ -453,6 +472,7 @@ mod tests {
             ),
             (FdCause::CloseWaitLeak.into(), "close_wait_leak"),
             (FdCause::FdLimit.into(), "fd_limit"),
+            (FdCause::ClosedNotReleased.into(), "closed_not_released"),
             (
                 HalfClosedCause::HalfCloseNotAnswered.into(),
                 "half_close_not_answered",

@@ -39,7 +39,10 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .map(|(local, sockets)| {
             let count = sockets.len() as u64;
             let listener = cx.index.listener_at(&local);
-            let backlog = listener.map(|l| u64::from(l.send_q)).filter(|&b| b > 0);
+            let backlog = listener
+                .and_then(|l| cx.snapshot.backlog(l))
+                .map(u64::from)
+                .filter(|&b| b > 0);
             let severity = match backlog {
                 Some(b) if count * 2 >= b => Severity::Warning,
                 None if count >= min.saturating_mul(4) => Severity::Warning,

@@ -106,6 +106,8 @@ thresholds! {
     stalled_close_warn: "N" = 50;
     /// Percent of tcp_max_tw_buckets or tcp_max_orphans in use that makes a warning.
     kernel_limit_warn: "PCT" = 80;
+    /// TCP sockets a process holds after the kernel closed them (reset, timeout) that make a warning.
+    unreleased_warn: "N" = 10;
     /// ESTABLISHED connections silent this long (seconds) without keep-alive are noted.
     idle: "SECS" = 3600;
 }

@@ -117,19 +117,30 @@ impl Window {
 
     /// The window up to `snapshot`, for the report; `None` with no earlier sample.
     pub fn span(&self, snapshot: &Snapshot) -> Option<Span> {
-        let first = self.past.front()?;
+        if self.is_empty() {
+            return None;
+        }
         let counter_deltas = WATCHED_COUNTERS
             .iter()
-            .zip(&first.counters)
-            .filter_map(|((g, n), old)| {
-                Some((n.to_string(), snapshot.kernel.counter(g, n)? - (*old)?))
-            })
+            .filter_map(|(g, n)| Some((n.to_string(), self.counter_delta(snapshot, g, n)?)))
             .collect();
         Some(Span {
             samples: self.past.len() + 1,
             seconds: self.seconds_to(snapshot.meta.taken_at_ms),
             counter_deltas,
         })
+    }
+
+    /// How much a watched kernel counter grew from the oldest sample of the
+    /// window to `snapshot`; `None` with no earlier sample or where unreadable.
+    /// A rule reads it to tell a counter moving now from one that moved
+    /// since boot.
+    pub fn counter_delta(&self, snapshot: &Snapshot, group: &str, name: &str) -> Option<i64> {
+        let i = WATCHED_COUNTERS
+            .iter()
+            .position(|&(g, n)| g == group && n == name)?;
+        let old = (*self.past.front()?.counters.get(i)?)?;
+        Some(snapshot.kernel.counter(group, name)? - old)
     }
 
     /// Adds each finding's trend to the findings of `snapshot`, the newest sample.

@@ -33,7 +33,7 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 }
 
 /// The marks, embeddings, overrides and isolates of the Unicode bidirectional algorithm.
-fn is_bidi_control(c: char) -> bool {
+pub(super) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 

@@ -1,8 +1,8 @@
-//! `connleak explain TOPIC`: the TCP state model and the finding kinds, told
-//! for a person.
+//! `connleak explain TOPIC`: the TCP state model, the finding kinds and the
+//! causes told on their own, for a person.
 
 use super::text::wrap;
-use crate::diagnose::{RULES, Rule};
+use crate::diagnose::{EXPLAINED_CAUSES, ExplainedCause, RULES, Rule};
 use crate::tcp::{Bound, TcpState};
 use std::io::{self, Write};
 
@@ -11,6 +11,7 @@ pub enum Topic {
     All,
     State(TcpState),
     Kind(&'static Rule),
+    Cause(&'static ExplainedCause),
 }
 
 /// The topic named by `arg`: a TCP state or a finding kind, in any spelling
@@ -23,13 +24,21 @@ pub fn topic(arg: Option<&str>) -> Result<Topic, String> {
     if let Some(rule) = RULES.iter().find(|r| r.kind.eq_ignore_ascii_case(&kind)) {
         return Ok(Topic::Kind(rule));
     }
+    if let Some(cause) = EXPLAINED_CAUSES
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(&kind))
+    {
+        return Ok(Topic::Cause(cause));
+    }
     arg.parse().map(Topic::State).map_err(|_| {
         let states: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
         let kinds: Vec<&str> = RULES.iter().map(|r| r.kind).collect();
+        let causes: Vec<&str> = EXPLAINED_CAUSES.iter().map(|c| c.name).collect();
         format!(
-            "unknown state or finding kind: {arg:?}; states: {}; finding kinds: {}",
+            "unknown state or finding kind: {arg:?}; states: {}; finding kinds: {}; causes: {}",
             states.join(", "),
-            kinds.join(", ")
+            kinds.join(", "),
+            causes.join(", ")
         )
     })
 }
@@ -54,11 +63,19 @@ pub fn write(out: &mut impl Write, topic: &Topic, width: usize) -> io::Result<()
                 let head = format!("  {:<26} ", rule.kind);
                 wrap(out, rule.title, &head, &" ".repeat(29), width)?;
             }
+            writeln!(out, "Causes told on their own (connleak explain CAUSE):")?;
+            for cause in EXPLAINED_CAUSES {
+                writeln!(out, "  {:<26} a cause of {}", cause.name, cause.kind)?;
+            }
             return Ok(());
         }
         Topic::Kind(rule) => {
             writeln!(out, "{}: {}", rule.kind, rule.title)?;
             return wrap(out, rule.about, "  ", "  ", width);
+        }
+        Topic::Cause(cause) => {
+            writeln!(out, "{}: a cause of {}", cause.name, cause.kind)?;
+            return wrap(out, cause.about, "  ", "  ", width);
         }
         Topic::State(state) => *state,
     };
@@ -79,4 +96,31 @@ pub fn write(out: &mut impl Write, topic: &Topic, width: usize) -> io::Result<()
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn told(arg: &str) -> String {
+        let mut out = Vec::new();
+        let written = topic(Some(arg)).map(|t| write(&mut out, &t, 80));
+        assert!(matches!(written, Ok(Ok(()))), "explain {arg}");
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn kinds_and_causes_are_explained() {
+        let kind = told("closed-not-released");
+        assert!(kind.starts_with("closed_not_released: "), "{kind}");
+        assert!(kind.contains("can't identify"), "{kind}");
+        let cause = told("never_accepted");
+        assert!(
+            cause.starts_with("never_accepted: a cause of close_wait_leak"),
+            "{cause}"
+        );
+        assert!(cause.contains("queued, not held"), "{cause}");
+        let err = topic(Some("nonsense")).err().unwrap_or_default();
+        assert!(err.contains("causes: never_accepted"), "{err}");
+    }
 }

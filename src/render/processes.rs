@@ -3,8 +3,9 @@
 //! splitting a number or a header: on a narrow one the low-value columns go
 //! first (RUNTIME, shown only when a runtime was recognised, then THR,
 //! LIMIT, OTHER), then process names are cut with an ellipsis,
-//! then the trend, LISTEN and ESTAB columns go. PID, PROCESS, CLOSE_WAIT and
-//! FDS always stay.
+//! then the trend, UNRELEASED, LISTEN and ESTAB columns go. PID, PROCESS,
+//! CLOSE_WAIT and FDS always stay. UNRELEASED (TCP sockets the kernel closed
+//! and the process still holds) is shown only when some process has one.
 
 use super::escape::escape;
 use super::text::{per_minute, sparkline, truncate, visible_width};
@@ -106,6 +107,7 @@ fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> 
             (all - named.iter().map(|&st| n(p, st)).sum::<u64>()).to_string()
         }),
         col("FDS", true, &|p| p.fds.to_string()),
+        col("UNRELEASED", true, &|p| p.closed_tcp_fds.to_string()),
         col("LIMIT", true, &|p| {
             p.fd_limit.map_or_else(dash, |l| l.to_string())
         }),
@@ -113,6 +115,9 @@ fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> 
             p.threads.map_or_else(dash, |n| n.to_string())
         }),
     ];
+    if procs.iter().all(|p| p.closed_tcp_fds == 0) {
+        columns.retain(|c| c.header != "UNRELEASED");
+    }
     if procs.iter().any(|p| p.runtime.is_some()) {
         columns.push(col("RUNTIME", false, &|p| {
             p.runtime.map_or_else(dash, |r| r.name().to_string())
@@ -147,7 +152,7 @@ fn fit(columns: &mut Vec<Column>, width: usize) {
             *cell = truncate(cell, to);
         }
     }
-    for header in ["SOCKETS TREND", "LISTEN", "ESTAB"] {
+    for header in ["SOCKETS TREND", "UNRELEASED", "LISTEN", "ESTAB"] {
         drop(columns, header);
     }
 }
@@ -165,6 +170,7 @@ fn trend_cell(counts: &[u64], seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn column(header: &'static str, cell: &str) -> Column {
         Column {
@@ -194,5 +200,47 @@ mod tests {
         fit(&mut narrow, width);
         let headers: Vec<&str> = narrow.iter().map(|c| c.header).collect();
         assert_eq!(headers, ["PID", "PROCESS", "CLOSE_WAIT", "FDS", "THR"]);
+    }
+
+    fn process(closed_tcp_fds: u32) -> ProcessReport {
+        ProcessReport {
+            pid: 4242,
+            comm: "server".to_string(),
+            cmdline: String::new(),
+            uid: None,
+            states: BTreeMap::from([(TcpState::Listen, 1), (TcpState::Established, 3)]),
+            fds: 120,
+            fd_limit: Some(1024),
+            threads: Some(4),
+            workload: None,
+            runtime: None,
+            closed_tcp_fds,
+            trend: None,
+        }
+    }
+
+    fn headers(columns: &[Column]) -> Vec<&str> {
+        columns.iter().map(|c| c.header).collect()
+    }
+
+    #[test]
+    fn unreleased_column_only_when_some_process_has_one() {
+        assert!(!headers(&columns(&[process(0)], None)).contains(&"UNRELEASED"));
+        let mut with = columns(&[process(0), process(37)], None);
+        assert!(headers(&with).contains(&"UNRELEASED"));
+        assert_eq!(
+            with.iter()
+                .find(|c| c.header == "UNRELEASED")
+                .map(|c| c.cells.clone()),
+            Some(vec!["0".to_string(), "37".to_string()])
+        );
+        // Narrow: it goes after THR, LIMIT, OTHER and before LISTEN and ESTAB.
+        let without = table_width(&with) - "UNRELEASED".len() - 3;
+        let narrow = without - "THR".len() - "LIMIT".len() - "OTHER".len() - 9;
+        fit(&mut with, narrow);
+        assert_eq!(
+            headers(&with),
+            ["PID", "PROCESS", "LISTEN", "ESTAB", "CLOSE_WAIT", "FDS"]
+        );
     }
 }

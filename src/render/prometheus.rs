@@ -5,6 +5,7 @@
 //! collection went. Label values are escaped as the format requires; process
 //! names are untrusted.
 
+use super::escape::is_bidi_control;
 use crate::report::{Labelled, Report};
 use crate::snapshot::WATCHED_COUNTERS;
 use crate::tcp::TcpState;
@@ -15,7 +16,10 @@ use std::io::{self, Write};
 /// Processes that get per-process series: the ones with the most sockets.
 const TOP_PROCESSES: usize = 10;
 
-/// Escapes a label value: backslash, double quote and newline.
+/// Escapes a label value: backslash, double quote and newline as the format
+/// requires, and every other control character (and bidirectional control)
+/// as visible text, a backslash-escaped `\\x1b` that parsers keep as the four
+/// characters `\x1b`: `cat` of the file never moves a terminal.
 pub fn label(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
@@ -23,6 +27,12 @@ pub fn label(v: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x100 && c.is_control() => {
+                let _ = write!(out, "\\\\x{:02x}", c as u32);
+            }
+            c if c.is_control() || is_bidi_control(c) => {
+                let _ = write!(out, "\\\\u{{{:04x}}}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -85,6 +95,7 @@ struct Exposition {
     process_sockets: Family,
     process_fds: Family,
     process_fd_limit: Family,
+    process_closed: Family,
     findings: Family,
     finding_sockets: Family,
     counters: Family,
@@ -116,6 +127,10 @@ impl Exposition {
             process_fd_limit: Family::gauge(
                 "connleak_process_fd_limit",
                 "Soft RLIMIT_NOFILE of the top processes.",
+            ),
+            process_closed: Family::gauge(
+                "connleak_process_closed_tcp_fds",
+                "TCP sockets the kernel closed (reset, timeout) that the process still holds.",
             ),
             findings: Family::gauge("connleak_findings", "Findings by kind and severity."),
             finding_sockets: Family::gauge(
@@ -182,6 +197,16 @@ impl Exposition {
                 self.process_fd_limit.add(l.with(&who), limit);
             }
         }
+        let mut closed: Vec<_> = r
+            .processes
+            .iter()
+            .filter(|p| p.closed_tcp_fds > 0)
+            .collect();
+        closed.sort_by_key(|p| std::cmp::Reverse(p.closed_tcp_fds));
+        for p in closed.into_iter().take(TOP_PROCESSES) {
+            let who = format!("pid=\"{}\",comm=\"{}\"", p.pid, label(&p.comm));
+            self.process_closed.add(l.with(&who), p.closed_tcp_fds);
+        }
     }
 
     /// Findings and the sockets they count, by kind and severity.
@@ -201,7 +226,7 @@ impl Exposition {
         }
     }
 
-    fn families(&self) -> [&Family; 12] {
+    fn families(&self) -> [&Family; 13] {
         [
             &self.up,
             &self.status,
@@ -210,6 +235,7 @@ impl Exposition {
             &self.process_sockets,
             &self.process_fds,
             &self.process_fd_limit,
+            &self.process_closed,
             &self.findings,
             &self.finding_sockets,
             &self.counters,
@@ -256,5 +282,13 @@ mod tests {
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(label("java"), "java");
+        // Terminal controls become visible text, never raw bytes.
+        assert_eq!(
+            label("\x1b[2J \x1b]0;pwn\x07"),
+            "\\\\x1b[2J \\\\x1b]0;pwn\\\\x07"
+        );
+        assert_eq!(label("c1\u{9b}\u{7f}\t"), "c1\\\\x9b\\\\x7f\\\\x09");
+        assert_eq!(label("a\u{202e}b"), "a\\\\u{202e}b");
+        assert!(!label("\x1b\x07\r\0").chars().any(char::is_control));
     }
 }

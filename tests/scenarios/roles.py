@@ -110,6 +110,34 @@ def role_leak_server(a):
                 kept.append(s)
 
 
+def role_reset_server(a):
+    """Serves --n connections of its own clients: each client sends a request and closes; the
+    server reads to EOF, then writes its reply anyway. The client's orphaned FIN_WAIT2 socket
+    answers with RST, the server's socket goes to CLOSE and leaves the TCP table. --kind leak
+    never closes it (the fd stays); --kind close closes it as it should. The listener is closed
+    at the end, so that with --kind leak the process holds only these sockets."""
+    ls = listener(a.host, a.port)
+    kept = []
+    for _ in range(a.n):
+        c = connect(a.host, a.port)
+        s, _ = ls.accept()
+        c.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        c.close()
+        while s.recv(65536):
+            pass
+        s.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+        # The RST comes back at once over loopback; wait for the state to say so.
+        while s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != 7:  # TCP_CLOSE
+            time.sleep(0.01)
+        if a.kind == "close":
+            s.close()
+        else:
+            kept.append(s)
+    ls.close()
+    ready(a.ready, port=a.port, n=len(kept))
+    forever()
+
+
 def role_clients(a):
     """N clients of one --kind: close (send a request, wait --wait s, close), idle (connect and
     send nothing), halfclose (send a line, shutdown(SHUT_WR), keep the socket), send (send a
