@@ -1,11 +1,24 @@
 //! The joins every rule needs, built once per snapshot: socket inode → owning
 //! process, and local port → listening sockets.
+//!
+//! A socket may have several holders: fds inherited across fork(), or a
+//! listening socket passed to workers (socket activation). Only those few
+//! sockets keep their whole list of holders; a shared listener is answered
+//! for by the holder that accepts from it (see [`super::listener_holder`]).
+//! Addresses are compared canonically: a dual-stack socket reports an IPv4
+//! peer as `::ffff:a.b.c.d`, its IPv4 end as `a.b.c.d`.
 
 use crate::snapshot::{Process, Snapshot, Socket};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::hash_map::Entry;
+use std::net::{IpAddr, SocketAddr};
+
+/// One address, however the kernel spelt it (IPv4-mapped IPv6 or IPv4).
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
 
 pub struct Index<'a> {
     /// Sockets per state, claimed or not, indexed by `TcpState as usize`.
@@ -18,6 +31,8 @@ pub struct Index<'a> {
     owner_by_inode: FxHashMap<u64, &'a Process>,
     socket_by_inode: FxHashMap<u64, &'a Socket>,
     listeners_by_port: FxHashMap<u16, Vec<&'a Socket>>,
+    /// Every holder, by pid, of the sockets held by more than one process.
+    shared: FxHashMap<u64, Vec<&'a Process>>,
 }
 
 impl<'a> Index<'a> {
@@ -34,6 +49,7 @@ impl<'a> Index<'a> {
         let mut owner_by_inode = FxHashMap::default();
         owner_by_inode.reserve(socket_by_inode.len());
         let mut per_state_of_pid = FxHashMap::default();
+        let mut shared: FxHashMap<u64, Vec<&Process>> = FxHashMap::default();
         // Processes are sorted by pid: a socket shared after fork() goes to the lowest pid.
         for p in &snapshot.processes {
             let mut mix = [0; TcpState::ALL.len()];
@@ -42,7 +58,15 @@ impl<'a> Index<'a> {
                     continue;
                 };
                 mix[s.state as usize] += 1;
-                owner_by_inode.entry(*inode).or_insert(p);
+                match owner_by_inode.entry(*inode) {
+                    Entry::Vacant(e) => {
+                        e.insert(p);
+                    }
+                    Entry::Occupied(e) => shared
+                        .entry(*inode)
+                        .or_insert_with(|| vec![*e.get()])
+                        .push(p),
+                }
             }
             per_state_of_pid.insert(p.pid, mix);
         }
@@ -58,14 +82,35 @@ impl<'a> Index<'a> {
         for s in &snapshot.sockets {
             per_state[s.state as usize] += 1;
         }
-        Index {
+        let mut index = Index {
             per_state,
             per_state_of_pid,
             process_by_pid: snapshot.processes.iter().map(|p| (p.pid, p)).collect(),
             owner_by_inode,
             socket_by_inode,
             listeners_by_port,
+            shared,
+        };
+        super::listener_holder::assign(&mut index);
+        index
+    }
+
+    /// Every process holding the socket with this inode, lowest pid first.
+    pub fn holders(&self, inode: u64) -> Vec<&'a Process> {
+        match self.shared.get(&inode) {
+            Some(all) => all.clone(),
+            None => self.owner(inode).into_iter().collect(),
         }
+    }
+
+    /// The sockets held by more than one process, with every holder.
+    pub fn shared(&self) -> impl Iterator<Item = (u64, &[&'a Process])> + '_ {
+        self.shared.iter().map(|(i, ps)| (*i, ps.as_slice()))
+    }
+
+    /// Makes `p` the process that answers for the socket `inode`.
+    pub(super) fn answer_for(&mut self, inode: u64, p: &'a Process) {
+        self.owner_by_inode.insert(inode, p);
     }
 
     /// The states of the sockets process `pid` holds, the empty ones left out.
@@ -111,33 +156,57 @@ impl<'a> Index<'a> {
     /// Who answers for a socket: its holder, or for a connection not yet
     /// accepted (or a server-side TIME_WAIT), the owner of its listener.
     pub fn responsible(&self, s: &Socket) -> Option<&'a Process> {
-        self.owner(s.inode).or_else(|| {
-            self.listener_for(&s.local)
-                .and_then(|l| self.owner(l.inode))
-        })
+        self.owner(s.inode)
+            .or_else(|| self.listener_of(s).and_then(|l| self.owner(l.inode)))
     }
 
-    /// The listening socket bound to exactly this address.
+    /// The listening socket bound to exactly this address (either spelling
+    /// of an IPv4 address).
     pub fn listener_at(&self, addr: &SocketAddr) -> Option<&'a Socket> {
         self.listeners_by_port
             .get(&addr.port())?
             .iter()
-            .find(|l| l.local == *addr)
+            .find(|l| same_ip(l.local.ip(), addr.ip()))
             .copied()
     }
 
     /// The listening socket a connection with this local address was accepted
     /// from: same port, and the same address or a wildcard one.
     pub fn listener_for(&self, local: &SocketAddr) -> Option<&'a Socket> {
-        let candidates = self.listeners_by_port.get(&local.port())?;
-        candidates
+        self.listeners_matching(local).next()
+    }
+
+    /// The listening socket connection `s` was accepted from. Several
+    /// listeners share an address with `SO_REUSEPORT`, each with its own
+    /// process: the one its holder holds, when there is one.
+    pub fn listener_of(&self, s: &Socket) -> Option<&'a Socket> {
+        let first = self.listener_for(&s.local)?;
+        let Some(holder) = self.owner(s.inode) else {
+            return Some(first);
+        };
+        let held = |l: &&Socket| self.holders(l.inode).iter().any(|p| p.pid == holder.pid);
+        Some(
+            self.listeners_matching(&s.local)
+                .filter(|l| l.local == first.local)
+                .find(held)
+                .unwrap_or(first),
+        )
+    }
+
+    /// The listeners a connection with this local address may come from, best first:
+    /// those bound to its address, then the wildcard ones.
+    fn listeners_matching(&self, local: &SocketAddr) -> impl Iterator<Item = &'a Socket> + '_ {
+        let candidates = self
+            .listeners_by_port
+            .get(&local.port())
+            .map_or(&[][..], |v| v.as_slice());
+        let ip = local.ip().to_canonical();
+        let exact = candidates
             .iter()
-            .find(|l| l.local.ip() == local.ip())
-            .or_else(|| {
-                candidates.iter().find(|l| {
-                    l.local.ip().is_unspecified() && (l.local.is_ipv6() || local.is_ipv4())
-                })
-            })
-            .copied()
+            .filter(move |l| l.local.ip().to_canonical() == ip);
+        let wildcard = candidates
+            .iter()
+            .filter(move |l| l.local.ip().is_unspecified() && (l.local.is_ipv6() || ip.is_ipv4()));
+        exact.chain(wildcard).copied()
     }
 }

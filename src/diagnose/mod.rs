@@ -12,9 +12,12 @@ mod close_wait;
 mod ephemeral_ports;
 mod fd_limit;
 mod half_closed;
+mod holders;
 mod idle;
 mod index;
 mod kernel_limits;
+mod listener_holder;
+mod rollup;
 mod server_close;
 mod stalled_close;
 mod syn_backlog;
@@ -247,6 +250,7 @@ pub const RULES: &[Rule] = &[
     half_closed::RULE,
     fd_limit::RULE,
     close_wait::RULE,
+    rollup::RULE,
     ephemeral_ports::RULE,
     server_close::RULE,
     syn_backlog::RULE,
@@ -292,6 +296,7 @@ pub fn diagnose_indexed<'a>(
         }
         findings.extend(found);
     }
+    holders::annotate(snapshot, index, &mut findings);
     window.apply(snapshot, &mut findings);
     order(&mut findings);
     findings

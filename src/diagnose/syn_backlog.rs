@@ -29,7 +29,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut per_listener: BTreeMap<SocketAddr, Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {
         if matches!(s.state, TcpState::SynRecv | TcpState::NewSynRecv) {
-            let key = cx.index.listener_for(&s.local).map_or(s.local, |l| l.local);
+            let key = canonical(cx.index.listener_for(&s.local).map_or(s.local, |l| l.local));
             per_listener.entry(key).or_default().push(i);
         }
     }
@@ -79,7 +79,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             Finding {
                 severity,
                 count,
-                local: Some(canonical(local)),
+                local: Some(local),
                 evidence,
                 suggestion: "Look at where the SYNs come from (few sources: a flood or a broken \
                              client; many: lost replies or an overloaded path). Keep \
