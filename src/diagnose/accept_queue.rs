@@ -102,6 +102,14 @@ fn finding(cx: &Context, li: usize, l: &Socket, queued: Vec<(usize, TcpState)>) 
             queued.len()
         ),
     ];
+    let sharing = cx.index.listeners_at(&l.local).count();
+    if sharing > 1 {
+        evidence.push(format!(
+            "one of {sharing} listeners on this address (SO_REUSEPORT), each with its own queue \
+             and process; the kernel does not say which queue a waiting connection is in, so \
+             each listener is given as many as its queue holds"
+        ));
+    }
     if full {
         evidence.push(
             "the queue is full: further handshakes are dropped and clients retry or time out"

@@ -163,10 +163,18 @@ impl<'a> Index<'a> {
     /// The listening socket bound to exactly this address (either spelling
     /// of an IPv4 address).
     pub fn listener_at(&self, addr: &SocketAddr) -> Option<&'a Socket> {
+        self.listeners_at(addr).next()
+    }
+
+    /// Every listening socket bound to exactly this address: several with
+    /// `SO_REUSEPORT`, each with its own queue and process.
+    pub fn listeners_at(&self, addr: &SocketAddr) -> impl Iterator<Item = &'a Socket> + '_ {
+        let ip = addr.ip();
         self.listeners_by_port
-            .get(&addr.port())?
+            .get(&addr.port())
+            .map_or(&[][..], |v| v.as_slice())
             .iter()
-            .find(|l| same_ip(l.local.ip(), addr.ip()))
+            .filter(move |l| same_ip(l.local.ip(), ip))
             .copied()
     }
 
@@ -180,17 +188,27 @@ impl<'a> Index<'a> {
     /// listeners share an address with `SO_REUSEPORT`, each with its own
     /// process: the one its holder holds, when there is one.
     pub fn listener_of(&self, s: &Socket) -> Option<&'a Socket> {
-        let first = self.listener_for(&s.local)?;
+        let mut matching = self.listeners_matching(&s.local);
+        let first = matching.next()?;
+        let mut same = matching.filter(|l| l.local == first.local).peekable();
+        if same.peek().is_none() {
+            return Some(first);
+        }
         let Some(holder) = self.owner(s.inode) else {
             return Some(first);
         };
-        let held = |l: &&Socket| self.holders(l.inode).iter().any(|p| p.pid == holder.pid);
-        Some(
-            self.listeners_matching(&s.local)
-                .filter(|l| l.local == first.local)
-                .find(held)
-                .unwrap_or(first),
-        )
+        std::iter::once(first)
+            .chain(same)
+            .find(|l| self.holds(holder.pid, l.inode))
+            .or(Some(first))
+    }
+
+    /// Whether process `pid` holds the socket with this inode.
+    fn holds(&self, pid: u32, inode: u64) -> bool {
+        match self.shared.get(&inode) {
+            Some(all) => all.iter().any(|p| p.pid == pid),
+            None => self.owner(inode).is_some_and(|p| p.pid == pid),
+        }
     }
 
     /// The listeners a connection with this local address may come from, best first:
@@ -208,5 +226,153 @@ impl<'a> Index<'a> {
             .iter()
             .filter(move |l| l.local.ip().is_unspecified() && (l.local.is_ipv6() || ip.is_ipv4()));
         exact.chain(wildcard).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Task, Timer};
+
+    fn socket(state: TcpState, local: &str, remote: &str, inode: u64) -> Socket {
+        Socket {
+            state,
+            local: local.parse().unwrap_or_else(|_| unreachable!()),
+            remote: remote.parse().unwrap_or_else(|_| unreachable!()),
+            inode,
+            uid: 0,
+            cookie: None,
+            recv_q: 0,
+            send_q: 0,
+            timer: Timer::None,
+            timer_ms: None,
+            tcp_info: None,
+        }
+    }
+
+    fn process(pid: u32, socket_inodes: Vec<u64>) -> Process {
+        Process {
+            pid,
+            ppid: Some(1),
+            comm: format!("p{pid}"),
+            cmdline: String::new(),
+            uid: None,
+            threads: None,
+            fds: 0,
+            fd_soft_limit: None,
+            fd_hard_limit: None,
+            socket_inodes,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// The leak fixture's metadata with these sockets and processes.
+    fn snapshot(sockets: Vec<Socket>, processes: Vec<Process>) -> Snapshot {
+        let text = include_bytes!("../../tests/fixtures/leak.json");
+        let mut s = Snapshot::from_json(text).unwrap_or_else(|_| unreachable!());
+        s.sockets = sockets;
+        s.processes = processes;
+        s
+    }
+
+    #[test]
+    fn dual_stack_addresses_find_their_listener() {
+        let snap = snapshot(
+            vec![
+                socket(TcpState::Listen, "[::ffff:127.0.0.1]:80", "[::]:0", 1),
+                socket(TcpState::Listen, "[::]:81", "[::]:0", 2),
+            ],
+            vec![],
+        );
+        let index = Index::new(&snap);
+        let v4 = |s: &str| s.parse::<SocketAddr>().unwrap_or_else(|_| unreachable!());
+        assert_eq!(
+            index.listener_for(&v4("127.0.0.1:80")).map(|l| l.inode),
+            Some(1)
+        );
+        assert_eq!(
+            index.listener_at(&v4("127.0.0.1:80")).map(|l| l.inode),
+            Some(1)
+        );
+        assert_eq!(
+            index
+                .listener_for(&v4("[::ffff:10.0.0.1]:81"))
+                .map(|l| l.inode),
+            Some(2)
+        );
+        assert_eq!(
+            index.listener_for(&v4("10.0.0.1:81")).map(|l| l.inode),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn reuseport_connections_belong_to_their_holders_listener() {
+        let snap = snapshot(
+            vec![
+                socket(TcpState::Listen, "0.0.0.0:80", "0.0.0.0:0", 1),
+                socket(TcpState::Listen, "0.0.0.0:80", "0.0.0.0:0", 2),
+                socket(TcpState::CloseWait, "10.0.0.1:80", "10.0.0.2:5000", 3),
+                socket(TcpState::CloseWait, "10.0.0.1:80", "10.0.0.2:5001", 0),
+            ],
+            vec![process(10, vec![1]), process(20, vec![2, 3])],
+        );
+        let index = Index::new(&snap);
+        assert_eq!(
+            index.listener_of(&snap.sockets[2]).map(|l| l.inode),
+            Some(2)
+        );
+        assert_eq!(index.responsible(&snap.sockets[2]).map(|p| p.pid), Some(20));
+        // Not accepted yet: which queue it is in, the kernel does not say.
+        assert_eq!(
+            index.listener_of(&snap.sockets[3]).map(|l| l.inode),
+            Some(1)
+        );
+        assert_eq!(index.listeners_at(&snap.sockets[0].local).count(), 2);
+    }
+
+    #[test]
+    fn a_shared_listener_is_answered_for_by_the_holder_that_accepts() {
+        let listen = || socket(TcpState::Listen, "0.0.0.0:80", "0.0.0.0:0", 1);
+        let accepted = socket(TcpState::Established, "10.0.0.1:80", "10.0.0.2:5000", 2);
+        // pid 1 passed the socket to 30 and 40; 40 holds a connection accepted from it.
+        let snap = snapshot(
+            vec![listen(), accepted],
+            vec![
+                process(1, vec![1]),
+                process(30, vec![1]),
+                process(40, vec![1, 2]),
+            ],
+        );
+        let index = Index::new(&snap);
+        assert_eq!(index.owner(1).map(|p| p.pid), Some(40));
+        let pids = |ps: Vec<&Process>| ps.iter().map(|p| p.pid).collect::<Vec<_>>();
+        assert_eq!(pids(index.holders(1)), [1, 30, 40]);
+        assert_eq!(pids(index.holders(2)), [40]);
+        // A thread waiting on the socket beats connections accepted earlier.
+        let mut waiting = process(30, vec![1]);
+        waiting.tasks.push(Task {
+            tid: 31,
+            comm: "acceptor".to_string(),
+            state: "S".to_string(),
+            wchan: None,
+            syscall: Some("accept4".to_string()),
+            fd: Some(3),
+            inode: Some(1),
+        });
+        let snap = snapshot(
+            vec![
+                listen(),
+                socket(TcpState::Established, "10.0.0.1:80", "10.0.0.2:5000", 2),
+            ],
+            vec![process(1, vec![1]), waiting, process(40, vec![1, 2])],
+        );
+        assert_eq!(Index::new(&snap).owner(1).map(|p| p.pid), Some(30));
+        // Nobody accepts: still not the lowest pid.
+        let snap = snapshot(
+            vec![listen()],
+            vec![process(1, vec![1]), process(30, vec![1])],
+        );
+        assert_eq!(Index::new(&snap).owner(1).map(|p| p.pid), Some(30));
     }
 }

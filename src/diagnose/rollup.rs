@@ -38,7 +38,8 @@ struct Stuck<'a> {
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
-    let mut per_listener: BTreeMap<SocketAddr, Vec<Stuck>> = BTreeMap::new();
+    // By (server side, listener or remote endpoint): a local server's address is both.
+    let mut per_listener: BTreeMap<(bool, SocketAddr), Vec<Stuck>> = BTreeMap::new();
     for (index, s) in cx.in_state(TcpState::CloseWait) {
         // Connections still queued (inode 0) belong to their listener's queue, not to a process.
         let Some(holder) = cx.index.owner(s.inode) else {
@@ -49,18 +50,22 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         }
         let listener = cx.index.listener_of(s);
         let endpoint = canonical(listener.map_or(s.remote, |l| l.local));
-        per_listener.entry(endpoint).or_default().push(Stuck {
-            index,
-            holder,
-            endpoint,
-            server: listener.is_some(),
-        });
+        let server = listener.is_some();
+        per_listener
+            .entry((server, endpoint))
+            .or_default()
+            .push(Stuck {
+                index,
+                holder,
+                endpoint,
+                server,
+            });
     }
     let warn = cx.thresholds.close_wait_warn;
     let mut out = Vec::new();
     let mut per_process: BTreeMap<u32, Vec<Stuck>> = BTreeMap::new();
-    for (at, group) in per_listener {
-        if group[0].server && group.len() as u64 >= warn {
+    for ((server, at), group) in per_listener {
+        if server && group.len() as u64 >= warn {
             out.push(listener_finding(cx, at, group));
         } else {
             for s in group {

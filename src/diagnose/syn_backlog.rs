@@ -5,8 +5,8 @@
 //! way back. They are bounded by the listener's backlog; past it the kernel
 //! drops SYNs or answers with SYN cookies (`tcp_syncookies`).
 
-use super::{Context, Finding, Rule, Severity, canonical};
-use crate::snapshot::endpoint;
+use super::{Context, Finding, Rule, Severity, canonical, who};
+use crate::snapshot::{Socket, endpoint};
 use crate::tcp::TcpState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,7 +39,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .filter(|(_, v)| v.len() as u64 >= MIN_COUNT.min(cx.thresholds.close_wait_crit))
         .map(|(local, sockets)| {
             let count = sockets.len() as u64;
-            let listener = cx.index.listener_at(&local);
+            let listeners: Vec<&Socket> = cx.index.listeners_at(&local).collect();
+            let listener = listeners.first().copied();
             let backlog = listener.map(|l| u64::from(l.send_q)).filter(|&b| b > 0);
             let severity = match backlog {
                 Some(b) if count * 2 >= b => Severity::Warning,
@@ -58,6 +59,18 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .map(|b| format!("; listener backlog {b}"))
                     .unwrap_or_default()
             )];
+            if listeners.len() > 1 {
+                let holders: Vec<String> = listeners
+                    .iter()
+                    .map(|l| who(cx.index.owner(l.inode)))
+                    .collect();
+                evidence.push(format!(
+                    "{} listeners share this address (SO_REUSEPORT): {}; the kernel does not \
+                     say whose queue these handshakes wait in",
+                    listeners.len(),
+                    holders.join(", ")
+                ));
+            }
             let counter = |n: &str| k.counter("TcpExt", n).map(|v| format!("{n} {v}"));
             let counters: Vec<String> =
                 ["TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent"]
@@ -89,7 +102,11 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 sockets,
                 ..Finding::of(&RULE, Some(TcpState::SynRecv))
             }
-            .owned_by(listener.and_then(|l| cx.index.owner(l.inode)))
+            // With several listeners, no one of them can be named.
+            .owned_by(match listeners[..] {
+                [l] => cx.index.owner(l.inode),
+                _ => None,
+            })
         })
         .collect()
 }
