@@ -11,6 +11,7 @@
 use super::{ConnSide, Finding, Index, close_wait, rollup, who};
 use crate::snapshot::{Process, Snapshot, endpoint};
 use crate::tcp::TcpState;
+use std::collections::BTreeMap;
 
 /// Holders listed by name in one evidence line; the rest are counted.
 const MAX_LISTED: usize = 8;
@@ -33,7 +34,8 @@ pub fn annotate(snapshot: &Snapshot, index: &Index, findings: &mut [Finding]) {
             _ => None,
         };
         if let Some(l) = listener {
-            let others = others_than(f, index.holders(l.inode));
+            let holders = index.shared_holders(l.inode).unwrap_or_default();
+            let others: Vec<&Process> = others_than(f, holders).collect();
             if !others.is_empty() {
                 f.evidence.push(format!(
                     "listener {} is also held by {} (one socket, several fd tables: passed on \
@@ -44,20 +46,19 @@ pub fn annotate(snapshot: &Snapshot, index: &Index, findings: &mut [Finding]) {
                 ));
             }
         }
-        let mut others = Vec::new();
+        let mut others = BTreeMap::new();
         let (mut held, mut shared) = (0, 0);
         for s in f.sockets.iter().filter_map(|&i| snapshot.sockets.get(i)) {
             if s.inode == 0 || s.state == TcpState::Listen {
                 continue;
             }
             held += 1;
-            let holders = index.holders(s.inode);
-            if holders.len() > 1 {
+            if let Some(holders) = index.shared_holders(s.inode) {
                 shared += 1;
-                others.extend(holders);
+                others.extend(others_than(f, holders).map(|p| (p.pid, p)));
             }
         }
-        let others = others_than(f, others);
+        let others: Vec<&Process> = others.into_values().collect();
         if others.is_empty() {
             continue;
         }
@@ -73,15 +74,15 @@ pub fn annotate(snapshot: &Snapshot, index: &Index, findings: &mut [Finding]) {
     }
 }
 
-/// The processes among `holders` the finding does not name, each once, by pid.
-fn others_than<'a>(f: &Finding, holders: Vec<&'a Process>) -> Vec<&'a Process> {
-    let mut others: Vec<&Process> = holders
-        .into_iter()
-        .filter(|p| Some(p.pid) != f.pid)
-        .collect();
-    others.sort_by_key(|p| p.pid);
-    others.dedup_by_key(|p| p.pid);
-    others
+/// The processes among `holders` the finding does not name.
+fn others_than<'a, 'b>(
+    f: &'b Finding,
+    holders: &'b [&'a Process],
+) -> impl Iterator<Item = &'a Process> + 'b {
+    holders
+        .iter()
+        .copied()
+        .filter(move |p| Some(p.pid) != f.pid)
 }
 
 /// "pid 1 (a), pid 2 (b)", the first few named and the rest counted.

@@ -95,12 +95,10 @@ impl<'a> Index<'a> {
         index
     }
 
-    /// Every process holding the socket with this inode, lowest pid first.
-    pub fn holders(&self, inode: u64) -> Vec<&'a Process> {
-        match self.shared.get(&inode) {
-            Some(all) => all.clone(),
-            None => self.owner(inode).into_iter().collect(),
-        }
+    /// Every process holding the socket with this inode, lowest pid first,
+    /// when there are several.
+    pub fn shared_holders(&self, inode: u64) -> Option<&[&'a Process]> {
+        self.shared.get(&inode).map(Vec::as_slice)
     }
 
     /// The sockets held by more than one process, with every holder.
@@ -346,9 +344,11 @@ mod tests {
         );
         let index = Index::new(&snap);
         assert_eq!(index.owner(1).map(|p| p.pid), Some(40));
-        let pids = |ps: Vec<&Process>| ps.iter().map(|p| p.pid).collect::<Vec<_>>();
-        assert_eq!(pids(index.holders(1)), [1, 30, 40]);
-        assert_eq!(pids(index.holders(2)), [40]);
+        let pids: Option<Vec<u32>> = index
+            .shared_holders(1)
+            .map(|ps| ps.iter().map(|p| p.pid).collect());
+        assert_eq!(pids, Some(vec![1, 30, 40]));
+        assert!(index.shared_holders(2).is_none());
         // A thread waiting on the socket beats connections accepted earlier.
         let mut waiting = process(30, vec![1]);
         waiting.tasks.push(Task {
