@@ -20,9 +20,9 @@ pub const RULE: Rule = Rule {
     about: "Stuck CLOSE-WAIT sockets that no close_wait_leak warning explains, summed per \
             listener across the processes that accepted them (the workers of a prefork server: \
             pid is their common parent when they share one) and per process across the \
-            endpoints it talks to (a client leaking toward many pod IPs). Each process or \
-            endpoint stays under --close-wait-warn, together they do not. The evidence breaks \
-            the count down; fix the code path every worker shares, as for close_wait_leak.",
+            endpoints it talks to (a client leaking toward many pod IPs): each process or \
+            endpoint stays under --close-wait-warn, together they reach it. The evidence \
+            breaks the count down; fix the code path every worker shares, as for close_wait_leak.",
     run: find,
 };
 
