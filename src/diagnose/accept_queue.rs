@@ -26,7 +26,87 @@ pub const RULE: Rule = Rule {
 };
 
 pub fn find(cx: &Context) -> Vec<Finding> {
-    // Unaccepted connections, by the address of the listener they queue on.
+    let overflows = cx.snapshot.kernel.counter("TcpExt", "ListenOverflows");
+    let drops = cx.snapshot.kernel.counter("TcpExt", "ListenDrops");
+    let mut waiting = queues(cx);
+    let mut out = Vec::new();
+    for (li, l) in cx.in_state(TcpState::Listen) {
+        let queued = waiting.remove(&li).unwrap_or_default();
+        let full = l.send_q > 0 && l.recv_q >= l.send_q;
+        if l.recv_q == 0 && queued.is_empty() {
+            continue;
+        }
+        let gave_up = queued
+            .iter()
+            .filter(|(_, st)| *st == TcpState::CloseWait)
+            .count() as u64;
+        let severity = if full || gave_up >= cx.thresholds.unread_warn {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
+        let owner = cx.index.owner(l.inode);
+        let somaxconn = cx.snapshot.kernel.sysctls.somaxconn;
+        let mut evidence = vec![
+            format!(
+                "listener {} of {}: accept queue {} of a backlog of {}{}",
+                endpoint(&l.local),
+                who(owner),
+                l.recv_q,
+                l.send_q,
+                somaxconn
+                    .map(|m| format!(" (somaxconn {m})"))
+                    .unwrap_or_default()
+            ),
+            format!(
+                "{} connections wait unaccepted (inode 0: no process has an fd for them); {gave_up} \
+                 of them in CLOSE-WAIT, their clients already gave up",
+                queued.len()
+            ),
+        ];
+        let sharing = cx.index.listeners_at(&l.local).count();
+        if sharing > 1 {
+            evidence.push(format!(
+                "one of {sharing} listeners on this address (SO_REUSEPORT), each with its own \
+                 queue and process; the kernel does not say which queue a waiting connection \
+                 is in, so each listener is given as many as its queue holds"
+            ));
+        }
+        if full {
+            evidence.push(
+                "the queue is full: further handshakes are dropped and clients retry or time out"
+                    .to_string(),
+            );
+        }
+        if let (Some(o), Some(d)) = (overflows, drops) {
+            evidence.push(format!(
+                "ListenOverflows {o}, ListenDrops {d} in this namespace since boot"
+            ));
+        }
+        let mut sockets: Vec<usize> = queued.iter().map(|(i, _)| *i).collect();
+        sockets.push(li);
+        out.push(
+            Finding {
+                severity,
+                count: u64::from(l.recv_q).max(queued.len() as u64),
+                local: Some(canonical(l.local)),
+                evidence,
+                suggestion: "The accept loop is stuck or too slow: see what the thread that \
+                             calls accept() does (a thread dump), and whether it waits for a \
+                             free worker. A larger backlog or somaxconn only buys time."
+                    .to_string(),
+                side: Some(super::ConnSide::Server),
+                sockets,
+                ..Finding::of(&RULE, Some(TcpState::Listen))
+            }
+            .owned_by(owner),
+        );
+    }
+    out
+}
+
+/// Unaccepted connections (inode 0), by the listener (its index) they queue on.
+fn queues(cx: &Context) -> FxHashMap<usize, Vec<(usize, TcpState)>> {
     let mut waiting: FxHashMap<SocketAddr, Vec<(usize, TcpState)>> = FxHashMap::default();
     for (i, s) in cx.sockets() {
         if s.inode == 0 && matches!(s.state, TcpState::Established | TcpState::CloseWait) {
@@ -46,7 +126,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             .or_default()
             .push((li, l));
     }
-    let mut out = Vec::new();
+    let mut of_listener = FxHashMap::default();
     for (addr, mut group) in listeners {
         let mut queued = waiting.remove(&addr).unwrap_or_default();
         // The kernel does not say which queue holds a connection: each listener
@@ -59,84 +139,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             } else {
                 queued.len().min(l.recv_q as usize)
             };
-            let mine: Vec<_> = queued.drain(..take).collect();
-            out.extend(finding(cx, li, l, mine));
+            of_listener.insert(li, queued.drain(..take).collect());
         }
     }
-    out
-}
-
-/// The finding of one listener and the connections waiting in its queue, if any wait.
-fn finding(cx: &Context, li: usize, l: &Socket, queued: Vec<(usize, TcpState)>) -> Option<Finding> {
-    let overflows = cx.snapshot.kernel.counter("TcpExt", "ListenOverflows");
-    let drops = cx.snapshot.kernel.counter("TcpExt", "ListenDrops");
-    let full = l.send_q > 0 && l.recv_q >= l.send_q;
-    if l.recv_q == 0 && queued.is_empty() {
-        return None;
-    }
-    let gave_up = queued
-        .iter()
-        .filter(|(_, st)| *st == TcpState::CloseWait)
-        .count() as u64;
-    let severity = if full || gave_up >= cx.thresholds.unread_warn {
-        Severity::Warning
-    } else {
-        Severity::Info
-    };
-    let owner = cx.index.owner(l.inode);
-    let somaxconn = cx.snapshot.kernel.sysctls.somaxconn;
-    let mut evidence = vec![
-        format!(
-            "listener {} of {}: accept queue {} of a backlog of {}{}",
-            endpoint(&l.local),
-            who(owner),
-            l.recv_q,
-            l.send_q,
-            somaxconn
-                .map(|m| format!(" (somaxconn {m})"))
-                .unwrap_or_default()
-        ),
-        format!(
-            "{} connections wait unaccepted (inode 0: no process has an fd for them); {gave_up} \
-                 of them in CLOSE-WAIT, their clients already gave up",
-            queued.len()
-        ),
-    ];
-    let sharing = cx.index.listeners_at(&l.local).count();
-    if sharing > 1 {
-        evidence.push(format!(
-            "one of {sharing} listeners on this address (SO_REUSEPORT), each with its own queue \
-             and process; the kernel does not say which queue a waiting connection is in, so \
-             each listener is given as many as its queue holds"
-        ));
-    }
-    if full {
-        evidence.push(
-            "the queue is full: further handshakes are dropped and clients retry or time out"
-                .to_string(),
-        );
-    }
-    if let (Some(o), Some(d)) = (overflows, drops) {
-        evidence.push(format!(
-            "ListenOverflows {o}, ListenDrops {d} in this namespace since boot"
-        ));
-    }
-    let mut sockets: Vec<usize> = queued.iter().map(|(i, _)| *i).collect();
-    sockets.push(li);
-    Some(
-        Finding {
-            severity,
-            count: u64::from(l.recv_q).max(queued.len() as u64),
-            local: Some(canonical(l.local)),
-            evidence,
-            suggestion: "The accept loop is stuck or too slow: see what the thread that \
-                             calls accept() does (a thread dump), and whether it waits for a \
-                             free worker. A larger backlog or somaxconn only buys time."
-                .to_string(),
-            side: Some(super::ConnSide::Server),
-            sockets,
-            ..Finding::of(&RULE, Some(TcpState::Listen))
-        }
-        .owned_by(owner),
-    )
+    of_listener
 }
