@@ -21,6 +21,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 
+TCP_FIN_WAIT2 = 5  # the kernel's TCP_FIN_WAIT2, first byte of struct tcp_info
+
+
+def tcp_state(c):
+    return c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
 def ready(path, **info):
     info["pid"] = os.getpid()
     with open(path + ".tmp", "w") as f:
@@ -131,6 +138,9 @@ def role_clients(a):
     elif a.kind == "halfclose":
         for c in conns:
             c.shutdown(socket.SHUT_WR)
+        # The server may delay its ACK of the FIN: ready once every socket is in FIN-WAIT-2.
+        while any(tcp_state(c) != TCP_FIN_WAIT2 for c in conns):
+            time.sleep(0.01)
     ready(a.ready, port=a.port, n=a.n)
     forever()
 
