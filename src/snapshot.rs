@@ -158,6 +158,9 @@ pub struct TcpInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Process {
     pub pid: u32,
+    /// Its parent's pid: the workers of a prefork server share one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
     /// Control characters kept; invalid UTF-8 bytes written as `\xNN`.
     pub comm: String,
     pub cmdline: String,

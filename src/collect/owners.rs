@@ -257,6 +257,7 @@ fn describe(
     let (fd_soft_limit, fd_hard_limit) = open_files_limit(&limits);
     Some(Process {
         pid,
+        ppid: status_field("PPid"),
         comm: lossless_text(trim_newline(&comm)),
         cmdline: lossless_text(&cmdline_text(&cmdline)),
         uid: status_field("Uid"),
@@ -393,6 +394,7 @@ mod tests {
         assert_eq!(srv.cmdline, "srv --port 7001");
         assert_eq!(srv.socket_inodes, vec![7]);
         assert_eq!((srv.uid, srv.threads), (Some(1000), Some(5)));
+        assert_eq!(srv.ppid, Some(1));
         assert_eq!(
             (srv.fd_soft_limit, srv.fd_hard_limit),
             (Some(256), Some(4096))

@@ -15,6 +15,7 @@ use super::{Context, Finding, Rule, Severity, canonical, who};
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
@@ -37,18 +38,10 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .counter_delta(cx.snapshot, "TcpExt", "ListenOverflows")
         .filter(|&d| d > 0);
     let overflowing = moved.is_some();
-    // Unaccepted connections, by the address of the listener they queue on.
-    let mut waiting: FxHashMap<SocketAddr, Vec<(usize, TcpState)>> = FxHashMap::default();
-    for (i, s) in cx.sockets() {
-        if s.inode == 0 && matches!(s.state, TcpState::Established | TcpState::CloseWait) {
-            if let Some(l) = cx.index.listener_for(&s.local) {
-                waiting.entry(l.local).or_default().push((i, s.state));
-            }
-        }
-    }
+    let mut waiting = queues(cx);
     let mut out = Vec::new();
     for (li, l) in cx.in_state(TcpState::Listen) {
-        let queued = waiting.remove(&l.local).unwrap_or_default();
+        let queued = waiting.remove(&li).unwrap_or_default();
         let backlog = cx.snapshot.backlog(l);
         let full = backlog.is_some_and(|b| b > 0 && l.recv_q >= b);
         if l.recv_q == 0 && queued.is_empty() {
@@ -85,6 +78,14 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 queued.len()
             ),
         ];
+        let sharing = cx.index.listeners_at(&l.local).count();
+        if sharing > 1 {
+            evidence.push(format!(
+                "one of {sharing} listeners on this address (SO_REUSEPORT), each with its own \
+                 queue and process; the kernel does not say which queue a waiting connection \
+                 is in, so each listener is given as many as its queue holds"
+            ));
+        }
         if full {
             evidence.push(
                 "the queue is full: further handshakes are dropped and clients retry or time out"
@@ -171,4 +172,44 @@ fn with_accept(mut parts: Vec<String>, pools: &[pools::Pool]) -> String {
         n => format!("{n} thread(s) in accept()"),
     });
     parts.join("; ")
+}
+
+/// Unaccepted connections (inode 0), by the listener (its index) they queue on.
+fn queues(cx: &Context) -> FxHashMap<usize, Vec<(usize, TcpState)>> {
+    let mut waiting: FxHashMap<SocketAddr, Vec<(usize, TcpState)>> = FxHashMap::default();
+    for (i, s) in cx.sockets() {
+        if s.inode == 0 && matches!(s.state, TcpState::Established | TcpState::CloseWait) {
+            if let Some(l) = cx.index.listener_for(&s.local) {
+                waiting
+                    .entry(canonical(l.local))
+                    .or_default()
+                    .push((i, s.state));
+            }
+        }
+    }
+    // Listeners by address: several share one with SO_REUSEPORT, each with its own queue.
+    let mut listeners: BTreeMap<SocketAddr, Vec<(usize, &Socket)>> = BTreeMap::new();
+    for (li, l) in cx.in_state(TcpState::Listen) {
+        listeners
+            .entry(canonical(l.local))
+            .or_default()
+            .push((li, l));
+    }
+    let mut of_listener = FxHashMap::default();
+    for (addr, mut group) in listeners {
+        let mut queued = waiting.remove(&addr).unwrap_or_default();
+        // The kernel does not say which queue holds a connection: each listener
+        // takes as many as its own queue length, the fullest one the rest.
+        group.sort_by_key(|(_, l)| l.recv_q);
+        let last = group.len() - 1;
+        for (k, (li, l)) in group.into_iter().enumerate() {
+            let take = if k == last {
+                queued.len()
+            } else {
+                queued.len().min(l.recv_q as usize)
+            };
+            of_listener.insert(li, queued.drain(..take).collect());
+        }
+    }
+    of_listener
 }

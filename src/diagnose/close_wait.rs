@@ -90,11 +90,16 @@ fn age_ms(s: &Socket) -> Option<u32> {
     s.tcp_info?.last_ack_recv_ms
 }
 
-pub fn find(cx: &Context) -> Vec<Finding> {
+/// Old enough (or of unknown age) to count as stuck rather than still closing.
+pub(super) fn is_stuck(cx: &Context, s: &Socket) -> bool {
     let min_age_ms = cx.thresholds.close_wait_min_age.saturating_mul(1000);
+    age_ms(s).is_none_or(|a| u64::from(a) >= min_age_ms)
+}
+
+pub fn find(cx: &Context) -> Vec<Finding> {
     let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
     for (i, s) in cx.in_state(TcpState::CloseWait) {
-        let listener = cx.index.listener_for(&s.local);
+        let listener = cx.index.listener_of(s);
         let owner = cx.index.responsible(s);
         let key = GroupKey {
             pid: owner.map(|p| p.pid),
@@ -106,10 +111,10 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         g.owner = owner;
         g.sockets.push(i);
         g.count += 1;
-        let age = age_ms(s);
-        if age.is_none_or(|a| u64::from(a) >= min_age_ms) {
+        if is_stuck(cx, s) {
             g.stuck += 1;
         }
+        let age = age_ms(s);
         if let Some(a) = age {
             g.oldest_ms = Some(g.oldest_ms.map_or(a, |o| o.max(a)));
             g.newest_ms = Some(g.newest_ms.map_or(a, |n| n.min(a)));

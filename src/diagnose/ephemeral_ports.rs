@@ -61,7 +61,9 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         if s.state == TcpState::Listen || cx.index.listener_for(&s.local).is_some() {
             continue;
         }
-        let g = groups.entry((s.local.ip(), s.remote)).or_default();
+        // One destination however it is spelt: a dual-stack socket writes IPv4 as `::ffff:a.b.c.d`.
+        let key = (s.local.ip().to_canonical(), canonical(s.remote));
+        let g = groups.entry(key).or_default();
         g.sockets.push(i);
         g.time_wait += u64::from(s.state == TcpState::TimeWait);
         if let Some(p) = cx.index.owner(s.inode) {
@@ -88,7 +90,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     let mut severity = Severity::grade(pct, t.ports_warn, t.ports_crit);
     let reuse = match sysctls.tcp_tw_reuse {
         Some(1) => true,
-        Some(2) => dst.ip().is_loopback() || dst.ip().to_canonical().is_loopback(),
+        Some(2) => dst.ip().is_loopback(),
         _ => false,
     };
     let owner: Option<&Process> = g
@@ -132,7 +134,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     Finding {
         severity,
         count: used,
-        remote: Some(canonical(dst)),
+        remote: Some(dst),
         evidence,
         suggestion: super::idioms::suggest(
             "Reuse connections (HTTP keep-alive, a connection pool) instead of one per \

@@ -38,13 +38,13 @@ pub enum HalfClosedCause {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let fin_wait2: FxHashMap<(SocketAddr, SocketAddr), usize> = cx
         .in_state(TcpState::FinWait2)
-        .map(|(i, s)| ((s.local, s.remote), i))
+        .map(|(i, s)| ((canonical(s.local), canonical(s.remote)), i))
         .collect();
     // (closer pid, waiter pid, server endpoint) → (close_wait, fin_wait2) socket pairs
     type Key = (Option<u32>, Option<u32>, SocketAddr);
     let mut pairs: BTreeMap<Key, Vec<(usize, usize)>> = BTreeMap::new();
     for (ci, cw) in cx.in_state(TcpState::CloseWait) {
-        let Some(&fi) = fin_wait2.get(&(cw.remote, cw.local)) else {
+        let Some(&fi) = fin_wait2.get(&(canonical(cw.remote), canonical(cw.local))) else {
             continue;
         };
         let fw = &cx.snapshot.sockets[fi];
@@ -53,11 +53,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             continue;
         };
         let closer = cx.index.responsible(cw);
-        let server = canonical(
-            cx.index
-                .listener_for(&cw.local)
-                .map_or(fw.local, |l| l.local),
-        );
+        let server = canonical(cx.index.listener_of(cw).map_or(fw.local, |l| l.local));
         pairs
             .entry((closer.map(|p| p.pid), Some(waiter.pid), server))
             .or_default()
@@ -73,11 +69,13 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .sockets
         .iter()
         .filter(|s| s.state == TcpState::CloseWait)
-        .map(|s| (s.remote, s.local))
+        .map(|s| (canonical(s.remote), canonical(s.local)))
         .collect();
     let orphans: Vec<usize> = cx
         .in_state(TcpState::FinWait2)
-        .filter(|(_, s)| s.inode == 0 && !local_close_wait.contains(&(s.local, s.remote)))
+        .filter(|(_, s)| {
+            s.inode == 0 && !local_close_wait.contains(&(canonical(s.local), canonical(s.remote)))
+        })
         .map(|(i, _)| i)
         .collect();
     if orphans.len() as u64 >= cx.thresholds.half_closed_warn {

@@ -15,11 +15,14 @@ mod event_loop;
 mod farewell;
 mod fd_limit;
 mod half_closed;
+mod holders;
 mod idioms;
 mod idle;
 mod index;
 mod kernel_limits;
+mod listener_holder;
 mod pools;
+mod rollup;
 mod send_stall;
 mod server_close;
 mod stalled_close;
@@ -301,6 +304,7 @@ pub const RULES: &[Rule] = &[
     half_closed::RULE,
     fd_limit::RULE,
     close_wait::RULE,
+    rollup::RULE,
     unreleased::RULE,
     ephemeral_ports::RULE,
     server_close::RULE,
@@ -379,6 +383,7 @@ pub fn diagnose_indexed<'a>(
             findings.push(f);
         }
     }
+    holders::annotate(snapshot, index, &mut findings);
     window.apply(snapshot, &mut findings);
     order(&mut findings);
     findings

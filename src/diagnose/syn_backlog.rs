@@ -5,8 +5,8 @@
 //! way back. They are bounded by the listener's backlog; past it the kernel
 //! drops SYNs or answers with SYN cookies (`tcp_syncookies`).
 
-use super::{Context, Finding, Rule, Severity, canonical};
-use crate::snapshot::endpoint;
+use super::{Context, Finding, Rule, Severity, canonical, who};
+use crate::snapshot::{Socket, endpoint};
 use crate::tcp::TcpState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,7 +26,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut per_listener: BTreeMap<SocketAddr, Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {
         if matches!(s.state, TcpState::SynRecv | TcpState::NewSynRecv) {
-            let key = cx.index.listener_for(&s.local).map_or(s.local, |l| l.local);
+            let key = canonical(cx.index.listener_for(&s.local).map_or(s.local, |l| l.local));
             per_listener.entry(key).or_default().push(i);
         }
     }
@@ -38,7 +38,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .filter(|(_, v)| v.len() as u64 >= min)
         .map(|(local, sockets)| {
             let count = sockets.len() as u64;
-            let listener = cx.index.listener_at(&local);
+            let listeners: Vec<&Socket> = cx.index.listeners_at(&local).collect();
+            let listener = listeners.first().copied();
             let backlog = listener
                 .and_then(|l| cx.snapshot.backlog(l))
                 .map(u64::from)
@@ -60,6 +61,18 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .map(|b| format!("; listener backlog {b}"))
                     .unwrap_or_default()
             )];
+            if listeners.len() > 1 {
+                let holders: Vec<String> = listeners
+                    .iter()
+                    .map(|l| who(cx.index.owner(l.inode)))
+                    .collect();
+                evidence.push(format!(
+                    "{} listeners share this address (SO_REUSEPORT): {}; the kernel does not \
+                     say whose queue these handshakes wait in",
+                    listeners.len(),
+                    holders.join(", ")
+                ));
+            }
             let counter = |n: &str| k.counter("TcpExt", n).map(|v| format!("{n} {v}"));
             let counters: Vec<String> =
                 ["TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent"]
@@ -84,7 +97,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             Finding {
                 severity,
                 count,
-                local: Some(canonical(local)),
+                local: Some(local),
                 evidence,
                 suggestion: "Look at where the SYNs come from (few sources: a flood or a broken \
                              client; many: lost replies or an overloaded path). Keep \
@@ -94,7 +107,11 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 sockets,
                 ..Finding::of(&RULE, Some(TcpState::SynRecv))
             }
-            .owned_by(listener.and_then(|l| cx.index.owner(l.inode)))
+            // With several listeners, no one of them can be named.
+            .owned_by(match listeners[..] {
+                [l] => cx.index.owner(l.inode),
+                _ => None,
+            })
         })
         .collect()
 }

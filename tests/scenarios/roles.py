@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -18,6 +19,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+
+TCP_FIN_WAIT2 = 5  # the kernel's TCP_FIN_WAIT2, first byte of struct tcp_info
+
+
+def tcp_state(c):
+    return c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
 
 
 def ready(path, **info):
@@ -35,9 +43,14 @@ def family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def listener(host, port, backlog=4096):
+def listener(host, port, backlog=4096, reuseport=False):
+    """A listening socket; on "::" dual-stack (IPV6_V6ONLY off), as Java and Go listen."""
     s = socket.socket(family(host))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if host == "::":
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     s.bind((host, port))
     s.listen(backlog)
     return s
@@ -154,6 +167,9 @@ def role_clients(a):
     elif a.kind == "halfclose":
         for c in conns:
             c.shutdown(socket.SHUT_WR)
+        # The server may delay its ACK of the FIN: ready once every socket is in FIN-WAIT-2.
+        while any(tcp_state(c) != TCP_FIN_WAIT2 for c in conns):
+            time.sleep(0.01)
     ready(a.ready, port=a.port, n=a.n)
     forever()
 
@@ -227,18 +243,19 @@ def role_idle_pool(a):
     forever()
 
 
+def echo(c):
+    """Echoes until EOF, then closes."""
+    with c:
+        while True:
+            data = c.recv(65536)
+            if not data:
+                return
+            c.sendall(data)
+
+
 def role_echo_server(a):
     """A well-behaved threaded echo server: closes when the client closes."""
-
-    def handle(c):
-        with c:
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    return
-                c.sendall(data)
-
-    serve_threaded(a, handle)
+    serve_threaded(a, echo)
 
 
 def role_healthy_clients(a):
@@ -341,6 +358,121 @@ def role_flapper(a):
             c.close()
 
 
+def leak_accepted(ls, n):
+    """Accepts n connections and reads each to EOF, never closing them; returns them."""
+    kept = [ls.accept()[0] for _ in range(n)]
+    for c in kept:
+        while c.recv(65536):
+            pass
+    return kept
+
+
+def role_reuseport_server(a):
+    """One of several processes listening on the same port with SO_REUSEPORT, each with its own
+    socket and queue (backlog --n): with --kind stuck it never accepts, otherwise it echoes."""
+    ls = listener(a.host, a.port, backlog=a.n, reuseport=True)
+    ready(a.ready, port=a.port)
+    if a.kind == "stuck":
+        forever()
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=echo, args=(c,), daemon=True).start()
+
+
+def role_connect_many(a):
+    """Tries --n connections, each given --wait s to complete, and keeps those that did (a full
+    accept queue drops the others' handshakes)."""
+    held = []
+    for _ in range(a.n):
+        c = socket.socket(family(a.host))
+        c.settimeout(a.wait)
+        try:
+            c.connect((a.host, a.port))
+            held.append(c)
+        except OSError:
+            c.close()
+    ready(a.ready, port=a.port, n=len(held))
+    forever()
+
+
+def role_prefork_server(a):
+    """A prefork server: the parent listens (backlog --backlog, default 4096) and forks --workers
+    workers that accept from the same socket. --kind leak: each worker accepts --n connections,
+    reads them to EOF, never closes them and accepts no more; the parent then connects and closes
+    --churn clients itself and says ready once every worker has its --n. Otherwise each worker
+    echoes and closes on EOF, forever. The ready file lists the workers' pids."""
+    ls = listener(a.host, a.port, backlog=a.backlog or 4096)
+    done_r, done_w = os.pipe()
+    workers = []
+    for _ in range(a.workers):
+        pid = os.fork()
+        if pid == 0:
+            os.close(done_r)
+            if a.kind == "leak":
+                kept = leak_accepted(ls, a.n)
+                os.write(done_w, b"x")
+                forever()
+            while True:
+                c, _ = ls.accept()
+                threading.Thread(target=echo, args=(c,), daemon=True).start()
+        workers.append(pid)
+    os.close(done_w)
+    if a.kind == "leak":
+        for _ in range(a.churn):
+            c = connect(a.host, a.port)
+            c.sendall(b"x")
+            c.close()
+        for _ in range(a.workers):
+            os.read(done_r, 1)
+    ready(a.ready, port=a.port, workers=workers)
+    forever()
+
+
+def role_inherit_leak(a):
+    """Leaks --n connections to itself (read to EOF, never closed), then starts a child that
+    inherits them (no close-on-exec) and sleeps: each leaked socket has two holders."""
+    ls = listener(a.host, a.port)
+    clients = [connect(a.host, a.port) for _ in range(a.n)]
+    for c in clients:
+        c.close()
+    kept = leak_accepted(ls, a.n)
+    for c in kept:
+        c.set_inheritable(True)
+    child = os.fork()
+    if child == 0:
+        os.execv("/bin/sleep", ["sleep", "infinity"])
+    ready(a.ready, port=a.port, child=child)
+    forever()
+
+
+def role_closing_servers(a):
+    """--count servers on ports --port, --port+1, ... each closing every connection after --wait s."""
+    for port in range(a.port, a.port + a.count):
+        ls = listener(a.host, port)
+
+        def serve(ls=ls):
+            while True:
+                c, _ = ls.accept()
+                threading.Timer(a.wait, c.close).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+    ready(a.ready, port=a.port)
+    forever()
+
+
+def role_spread_pool(a):
+    """A client pool of --n connections toward each of --count servers (ports --port, --port+1,
+    ...) that it never reads again; ready once every server has closed its end (the socket is
+    readable: the FIN waits unread)."""
+    pool = [connect(a.host, port) for port in range(a.port, a.port + a.count) for _ in range(a.n)]
+    waiting = list(pool)
+    while waiting:
+        readable, _, _ = select.select(waiting, [], [])
+        waiting = [c for c in waiting if c not in readable]
+    ready(a.ready, port=a.port, n=len(pool))
+    forever()
+
+
 ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role_")}
 
 
@@ -359,6 +491,9 @@ def main():
     p.add_argument("--wait", type=float, default=0.2)
     p.add_argument("--nofile", type=int, default=0)
     p.add_argument("--index", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--backlog", type=int, default=0)
+    p.add_argument("--count", type=int, default=1)
     p.add_argument("--hostile", action="store_true")
     p.add_argument("--label", default="")
     a = p.parse_args()
