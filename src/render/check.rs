@@ -43,9 +43,13 @@ pub fn write(
             let lines: Vec<String> = f.evidence.iter().map(|e| escape(e).into_owned()).collect();
             writeln!(
                 out,
-                "{} {}: {}",
+                "{} {}{}: {}",
                 f.severity.label(),
                 f.kind,
+                f.workload
+                    .as_ref()
+                    .map(|w| format!(" in {}", super::workload::phrase(w)))
+                    .unwrap_or_default(),
                 lines.join("; ")
             )?;
         }
@@ -56,10 +60,12 @@ pub fn write(
 /// The text of the status line: the problems (the first few named), or that
 /// there are none; what a filter left out; whose owners are unknown.
 fn summary(reports: &[Labelled]) -> String {
+    let namespaces: Vec<Option<String>> = reports.iter().map(super::workload::namespace).collect();
     let findings = || {
         reports
             .iter()
-            .flat_map(|l| l.report.findings.iter().map(move |f| (l.label, f)))
+            .zip(&namespaces)
+            .flat_map(|(l, ns)| l.report.findings.iter().map(move |f| (ns.as_deref(), f)))
     };
     let problems: Vec<_> = findings()
         .filter(|(_, f)| f.severity >= Severity::Warning)
@@ -93,14 +99,16 @@ fn summary(reports: &[Labelled]) -> String {
     };
     for (ns, hidden) in reports
         .iter()
-        .filter_map(|l| Some((l.label, l.report.filtered.as_ref()?)))
+        .zip(&namespaces)
+        .filter_map(|(l, ns)| Some((ns, l.report.filtered.as_ref()?)))
     {
         if hidden.findings > 0 {
             summary.push_str(&format!(
                 "; {} outside {}{}{}",
                 count_of(hidden.findings, "finding"),
                 escape(&hidden.filter),
-                ns.map(|n| format!(" in netns {}", escape(n)))
+                ns.as_ref()
+                    .map(|n| format!(" in netns {n}"))
                     .unwrap_or_default(),
                 hidden
                     .worst
@@ -128,14 +136,16 @@ fn count_of(n: u64, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
-/// One problem as the status line names it: kind, namespace, owner, count,
-/// state and endpoint. A listener's count is of queued connections.
+/// One problem as the status line names it: kind, namespace (its label,
+/// escaped), workload and owner, count, state and endpoint. A listener's
+/// count is of queued connections.
 fn name(ns: Option<&str>, f: &Finding) -> String {
-    let ns = ns
-        .map(|n| format!(" in netns {}", escape(n)))
-        .unwrap_or_default();
-    let who = match (f.pid, &f.comm) {
-        (Some(pid), Some(comm)) => format!("pid {pid} ({}) ", escape(comm)),
+    let ns = ns.map(|n| format!(" in netns {n}")).unwrap_or_default();
+    let workload = f.workload.as_ref().map(super::workload::phrase);
+    let who = match (workload, f.pid, &f.comm) {
+        (Some(w), Some(pid), Some(comm)) => format!("{w}, pid {pid} ({}) ", escape(comm)),
+        (None, Some(pid), Some(comm)) => format!("pid {pid} ({}) ", escape(comm)),
+        (Some(w), ..) => format!("{w} "),
         _ => String::new(),
     };
     let place = f

@@ -49,13 +49,35 @@ fn cgroup_of<'a>(f: &Finding, snapshot: &'a Snapshot) -> Option<&'a str> {
 
 /// The workload that owns a namespace: the one all its TCP-holding
 /// processes share; `None` when they have none, several, or there are none.
+/// Containers of one pod share its namespace: when they differ, the pod is
+/// the workload, without a container, in the cgroup that holds them all.
 pub fn of_namespace<'a>(
     mut workloads: impl Iterator<Item = Option<&'a Workload>>,
 ) -> Option<Workload> {
-    let first = workloads.next()??;
-    workloads
-        .all(|w| w.is_some_and(|w| w.name == first.name && w.kind == first.kind))
-        .then(|| first.clone())
+    let mut shared = workloads.next()??.clone();
+    for w in workloads {
+        let w = w.filter(|w| w.kind == shared.kind && w.name == shared.name)?;
+        if w.container_id != shared.container_id || w.container != shared.container {
+            shared.container_id = None;
+            shared.container = None;
+        }
+        shared.cgroup = common_parent(&shared.cgroup, &w.cgroup);
+    }
+    Some(shared)
+}
+
+/// The deepest cgroup both paths are in.
+fn common_parent(a: &str, b: &str) -> String {
+    let same: Vec<&str> = a
+        .split('/')
+        .zip(b.split('/'))
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect();
+    match same.join("/") {
+        p if p.is_empty() => "/".to_string(),
+        p => p,
+    }
 }
 
 #[cfg(test)]
@@ -138,5 +160,16 @@ mod tests {
         assert_eq!(of_namespace([Some(&a), None].into_iter()), None);
         assert_eq!(of_namespace([None, Some(&a)].into_iter()), None);
         assert_eq!(of_namespace(std::iter::empty()), None);
+        let container = |c: &str| Workload {
+            container: Some(c.into()),
+            cgroup: format!("/kubepods/pod1/{c}"),
+            ..unit("shop/cart")
+        };
+        let (app, sidecar) = (container("app"), container("proxy"));
+        let pod = of_namespace([Some(&app), Some(&sidecar)].into_iter());
+        assert_eq!(
+            pod.map(|w| (w.container, w.cgroup)),
+            Some((None, "/kubepods/pod1".to_string()))
+        );
     }
 }
