@@ -60,12 +60,10 @@ pub fn write(
 /// The text of the status line: the problems (the first few named), or that
 /// there are none; what a filter left out; whose owners are unknown.
 fn summary(reports: &[Labelled]) -> String {
-    let namespaces: Vec<Option<String>> = reports.iter().map(super::workload::namespace).collect();
     let findings = || {
         reports
             .iter()
-            .zip(&namespaces)
-            .flat_map(|(l, ns)| l.report.findings.iter().map(move |f| (ns.as_deref(), f)))
+            .flat_map(|l| l.report.findings.iter().map(move |f| (l, f)))
     };
     let problems: Vec<_> = findings()
         .filter(|(_, f)| f.severity >= Severity::Warning)
@@ -83,7 +81,7 @@ fn summary(reports: &[Labelled]) -> String {
         let named: Vec<String> = problems
             .iter()
             .take(NAMED)
-            .map(|(ns, f)| name(*ns, f))
+            .map(|(l, f)| name(l, f))
             .collect();
         let more = problems.len().saturating_sub(NAMED);
         format!(
@@ -99,8 +97,7 @@ fn summary(reports: &[Labelled]) -> String {
     };
     for (ns, hidden) in reports
         .iter()
-        .zip(&namespaces)
-        .filter_map(|(l, ns)| Some((ns, l.report.filtered.as_ref()?)))
+        .filter_map(|l| Some((super::workload::namespace(l), l.report.filtered.as_ref()?)))
     {
         if hidden.findings > 0 {
             summary.push_str(&format!(
@@ -136,10 +133,15 @@ fn count_of(n: u64, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
-/// One problem as the status line names it: kind, namespace (its label,
-/// escaped), workload and owner, count, state and endpoint. A listener's
+/// One problem as the status line names it: kind, namespace, workload and
+/// owner, count, state and endpoint. The namespace is named by its workload
+/// only for a finding of none (the finding's own says it). A listener's
 /// count is of queued connections.
-fn name(ns: Option<&str>, f: &Finding) -> String {
+fn name(l: &Labelled, f: &Finding) -> String {
+    let ns = match &f.workload {
+        Some(_) => l.label.map(|n| escape(n).into_owned()),
+        None => super::workload::namespace(l),
+    };
     let ns = ns.map(|n| format!(" in netns {n}")).unwrap_or_default();
     let workload = f.workload.as_ref().map(super::workload::phrase);
     let who = match (workload, f.pid, &f.comm) {
