@@ -46,7 +46,7 @@ pub struct Report {
     /// The sample window, when several samples were taken.
     #[serde(rename = "trend", skip_serializing_if = "Option::is_none")]
     pub window: Option<Span>,
-    /// What a filter (`--pid`, `--port`, `--state`) left out, when one was given.
+    /// What a filter (`--pid`, `--port`, `--state`, `--workload`) left out, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filtered: Option<Filtered>,
     /// The namespace's kernel counters, for the Prometheus renderer (not in the JSON).
