@@ -186,6 +186,26 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_are_found_under_the_host_root() {
+        let host = Path::new("/host");
+        assert_eq!(
+            Target::Named("lab".into()).path(host),
+            Path::new("/host/run/netns/lab")
+        );
+        assert_eq!(
+            Target::OfPid(42).path(host),
+            Path::new("/host/proc/42/ns/net")
+        );
+        assert_eq!(Target::Own.path(host), Path::new("/proc/self/ns/net"));
+        let err = enter(&Target::OfPid(u32::MAX), host).map_err(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("/host/proc/") && e.contains("no such process")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn the_own_namespace_is_the_host() {
         assert_eq!(Target::Own.label(), "host");
         assert!(enter(&Target::Own, Path::new("/")).is_ok());

@@ -46,10 +46,7 @@ pub fn write(
                 "{} {}{}: {}",
                 f.severity.label(),
                 f.kind,
-                f.workload
-                    .as_ref()
-                    .map(|w| format!(" in {}", super::workload::phrase(w)))
-                    .unwrap_or_default(),
+                super::workload::in_workload(f),
                 lines.join("; ")
             )?;
         }

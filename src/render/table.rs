@@ -192,10 +192,7 @@ fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) 
         style.severity(f.severity),
         f.kind,
         if is_new(f) { " (new)" } else { "" },
-        f.workload
-            .as_ref()
-            .map(|w| format!(" in {}", super::workload::phrase(w)))
-            .unwrap_or_default(),
+        super::workload::in_workload(f),
         escape(head)
     );
     wrap(out, &head, "", "    ", width)?;

@@ -4,6 +4,7 @@
 //! that owns it. Names come from files on the host: always escaped.
 
 use super::escape::escape;
+use crate::diagnose::Finding;
 use crate::report::Labelled;
 use crate::snapshot::{Workload, WorkloadKind};
 
@@ -25,6 +26,14 @@ pub fn phrase(w: &Workload) -> String {
         },
     };
     escape(&text).into_owned()
+}
+
+/// ` in WORKLOAD` for a finding that has one, to follow its kind.
+pub fn in_workload(f: &Finding) -> String {
+    f.workload
+        .as_ref()
+        .map(|w| format!(" in {}", phrase(w)))
+        .unwrap_or_default()
 }
 
 /// A namespace's label with the workload that owns it (`pid:4242, pod
