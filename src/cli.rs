@@ -140,6 +140,7 @@ impl Cli {
                 pids: self.filter.pid.clone(),
                 ports: self.filter.port.clone(),
                 states: self.filter.state.clone(),
+                workloads: self.filter.workload.clone(),
             },
             thresholds,
         })
@@ -213,6 +214,12 @@ pub struct FilterArgs {
     /// Only findings about this TCP state, any spelling (repeatable).
     #[arg(long, global = true, value_name = "STATE")]
     pub state: Vec<TcpState>,
+
+    /// Only findings and processes of workloads matching PATTERN: a glob (* and ?) on the
+    /// workload's name (a systemd unit, a container's name, NAMESPACE/POD), pod, container
+    /// or container id (repeatable).
+    #[arg(long, global = true, value_name = "PATTERN")]
+    pub workload: Vec<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -351,6 +358,7 @@ fn given(cli: &Cli) -> Vec<String> {
         ("--pid", !cli.filter.pid.is_empty()),
         ("--port", !cli.filter.port.is_empty()),
         ("--state", !cli.filter.state.is_empty()),
+        ("--workload", !cli.filter.workload.is_empty()),
     ];
     set.into_iter()
         .filter(|&(_, on)| on)

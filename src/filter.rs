@@ -1,13 +1,15 @@
-//! Filters (`--pid`, `--port`, `--state`) narrow what a report shows, never
+//! Filters (`--pid`, `--port`, `--state`, `--workload`) narrow what a report shows, never
 //! what it judges. A finding belongs to a filter when any socket or process
 //! it counts matches — `fd_exhaustion` on a pile of CLOSE_WAIT sockets
 //! belongs to `--state CLOSE_WAIT` and to the listener's `--port` — and what
 //! the filter leaves out is counted in the report (`filtered`), with the
 //! worst severity among it. The report's status stays that of every finding.
+//! A `--workload` glob (`*`, `?`) matches a workload's name, pod, container
+//! or container id; a finding is of it when its workload is.
 
 use crate::diagnose::Finding;
 use crate::report::{Filtered, Report};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, Workload};
 use crate::tcp::TcpState;
 
 /// What to narrow a report to; empty lists keep everything.
@@ -16,11 +18,16 @@ pub struct Filter {
     pub pids: Vec<u32>,
     pub ports: Vec<u16>,
     pub states: Vec<TcpState>,
+    /// Globs on the workload's name, pod, container or container id.
+    pub workloads: Vec<String>,
 }
 
 impl Filter {
     pub fn is_empty(&self) -> bool {
-        self.pids.is_empty() && self.ports.is_empty() && self.states.is_empty()
+        self.pids.is_empty()
+            && self.ports.is_empty()
+            && self.states.is_empty()
+            && self.workloads.is_empty()
     }
 
     /// The filter as the command line spells it.
@@ -28,14 +35,29 @@ impl Filter {
         let pids = self.pids.iter().map(|p| format!("--pid {p}"));
         let ports = self.ports.iter().map(|p| format!("--port {p}"));
         let states = self.states.iter().map(|s| format!("--state {}", s.name()));
+        let workloads = self.workloads.iter().map(|w| format!("--workload {w}"));
         pids.chain(ports)
             .chain(states)
+            .chain(workloads)
             .collect::<Vec<_>>()
             .join(" ")
     }
 
     fn pid_ok(&self, pid: Option<u32>) -> bool {
         self.pids.is_empty() || pid.is_some_and(|p| self.pids.contains(&p))
+    }
+
+    fn workload_ok(&self, w: Option<&Workload>) -> bool {
+        self.workloads.is_empty()
+            || w.is_some_and(|w| {
+                let names = [Some(&w.name), w.pod.as_ref(), w.container.as_ref()];
+                let ids = [w.container_id.as_ref()];
+                names
+                    .into_iter()
+                    .chain(ids)
+                    .flatten()
+                    .any(|n| self.workloads.iter().any(|g| glob(g, n)))
+            })
     }
 
     /// Whether the finding, or any socket it counts, is of the filter.
@@ -53,7 +75,7 @@ impl Filter {
                 .into_iter()
                 .chain(sockets().map(|s| s.state))
                 .any(|st| self.states.contains(&st));
-        pid_ok && port_ok && state_ok
+        pid_ok && port_ok && state_ok && self.workload_ok(f.workload.as_ref())
     }
 
     /// Keeps the findings and processes of the filter in `report` (of
@@ -67,12 +89,73 @@ impl Filter {
             .partition(|f| self.matches(f, snapshot));
         report.findings = kept;
         let before = report.processes.len();
-        report.processes.retain(|p| self.pid_ok(Some(p.pid)));
+        report
+            .processes
+            .retain(|p| self.pid_ok(Some(p.pid)) && self.workload_ok(p.workload.as_ref()));
         report.filtered = Some(Filtered {
             filter: self.describe(),
             findings: hidden.len() as u64,
             worst: hidden.iter().map(|f| f.severity).max(),
             processes: (before - report.processes.len()) as u64,
         });
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of
+/// characters and `?` for one; everything else for itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Iterative matching with one backtrack point: the last `*` seen.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        match p.get(i) {
+            Some('*') => {
+                star = Some((i, j));
+                i += 1;
+            }
+            Some(&c) if c == '?' || c == t[j] => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((si, sj)) => {
+                    star = Some((si, sj + 1));
+                    i = si + 1;
+                    j = sj + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_names() {
+        for (pattern, text) in [
+            ("shop/*", "shop/cart-7d9f8"),
+            ("*cart*", "shop/cart-7d9f8"),
+            ("nginx.service", "nginx.service"),
+            ("ng?nx.*", "nginx.service"),
+            ("*", ""),
+            ("a*b*c", "aXbYbZc"),
+            ("0123*", "0123456789abcdef"),
+        ] {
+            assert!(glob(pattern, text), "{pattern} {text}");
+        }
+        for (pattern, text) in [
+            ("shop/*", "billing/cart"),
+            ("nginx", "nginx.service"),
+            ("?", ""),
+            ("a*c", "abcd"),
+            ("cart", "shop/cart"),
+        ] {
+            assert!(!glob(pattern, text), "{pattern} {text}");
+        }
     }
 }

@@ -95,9 +95,11 @@ impl Pipeline {
         let mut refresh = Refresh::default();
         for target in self.targets() {
             let label = target.as_ref().map(netns::Target::label);
+            // Another namespace than connleak's own may be a container's or a pod's.
+            let foreign = self.plan.scope == Scope::AllNetns && target != Some(netns::Target::Own);
             match self.collect(target.as_ref()) {
                 Ok(snapshot) => {
-                    let report = self.diagnose(label.clone(), &snapshot);
+                    let report = self.diagnose(label.clone(), &snapshot, foreign);
                     refresh.namespaces.push(Diagnosed {
                         label,
                         snapshot,
@@ -122,7 +124,10 @@ impl Pipeline {
             Scope::Here | Scope::Saved(_) => vec![None],
             Scope::Netns(name) => vec![Some(netns::Target::Named(name.clone()))],
             Scope::NetnsOfPid(pid) => vec![Some(netns::Target::OfPid(*pid))],
-            Scope::AllNetns => netns::all().into_iter().map(Some).collect(),
+            Scope::AllNetns => netns::all(&self.plan.host_root)
+                .into_iter()
+                .map(Some)
+                .collect(),
         }
     }
 
@@ -138,7 +143,7 @@ impl Pipeline {
         // setns moves one thread: a fresh one enters, collects, and ends.
         let collected = std::thread::scope(|s| {
             s.spawn(|| -> Result<Snapshot, PipelineError> {
-                netns::enter(target)?;
+                netns::enter(target, root)?;
                 Ok(collect::collect(source, root)?)
             })
             .join()
@@ -152,7 +157,8 @@ impl Pipeline {
 
     /// The report of a namespace's newest sample: diagnosed against its
     /// window, remembered in it, then narrowed by the filters.
-    fn diagnose(&mut self, label: Option<String>, snapshot: &Snapshot) -> Report {
+    /// `foreign`: label it by the workload that owns it, if one does.
+    fn diagnose(&mut self, label: Option<String>, snapshot: &Snapshot, foreign: bool) -> Report {
         let keep = self.plan.samples.max(2) as usize;
         let window = self
             .windows
@@ -160,6 +166,9 @@ impl Pipeline {
             .or_insert_with(|| Window::keeping(keep));
         let mut report = Report::build_in(snapshot, self.plan.thresholds, window);
         report.record(snapshot, window);
+        if foreign {
+            report.label_namespace();
+        }
         self.plan.filter.narrow(&mut report, snapshot);
         report
     }

@@ -11,6 +11,8 @@ use crate::tcp::TcpState;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+pub mod workloads;
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict: the worst finding's severity, `Ok` when none is a warning or worse.
@@ -30,6 +32,10 @@ pub struct Report {
     pub taken_at: String,
     pub host: Option<String>,
     pub netns: Netns,
+    /// With `--all-netns`, the workload that owns the namespace (the one all
+    /// its TCP-holding processes share), when one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_workload: Option<crate::snapshot::Workload>,
     pub kernel: Option<String>,
     pub source: SocketSource,
     pub duration_ms: u64,
@@ -40,7 +46,7 @@ pub struct Report {
     /// The sample window, when several samples were taken.
     #[serde(rename = "trend", skip_serializing_if = "Option::is_none")]
     pub window: Option<Span>,
-    /// What a filter (`--pid`, `--port`, `--state`) left out, when one was given.
+    /// What a filter (`--pid`, `--port`, `--state`, `--workload`) left out, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filtered: Option<Filtered>,
     /// The namespace's kernel counters, for the Prometheus renderer (not in the JSON).
@@ -107,7 +113,8 @@ impl Report {
     /// The report of `snapshot`, the newest sample of `window`.
     pub fn build_in(snapshot: &Snapshot, thresholds: Thresholds, window: &Window) -> Report {
         let index = Index::new(snapshot);
-        let findings = diagnose_indexed(snapshot, &index, thresholds, window);
+        let mut findings = diagnose_indexed(snapshot, &index, thresholds, window);
+        workloads::attribute(&mut findings, snapshot);
         let status = status_of(&findings);
         let states: BTreeMap<TcpState, u64> = TcpState::ALL
             .into_iter()
@@ -153,6 +160,7 @@ impl Report {
             taken_at: rfc3339(snapshot.meta.taken_at_ms),
             host: snapshot.meta.host.clone(),
             netns: snapshot.meta.netns.clone(),
+            netns_workload: None,
             kernel: snapshot.meta.kernel_release.clone(),
             source: snapshot.meta.source,
             duration_ms: snapshot.meta.duration_ms,
@@ -189,6 +197,12 @@ pub fn worst(reports: &[Labelled]) -> Status {
 }
 
 impl Report {
+    /// Labels the report's namespace by the workload all its processes share.
+    pub fn label_namespace(&mut self) {
+        self.netns_workload =
+            workloads::of_namespace(self.processes.iter().map(|p| p.workload.as_ref()));
+    }
+
     /// Remembers this report's sample in `window`, for the next sample's trend.
     pub fn record(&self, snapshot: &Snapshot, window: &mut Window) {
         let totals = self

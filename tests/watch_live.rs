@@ -137,6 +137,8 @@ fn watch_shows_a_growing_leak_growing() {
     assert!(shown.contains("collected 20"), "footer: {shown}");
 }
 
+const NARROW_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fd-limit.json");
+
 /// In a 60-column pane the report and the live view keep every line within
 /// the pane, numbers and headers whole, and the title on screen. Needs tmux
 /// only: it reads a saved snapshot.
@@ -145,10 +147,40 @@ fn sixty_columns_split_no_number() {
     if !have_tmux("sixty_columns_split_no_number") {
         return;
     }
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fd-limit.json");
-    let session = format!("connleak-narrow-{}", std::process::id());
+    sixty_columns("narrow", |_| std::path::PathBuf::from(NARROW_FIXTURE));
+}
+
+/// The same with every process in a pod of a long name: the WORKLOAD column
+/// is cut or goes, never a count.
+#[test]
+fn sixty_columns_with_workloads_split_no_number() {
+    if !have_tmux("sixty_columns_with_workloads_split_no_number") {
+        return;
+    }
+    sixty_columns("narrow-wl", |dir| {
+        let mut snapshot: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(NARROW_FIXTURE).unwrap()).unwrap();
+        for p in snapshot["processes"].as_array_mut().unwrap() {
+            p["workload"] = serde_json::json!({
+                "kind": "containerd", "name": "kube-system/coredns-5d78c9869d-abcde",
+                "container_id": null, "pod": "coredns-5d78c9869d-abcde",
+                "namespace": "kube-system", "container": "coredns",
+                "cgroup": "/kubepods/burstable/pod1/x"});
+        }
+        let path = dir.join("snapshot.json");
+        std::fs::write(&path, serde_json::to_vec(&snapshot).unwrap()).unwrap();
+        path
+    });
+}
+
+/// Runs the report and the live view of the snapshot `fixture` writes into
+/// a directory, in a 60-column pane, and checks them.
+fn sixty_columns(name: &str, fixture: impl Fn(&std::path::Path) -> std::path::PathBuf) {
+    let session = format!("connleak-{name}-{}", std::process::id());
     let dir = std::env::temp_dir().join(&session);
     std::fs::create_dir_all(&dir).unwrap();
+    let fixture = fixture(&dir);
+    let fixture = fixture.display();
     let report = dir.join("report");
     let script = format!(
         "COLUMNS=60 {CONNLEAK} --from {fixture} --config /dev/null > {r}; \

@@ -27,10 +27,12 @@ pub enum Target {
 }
 
 impl Target {
-    fn path(&self) -> PathBuf {
+    /// Its namespace file, `/run/netns` and `/proc` under the host root
+    /// (connleak's own namespace is its own, wherever the host's root is).
+    fn path(&self, host_root: &Path) -> PathBuf {
         match self {
-            Target::Named(name) => Path::new("/run/netns").join(name),
-            Target::OfPid(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+            Target::Named(name) => host_root.join("run/netns").join(name),
+            Target::OfPid(pid) => host_root.join(format!("proc/{pid}/ns/net")),
             Target::Own => PathBuf::from("/proc/self/ns/net"),
         }
     }
@@ -68,7 +70,7 @@ fn privileged() -> bool {
 /// to the process, which a security module may deny even to root.
 fn hint(e: Errno, path: &str, privileged: bool) -> &'static str {
     match e {
-        Errno::PERM | Errno::ACCESS if privileged && path.starts_with("/proc/") => {
+        Errno::PERM | Errno::ACCESS if privileged && path.contains("/proc/") => {
             " (connleak has CAP_SYS_ADMIN, so the kernel denied ptrace read access to the \
              process (PTRACE_MODE_READ, CAP_SYS_PTRACE): a security module such as AppArmor, \
              SELinux or Yama's ptrace_scope may forbid it)"
@@ -78,7 +80,7 @@ fn hint(e: Errno, path: &str, privileged: bool) -> &'static str {
              or a user namespace that owns the namespace, denied it)"
         }
         Errno::PERM | Errno::ACCESS => " (entering a namespace needs root or CAP_SYS_ADMIN)",
-        Errno::NOENT if path.starts_with("/proc/") => {
+        Errno::NOENT if path.contains("/proc/") => {
             " (no such process: pass the pid of a process in the namespace)"
         }
         Errno::NOENT => " (no such namespace: `ip netns list` names them)",
@@ -92,9 +94,9 @@ fn valid_name(name: &str) -> bool {
     !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
 }
 
-/// Moves the calling thread into `target`'s network namespace (for
-/// [`Target::Own`], where it already is: nothing to do).
-pub fn enter(target: &Target) -> Result<(), NetnsError> {
+/// Moves the calling thread into `target`'s network namespace, found under
+/// `host_root` (for [`Target::Own`], where it already is: nothing to do).
+pub fn enter(target: &Target, host_root: &Path) -> Result<(), NetnsError> {
     match target {
         Target::Own => return Ok(()),
         Target::Named(name) if !valid_name(name) => {
@@ -102,7 +104,7 @@ pub fn enter(target: &Target) -> Result<(), NetnsError> {
         }
         _ => {}
     }
-    let path = target.path();
+    let path = target.path(host_root);
     let shown = path.display().to_string();
     let fd = open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|error| {
         NetnsError::Open {
@@ -116,29 +118,30 @@ pub fn enter(target: &Target) -> Result<(), NetnsError> {
 
 /// Every distinct network namespace in use on the host: the `ip netns` named
 /// ones, connleak's own (labelled `host` unless it is named), and one process
-/// for each other namespace a process is in. Without the privilege to enter
+/// for each other namespace a process is in, all under `host_root` (the
+/// host's root mounted in a DaemonSet's pod). Without the privilege to enter
 /// a namespace, only connleak's own ([`left_out`] says why).
-pub fn all() -> Vec<Target> {
+pub fn all(host_root: &Path) -> Vec<Target> {
     if !privileged() {
         return vec![Target::Own];
     }
     let mut by_inode: BTreeMap<u64, Target> = BTreeMap::new();
-    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+    if let Ok(dir) = std::fs::read_dir(host_root.join("run/netns")) {
         for e in dir.flatten() {
             if let (Ok(m), Some(name)) = (std::fs::metadata(e.path()), e.file_name().to_str()) {
                 by_inode.insert(m.ino(), Target::Named(name.to_string()));
             }
         }
     }
-    if let Ok(m) = std::fs::metadata(Target::Own.path()) {
+    if let Ok(m) = std::fs::metadata(Target::Own.path(host_root)) {
         by_inode.entry(m.ino()).or_insert(Target::Own);
     }
-    if let Ok(dir) = std::fs::read_dir("/proc") {
+    if let Ok(dir) = std::fs::read_dir(host_root.join("proc")) {
         for pid in dir
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         {
-            if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net")) {
+            if let Ok(m) = std::fs::metadata(Target::OfPid(pid).path(host_root)) {
                 by_inode.entry(m.ino()).or_insert(Target::OfPid(pid));
             }
         }
@@ -162,7 +165,7 @@ mod tests {
     fn names_that_leave_run_netns_are_refused() {
         for bad in ["", ".", "..", "a/b", "../../proc/1/ns/net", "x\0y"] {
             assert!(!valid_name(bad), "{bad:?}");
-            let err = enter(&Target::Named(bad.to_string()));
+            let err = enter(&Target::Named(bad.to_string()), Path::new("/"));
             assert!(matches!(err, Err(NetnsError::BadName { .. })), "{bad:?}");
         }
         for good in ["lab", "a.b", "...", "ns-1_x"] {
@@ -183,8 +186,28 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_are_found_under_the_host_root() {
+        let host = Path::new("/host");
+        assert_eq!(
+            Target::Named("lab".into()).path(host),
+            Path::new("/host/run/netns/lab")
+        );
+        assert_eq!(
+            Target::OfPid(42).path(host),
+            Path::new("/host/proc/42/ns/net")
+        );
+        assert_eq!(Target::Own.path(host), Path::new("/proc/self/ns/net"));
+        let err = enter(&Target::OfPid(u32::MAX), host).map_err(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("/host/proc/") && e.contains("no such process")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn the_own_namespace_is_the_host() {
         assert_eq!(Target::Own.label(), "host");
-        assert!(enter(&Target::Own).is_ok());
+        assert!(enter(&Target::Own, Path::new("/")).is_ok());
     }
 }

@@ -269,23 +269,37 @@ impl Namer {
             }
             _ => (place.kind, Names::default()),
         };
-        let container = names
-            .container
-            .or_else(|| (kind == WorkloadKind::Lxc).then(|| place.name.clone()))
-            .or_else(|| names.name.clone());
-        let name = match (&names.namespace, &names.pod) {
-            (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
-            _ => names.name.unwrap_or(place.name),
-        };
-        Some(Workload {
-            kind,
-            name,
-            container_id: place.id.filter(|_| kind != WorkloadKind::Lxc),
-            pod: names.pod,
-            namespace: names.namespace,
-            container,
-            cgroup: path.to_string(),
-        })
+        Some(named(place, kind, names, path))
+    }
+}
+
+/// The workload of cgroup `path` from the path alone, reading no metadata
+/// (a saved snapshot's cgroup of sockets no process holds); `None` for the
+/// root cgroup.
+pub fn of_path(path: &str) -> Option<Workload> {
+    let place = place(path)?;
+    let kind = place.kind;
+    Some(named(place, kind, Names::default(), path))
+}
+
+/// The workload at `place`, of the `kind` its metadata proved, with its names.
+fn named(place: Place, kind: WorkloadKind, names: Names, path: &str) -> Workload {
+    let container = names
+        .container
+        .or_else(|| (kind == WorkloadKind::Lxc).then(|| place.name.clone()))
+        .or_else(|| names.name.clone());
+    let name = match (&names.namespace, &names.pod) {
+        (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
+        _ => names.name.unwrap_or(place.name),
+    };
+    Workload {
+        kind,
+        name,
+        container_id: place.id.filter(|_| kind != WorkloadKind::Lxc),
+        pod: names.pod,
+        namespace: names.namespace,
+        container,
+        cgroup: path.to_string(),
     }
 }
 

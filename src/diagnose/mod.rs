@@ -41,7 +41,7 @@ pub use index::Index;
 pub use window::{Span, Trend, Window};
 pub use worker_pool::WorkerPoolCause;
 
-use crate::snapshot::{Process, Snapshot, Socket, endpoint};
+use crate::snapshot::{Process, Snapshot, Socket, Workload, endpoint};
 use crate::tcp::TcpState;
 use serde::{Serialize, Serializer};
 use std::net::SocketAddr;
@@ -144,6 +144,9 @@ pub struct Finding {
     pub severity: Severity,
     pub pid: Option<u32>,
     pub comm: Option<String>,
+    /// The systemd unit, container or pod of its owner (or, for connections
+    /// no process holds, of their cgroup); filled by the report, not the rules.
+    pub workload: Option<Workload>,
     pub count: u64,
     /// Written as [`endpoint`] writes it: IPv4-mapped as IPv4, IPv6 as `[addr]:port`.
     #[serde(serialize_with = "endpoint_text")]
@@ -200,6 +203,7 @@ impl Finding {
             severity: Severity::Info,
             pid: None,
             comm: None,
+            workload: None,
             count: 0,
             local: None,
             remote: None,

@@ -43,9 +43,10 @@ pub fn write(
             let lines: Vec<String> = f.evidence.iter().map(|e| escape(e).into_owned()).collect();
             writeln!(
                 out,
-                "{} {}: {}",
+                "{} {}{}: {}",
                 f.severity.label(),
                 f.kind,
+                super::workload::in_workload(f),
                 lines.join("; ")
             )?;
         }
@@ -59,7 +60,7 @@ fn summary(reports: &[Labelled]) -> String {
     let findings = || {
         reports
             .iter()
-            .flat_map(|l| l.report.findings.iter().map(move |f| (l.label, f)))
+            .flat_map(|l| l.report.findings.iter().map(move |f| (l, f)))
     };
     let problems: Vec<_> = findings()
         .filter(|(_, f)| f.severity >= Severity::Warning)
@@ -77,7 +78,7 @@ fn summary(reports: &[Labelled]) -> String {
         let named: Vec<String> = problems
             .iter()
             .take(NAMED)
-            .map(|(ns, f)| name(*ns, f))
+            .map(|(l, f)| name(l, f))
             .collect();
         let more = problems.len().saturating_sub(NAMED);
         format!(
@@ -93,14 +94,15 @@ fn summary(reports: &[Labelled]) -> String {
     };
     for (ns, hidden) in reports
         .iter()
-        .filter_map(|l| Some((l.label, l.report.filtered.as_ref()?)))
+        .filter_map(|l| Some((super::workload::namespace(l), l.report.filtered.as_ref()?)))
     {
         if hidden.findings > 0 {
             summary.push_str(&format!(
                 "; {} outside {}{}{}",
                 count_of(hidden.findings, "finding"),
                 escape(&hidden.filter),
-                ns.map(|n| format!(" in netns {}", escape(n)))
+                ns.as_ref()
+                    .map(|n| format!(" in netns {n}"))
                     .unwrap_or_default(),
                 hidden
                     .worst
@@ -128,14 +130,21 @@ fn count_of(n: u64, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
-/// One problem as the status line names it: kind, namespace, owner, count,
-/// state and endpoint. A listener's count is of queued connections.
-fn name(ns: Option<&str>, f: &Finding) -> String {
-    let ns = ns
-        .map(|n| format!(" in netns {}", escape(n)))
-        .unwrap_or_default();
-    let who = match (f.pid, &f.comm) {
-        (Some(pid), Some(comm)) => format!("pid {pid} ({}) ", escape(comm)),
+/// One problem as the status line names it: kind, namespace, workload and
+/// owner, count, state and endpoint. The namespace is named by its workload
+/// only for a finding of none (the finding's own says it). A listener's
+/// count is of queued connections.
+fn name(l: &Labelled, f: &Finding) -> String {
+    let ns = match &f.workload {
+        Some(_) => l.label.map(|n| escape(n).into_owned()),
+        None => super::workload::namespace(l),
+    };
+    let ns = ns.map(|n| format!(" in netns {n}")).unwrap_or_default();
+    let workload = f.workload.as_ref().map(super::workload::phrase);
+    let who = match (workload, f.pid, &f.comm) {
+        (Some(w), Some(pid), Some(comm)) => format!("{w}, pid {pid} ({}) ", escape(comm)),
+        (None, Some(pid), Some(comm)) => format!("pid {pid} ({}) ", escape(comm)),
+        (Some(w), ..) => format!("{w} "),
         _ => String::new(),
     };
     let place = f

@@ -10,6 +10,7 @@ pub mod processes;
 pub mod prometheus;
 pub mod table;
 pub mod text;
+pub mod workload;
 
 use crate::diagnose::Thresholds;
 use crate::report::{Labelled, Report, SCHEMA_VERSION, Status, worst};

@@ -2,10 +2,12 @@
 //! states, how close to the fd limit. It fits the terminal without ever
 //! splitting a number or a header: on a narrow one the low-value columns go
 //! first (RUNTIME, shown only when a runtime was recognised, then THR,
-//! LIMIT, OTHER), then process names are cut with an ellipsis,
-//! then the trend, UNRELEASED, LISTEN and ESTAB columns go. PID, PROCESS,
-//! CLOSE_WAIT and FDS always stay. UNRELEASED (TCP sockets the kernel closed
-//! and the process still holds) is shown only when some process has one.
+//! LIMIT, OTHER), then process and workload names are cut with an
+//! ellipsis, then the trend, UNRELEASED, LISTEN, ESTAB and WORKLOAD columns
+//! go. PID, PROCESS, CLOSE_WAIT and FDS always stay. UNRELEASED (TCP
+//! sockets the kernel closed and the process still holds) is there only when
+//! some process has one; WORKLOAD (the unit, container or pod) only when some
+//! process runs in one.
 
 use super::escape::escape;
 use super::text::{per_minute, sparkline, truncate, visible_width};
@@ -27,6 +29,9 @@ const MAX_ROWS: usize = 20;
 
 /// The narrowest a process name is cut to before optional columns go.
 const MIN_NAME: usize = 8;
+
+/// The narrowest a workload name is cut to before optional columns go.
+const MIN_WORKLOAD: usize = 12;
 
 struct Column {
     header: &'static str,
@@ -96,6 +101,11 @@ fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> 
     let mut columns = vec![
         col("PID", true, &|p| p.pid.to_string()),
         col("PROCESS", false, &|p| escape(&p.comm).into_owned()),
+        col("WORKLOAD", false, &|p| {
+            p.workload
+                .as_ref()
+                .map_or_else(dash, |w| escape(&w.name).into_owned())
+        }),
         col("LISTEN", true, &|p| n(p, TcpState::Listen).to_string()),
         col("ESTAB", true, &|p| n(p, TcpState::Established).to_string()),
         col("CLOSE_WAIT", true, &|p| {
@@ -115,6 +125,9 @@ fn columns(procs: &[ProcessReport], window_seconds: Option<f64>) -> Vec<Column> 
             p.threads.map_or_else(dash, |n| n.to_string())
         }),
     ];
+    if procs.iter().all(|p| p.workload.is_none()) {
+        columns.retain(|c| c.header != "WORKLOAD");
+    }
     if procs.iter().all(|p| p.closed_tcp_fds == 0) {
         columns.retain(|c| c.header != "UNRELEASED");
     }
@@ -144,15 +157,16 @@ fn fit(columns: &mut Vec<Column>, width: usize) {
     for header in ["RUNTIME", "THR", "LIMIT", "OTHER"] {
         drop(columns, header);
     }
-    let over = table_width(columns).saturating_sub(width);
-    if let Some(name) = columns.iter_mut().find(|c| c.header == "PROCESS") {
-        let now = name.width() - 2;
-        let to = now.saturating_sub(over).max(MIN_NAME);
-        for cell in &mut name.cells {
-            *cell = truncate(cell, to);
+    for (header, min) in [("PROCESS", MIN_NAME), ("WORKLOAD", MIN_WORKLOAD)] {
+        let over = table_width(columns).saturating_sub(width);
+        if let Some(names) = columns.iter_mut().find(|c| c.header == header) {
+            let to = (names.width() - 2).saturating_sub(over).max(min);
+            for cell in &mut names.cells {
+                *cell = truncate(cell, to);
+            }
         }
     }
-    for header in ["SOCKETS TREND", "UNRELEASED", "LISTEN", "ESTAB"] {
+    for header in ["SOCKETS TREND", "UNRELEASED", "LISTEN", "ESTAB", "WORKLOAD"] {
         drop(columns, header);
     }
 }
@@ -170,26 +184,64 @@ fn trend_cell(counts: &[u64], seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
-    fn column(header: &'static str, cell: &str) -> Column {
+    fn column(header: &'static str, numeric: bool, cell: &str) -> Column {
         Column {
             header,
             cells: vec![cell.to_string()],
-            numeric: false,
+            numeric,
         }
     }
+
+    /// A long workload name is cut, then its column goes, before CLOSE_WAIT
+    /// or FDS; numbers stay whole.
+    #[test]
+    fn workload_gives_way_before_the_counts() {
+        for width in [80, 60, 50, 44] {
+            let mut columns = vec![
+                column("PID", true, "4194304"),
+                column("PROCESS", false, "postgres-writer-process"),
+                column("WORKLOAD", false, "kube-system/coredns-5d78c9869d-abcde"),
+                column("LISTEN", true, "1"),
+                column("ESTAB", true, "12345"),
+                column("CLOSE_WAIT", true, "412345"),
+                column("OTHER", true, "7"),
+                column("FDS", true, "1048576"),
+                column("LIMIT", true, "1048576"),
+                column("THR", true, "200"),
+            ];
+            fit(&mut columns, width);
+            assert!(table_width(&columns) <= width, "{width}");
+            let cell = |h: &str| {
+                columns
+                    .iter()
+                    .find(|c| c.header == h)
+                    .map(|c| c.cells[0].clone())
+            };
+            assert_eq!(cell("CLOSE_WAIT").as_deref(), Some("412345"));
+            assert_eq!(cell("FDS").as_deref(), Some("1048576"));
+            assert_eq!(cell("PID").as_deref(), Some("4194304"));
+            if width >= 60 {
+                let w = cell("WORKLOAD").unwrap_or_default();
+                assert!(
+                    w.starts_with("kube-system") && w.ends_with('…'),
+                    "{width}: {w}"
+                );
+            }
+        }
+    }
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_runtime_column_goes_first() {
         let all = || {
             vec![
-                column("PID", "12345"),
-                column("PROCESS", "java"),
-                column("CLOSE_WAIT", "12"),
-                column("FDS", "24"),
-                column("THR", "18"),
-                column("RUNTIME", "jvm"),
+                column("PID", false, "12345"),
+                column("PROCESS", false, "java"),
+                column("CLOSE_WAIT", false, "12"),
+                column("FDS", false, "24"),
+                column("THR", false, "18"),
+                column("RUNTIME", false, "jvm"),
             ]
         };
         let mut wide = all();

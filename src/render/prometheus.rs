@@ -1,6 +1,7 @@
 //! Prometheus' text exposition format, for node_exporter's textfile collector:
 //! socket counts by state (and by owning process, for the top processes
-//! only, to bound cardinality), findings by kind and severity, fd use against
+//! only, to bound cardinality), findings by kind, severity and workload (the
+//! unit, container or pod, empty for none), fd use against
 //! the limit, the kernel counters that betray these states, and how the
 //! collection went. Label values are escaped as the format requires; process
 //! names are untrusted.
@@ -98,6 +99,7 @@ struct Exposition {
     process_closed: Family,
     findings: Family,
     finding_sockets: Family,
+    netns_workload: Family,
     counters: Family,
     unreadable: Family,
     duration: Family,
@@ -132,10 +134,17 @@ impl Exposition {
                 "connleak_process_closed_tcp_fds",
                 "TCP sockets the kernel closed (reset, timeout) that the process still holds.",
             ),
-            findings: Family::gauge("connleak_findings", "Findings by kind and severity."),
+            findings: Family::gauge(
+                "connleak_findings",
+                "Findings by kind, severity and workload.",
+            ),
             finding_sockets: Family::gauge(
                 "connleak_finding_sockets",
-                "Sockets (or fds) the findings count, by kind and severity.",
+                "Sockets (or fds) the findings count, by kind, severity and workload.",
+            ),
+            netns_workload: Family::gauge(
+                "connleak_netns_workload",
+                "1 for the workload that owns a network namespace (--all-netns).",
             ),
             counters: Family {
                 kind: "counter",
@@ -167,6 +176,7 @@ impl Exposition {
         self.unowned.add(l.with(""), r.summary.unowned);
         self.add_processes(r, l);
         self.add_findings(r, l);
+        self.add_namespace(r, l);
         for (group, name) in WATCHED_COUNTERS {
             if let Some(v) = r.counters.get(*group).and_then(|g| g.get(*name)) {
                 let labels = l.with(&format!("group=\"{group}\",name=\"{name}\""));
@@ -187,7 +197,12 @@ impl Exposition {
         let mut top: Vec<_> = r.processes.iter().collect();
         top.sort_by_key(|p| std::cmp::Reverse(p.states.values().sum::<u64>()));
         for p in top.into_iter().take(TOP_PROCESSES) {
-            let who = format!("pid=\"{}\",comm=\"{}\"", p.pid, label(&p.comm));
+            let who = format!(
+                "pid=\"{}\",comm=\"{}\",workload=\"{}\"",
+                p.pid,
+                label(&p.comm),
+                label(workload_name(p.workload.as_ref()))
+            );
             for (st, n) in &p.states {
                 let labels = l.with(&format!("{who},state=\"{}\"", st.name()));
                 self.process_sockets.add(labels, n);
@@ -209,24 +224,40 @@ impl Exposition {
         }
     }
 
-    /// Findings and the sockets they count, by kind and severity.
+    /// Findings and the sockets they count, by kind, severity and workload.
     fn add_findings(&mut self, r: &Report, l: &Labels) {
-        let mut by_kind: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+        let mut by_kind: BTreeMap<(&str, &str, &str), (u64, u64)> = BTreeMap::new();
         for x in &r.findings {
-            let e = by_kind
-                .entry((x.kind, severity_name(x.severity)))
-                .or_default();
+            let key = (
+                x.kind,
+                severity_name(x.severity),
+                workload_name(x.workload.as_ref()),
+            );
+            let e = by_kind.entry(key).or_default();
             e.0 += 1;
             e.1 += x.count;
         }
-        for ((kind, sev), (n, count)) in by_kind {
-            let labels = l.with(&format!("kind=\"{kind}\",severity=\"{sev}\""));
+        for ((kind, sev, workload), (n, count)) in by_kind {
+            let labels = l.with(&format!(
+                "kind=\"{kind}\",severity=\"{sev}\",workload=\"{}\"",
+                label(workload)
+            ));
             self.findings.add(labels.clone(), n);
             self.finding_sockets.add(labels, count);
         }
     }
 
-    fn families(&self) -> [&Family; 13] {
+    /// The workload that owns a namespace other than connleak's own, as
+    /// its own series: a `workload` label on the namespace's every series
+    /// would clash with the process and finding series' own.
+    fn add_namespace(&mut self, r: &Report, l: &Labels) {
+        if let Some(w) = &r.netns_workload {
+            let labels = l.with(&format!("workload=\"{}\"", label(&w.name)));
+            self.netns_workload.add(labels, 1);
+        }
+    }
+
+    fn families(&self) -> [&Family; 14] {
         [
             &self.up,
             &self.status,
@@ -238,6 +269,7 @@ impl Exposition {
             &self.process_closed,
             &self.findings,
             &self.finding_sockets,
+            &self.netns_workload,
             &self.counters,
             &self.unreadable,
             &self.duration,
@@ -264,6 +296,11 @@ pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
         }
     }
     out.write_all(text.as_bytes())
+}
+
+/// The `workload` label's value: the workload's name, empty without one.
+fn workload_name(w: Option<&crate::snapshot::Workload>) -> &str {
+    w.map_or("", |w| w.name.as_str())
 }
 
 fn severity_name(s: crate::diagnose::Severity) -> &'static str {

@@ -49,11 +49,11 @@ impl Style {
 /// The human report of each namespace, headed by its name when there are several.
 pub fn write_all(out: &mut impl Write, reports: &[Labelled], style: Style) -> io::Result<()> {
     for (i, l) in reports.iter().enumerate() {
-        if let Some(label) = l.label.filter(|_| reports.len() > 1) {
+        if let Some(label) = super::workload::namespace(l).filter(|_| reports.len() > 1) {
             if i > 0 {
                 writeln!(out)?;
             }
-            writeln!(out, "=== network namespace {} ===", escape(label))?;
+            writeln!(out, "=== network namespace {label} ===")?;
         }
         write(out, l.report, style)?;
     }
@@ -188,10 +188,11 @@ fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) 
         .split_first()
         .map_or(("", &[][..]), |(h, r)| (h.as_str(), r));
     let head = format!(
-        "{} {}{}: {}",
+        "{} {}{}{}: {}",
         style.severity(f.severity),
         f.kind,
         if is_new(f) { " (new)" } else { "" },
+        super::workload::in_workload(f),
         escape(head)
     );
     wrap(out, &head, "", "    ", width)?;

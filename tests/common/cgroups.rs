@@ -99,11 +99,12 @@ pub fn container_id(seed: &str) -> String {
         .collect()
 }
 
-/// A fixture host root under `dir`: the real `/proc` and `/sys` (symlinked)
-/// and whatever runtime metadata the test writes with [`write`].
+/// A fixture host root under `dir`: the real `/proc`, `/sys` and
+/// `/run/netns` (symlinked) and whatever runtime metadata the test writes
+/// with [`write`].
 pub fn host_root(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("host root");
-    for real in ["proc", "sys"] {
+    std::fs::create_dir_all(dir.join("run")).expect("host root");
+    for real in ["proc", "sys", "run/netns"] {
         std::os::unix::fs::symlink(Path::new("/").join(real), dir.join(real))
             .expect("symlink into the host root");
     }
