@@ -26,4 +26,5 @@ pub mod render;
 pub mod report;
 pub mod snapshot;
 pub mod tcp;
+pub mod timings;
 pub mod watch;

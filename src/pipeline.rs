@@ -158,9 +158,11 @@ impl Pipeline {
             .windows
             .entry(label)
             .or_insert_with(|| Window::keeping(keep));
-        let mut report = Report::build_in(snapshot, self.plan.thresholds, window);
-        report.record(snapshot, window);
-        report.narrow(&self.plan.filter);
-        report
+        crate::timings::phase("diagnosis", || {
+            let mut report = Report::build_in(snapshot, self.plan.thresholds, window);
+            report.record(snapshot, window);
+            report.narrow(&self.plan.filter);
+            report
+        })
     }
 }

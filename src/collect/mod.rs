@@ -13,6 +13,7 @@ pub mod tasks;
 
 use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};
 use crate::tcp::TcpState;
+use crate::timings;
 use rustc_hash::FxHashSet;
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
@@ -58,24 +59,29 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut unreadable = Unreadable::default();
+    let netns = netns(proc_root);
     // The kernel's dump and the fd scan are independent: run them side by side.
     let (sockets, tables) = std::thread::scope(|s| {
-        let tables = s.spawn(|| owners::scan_fd_tables(proc_root));
-        let sockets = read_sockets(source, proc_root, &mut unreadable);
+        let tables = s
+            .spawn(|| timings::phase("fd scan", || owners::scan_fd_tables(proc_root, netns.inode)));
+        let sockets = timings::phase("dump", || read_sockets(source, proc_root, &mut unreadable));
         (sockets, tables.join())
     });
     let (sockets, source) = sockets?;
     let tables = tables.map_err(|_| CollectError::Panicked("the /proc fd scan"))?;
-    let tcp_inodes: FxHashSet<u64> = sockets
-        .iter()
-        .map(|s| s.inode)
-        .filter(|&i| i != 0)
-        .collect();
-    let wants_tasks: FxHashSet<u64> = sockets
-        .iter()
-        .filter(|s| has_unread_data(s))
-        .map(|s| s.inode)
-        .collect();
+    let (tcp_inodes, wants_tasks) = timings::phase("join", || {
+        let tcp_inodes: FxHashSet<u64> = sockets
+            .iter()
+            .map(|s| s.inode)
+            .filter(|&i| i != 0)
+            .collect();
+        let wants_tasks: FxHashSet<u64> = sockets
+            .iter()
+            .filter(|s| has_unread_data(s))
+            .map(|s| s.inode)
+            .collect();
+        (tcp_inodes, wants_tasks)
+    });
     let processes = owners::owners(
         proc_root,
         tables,
@@ -83,7 +89,7 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         &wants_tasks,
         &mut unreadable,
     );
-    let kernel = kernel::read(proc_root, &mut unreadable);
+    let kernel = timings::phase("kernel", || kernel::read(proc_root, &mut unreadable));
     let text = |rel: &str| {
         std::fs::read_to_string(proc_root.join(rel))
             .ok()
@@ -94,7 +100,7 @@ fn collect_from(source: SourceChoice, proc_root: &Path) -> Result<Snapshot, Coll
         duration_ms: 0,
         host: text("sys/kernel/hostname"),
         kernel_release: text("sys/kernel/osrelease"),
-        netns: netns(proc_root),
+        netns,
         source,
         connleak_version: env!("CARGO_PKG_VERSION").to_string(),
     };

@@ -12,8 +12,9 @@
 //! fail a whole file for one field an older or newer kernel lacks.
 
 use crate::snapshot::{Process, Unreadable};
+use crate::timings;
 use rustc_hash::FxHashSet;
-use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat_raw};
+use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, readlinkat_raw, statat};
 use rustix::io::Errno;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -34,6 +35,15 @@ enum Scan {
     Vanished,
 }
 
+/// What one `stat` or two tell of a process before its fd table is read.
+enum Probe {
+    /// Worth scanning; about this many fds (0: the kernel does not say).
+    Scan(u64),
+    /// In another network namespace, or no fd at all (a kernel thread).
+    Skip,
+    Failed(Scan),
+}
+
 /// Every process's fd table, as read: the first half of the owner scan,
 /// which needs no socket table and so runs while the kernel dumps it.
 pub struct FdTables {
@@ -42,8 +52,15 @@ pub struct FdTables {
     failed: Option<(String, String)>,
 }
 
-/// Reads the fd table of every process under `proc_root`, on several threads.
-pub fn scan_fd_tables(proc_root: &Path) -> FdTables {
+/// Reads the fd table of every process under `proc_root` that is in the
+/// network namespace `netns` (its `ns/net` inode; `None`: every process),
+/// on several threads. Socket inodes are a counter shared by every
+/// namespace (and by pipes) that wraps, so an fd of another namespace's
+/// process can name the same inode as a socket of this one: such processes
+/// are never owners here, and not scanning them is also the speed win on a
+/// host of containers. Kernel threads (no fds) are skipped too, and the
+/// largest fd tables go first, so that the threads end together.
+pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>) -> FdTables {
     let failed = |e: Errno| FdTables {
         scans: Vec::new(),
         failed: Some((proc_root.display().to_string(), e.to_string())),
@@ -57,19 +74,42 @@ pub fn scan_fd_tables(proc_root: &Path) -> FdTables {
         Ok(p) => p,
         Err(e) => return failed(e),
     };
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(pids.len()));
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_THREADS);
+    let counted = reports_fd_counts(&proc_dir);
+    let mut scans = Vec::with_capacity(pids.len());
+    let mut todo = Vec::with_capacity(pids.len());
+    for (pid, probed) in on_threads(threads, &pids, |&pid| {
+        (pid, probe(&proc_dir, pid, netns, counted))
+    }) {
+        match probed {
+            Probe::Scan(fds) => todo.push((fds, pid)),
+            Probe::Skip => {}
+            Probe::Failed(scan) => scans.push((pid, scan)),
+        }
+    }
+    todo.sort_unstable_by(|a, b| b.cmp(a));
+    scans.extend(on_threads(threads, &todo, |&(_, pid)| {
+        (pid, scan_fds(&proc_dir, pid))
+    }));
+    FdTables {
+        scans,
+        failed: None,
+    }
+}
+
+/// `f` of every item, on `threads` threads that each take the next item
+/// when done with one; results in no particular order.
+fn on_threads<I: Sync, T: Send>(threads: usize, items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(items.len()));
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 let mut mine = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&pid) = pids.get(i) else { break };
-                    mine.push((pid, scan_fds(&proc_dir, pid)));
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    mine.push(f(item));
                 }
                 results
                     .lock()
@@ -78,9 +118,30 @@ pub fn scan_fd_tables(proc_root: &Path) -> FdTables {
             });
         }
     });
-    FdTables {
-        scans: results.into_inner().unwrap_or_else(|e| e.into_inner()),
-        failed: None,
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `stat` of `/proc/PID/fd` gives the number of open fds (Linux
+/// 6.2 and later): this thread's own table is never empty.
+fn reports_fd_counts(proc_dir: &OwnedFd) -> bool {
+    statat(proc_dir, "thread-self/fd", AtFlags::empty()).is_ok_and(|st| st.st_size > 0)
+}
+
+fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Probe {
+    if let Some(ours) = netns {
+        match statat(proc_dir, format!("{pid}/ns/net"), AtFlags::empty()) {
+            Ok(st) if st.st_ino != ours => return Probe::Skip,
+            Ok(_) => {}
+            Err(e) => return Probe::Failed(classify(e)),
+        }
+    }
+    if !counted {
+        return Probe::Scan(0);
+    }
+    match statat(proc_dir, format!("{pid}/fd"), AtFlags::empty()) {
+        Ok(st) if st.st_size <= 0 => Probe::Skip,
+        Ok(st) => Probe::Scan(u64::try_from(st.st_size).unwrap_or(0)),
+        Err(e) => Probe::Failed(classify(e)),
     }
 }
 
@@ -101,23 +162,33 @@ pub fn owners(
         unreadable.note(proc_root.display().to_string(), hidden);
     }
     let mut processes = Vec::new();
-    for (pid, scan) in tables.scans {
-        match scan {
-            Scan::Denied => unreadable.processes_denied += 1,
-            Scan::Vanished => unreadable.processes_vanished += 1,
-            Scan::Read { fds, mut inodes } => {
-                inodes.retain(|i| tcp_inodes.contains(i));
-                if inodes.is_empty() {
-                    continue;
-                }
-                let with_tasks = inodes.iter().any(|i| wants_tasks.contains(i));
-                match describe(proc_root, pid, fds, inodes, with_tasks) {
-                    Some(p) => processes.push(p),
-                    None => unreadable.processes_vanished += 1,
+    let mut with_tasks = FxHashSet::default();
+    timings::phase("owners", || {
+        for (pid, scan) in tables.scans {
+            match scan {
+                Scan::Denied => unreadable.processes_denied += 1,
+                Scan::Vanished => unreadable.processes_vanished += 1,
+                Scan::Read { fds, mut inodes } => {
+                    inodes.retain(|i| tcp_inodes.contains(i));
+                    if inodes.is_empty() {
+                        continue;
+                    }
+                    if inodes.iter().any(|i| wants_tasks.contains(i)) {
+                        with_tasks.insert(pid);
+                    }
+                    match describe(proc_root, pid, fds, inodes) {
+                        Some(p) => processes.push(p),
+                        None => unreadable.processes_vanished += 1,
+                    }
                 }
             }
         }
-    }
+    });
+    timings::phase("threads", || {
+        for p in processes.iter_mut().filter(|p| with_tasks.contains(&p.pid)) {
+            p.tasks = super::tasks::read(&proc_root.join(p.pid.to_string()));
+        }
+    });
     processes.sort_by_key(|p| p.pid);
     processes
 }
@@ -215,15 +286,10 @@ pub(crate) fn socket_inode(link: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// Reads the rest of what the report shows of a socket-holding process;
-/// `None` when it exited meanwhile.
-fn describe(
-    proc_root: &Path,
-    pid: u32,
-    fds: u32,
-    socket_inodes: Vec<u64>,
-    with_tasks: bool,
-) -> Option<Process> {
+/// Reads the rest of what the report shows of a socket-holding process
+/// (its threads are read after, for the few that need them); `None` when it
+/// exited meanwhile.
+fn describe(proc_root: &Path, pid: u32, fds: u32, socket_inodes: Vec<u64>) -> Option<Process> {
     let dir = proc_root.join(pid.to_string());
     let comm = std::fs::read(dir.join("comm")).ok()?;
     let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
@@ -245,11 +311,7 @@ fn describe(
         fds,
         fd_soft_limit,
         fd_hard_limit,
-        tasks: if with_tasks {
-            super::tasks::read(&dir)
-        } else {
-            Vec::new()
-        },
+        tasks: Vec::new(),
         socket_inodes,
     })
 }
@@ -296,7 +358,7 @@ pub fn lossless_text(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{MetadataExt, symlink};
 
     #[test]
     fn socket_links_parse() {
@@ -333,7 +395,8 @@ mod tests {
     }
 
     /// A fake /proc with one socket-holding process, one without TCP
-    /// sockets, one unreadable and one gone: all accounted for.
+    /// sockets, one gone, and one in another network namespace whose fd
+    /// names the same inode: only the first is an owner.
     #[test]
     fn scans_a_fake_proc_tree() -> std::io::Result<()> {
         let root = std::env::temp_dir().join(format!("connleak-owners-{}", std::process::id()));
@@ -360,10 +423,29 @@ mod tests {
         std::fs::create_dir_all(q.join("fd"))?;
         symlink("socket:[99]", q.join("fd/5"))?;
         std::fs::create_dir_all(root.join("300"))?; // no fd dir: exited
+        let other = root.join("400");
+        std::fs::create_dir_all(other.join("fd"))?;
+        symlink("socket:[7]", other.join("fd/3"))?;
+        std::fs::write(other.join("comm"), "elsewhere\n")?;
+        // Namespaces as files: the same inode (a hard link) is the same namespace.
+        let ours = root.join("thread-self/ns/net");
+        std::fs::create_dir_all(root.join("thread-self/ns"))?;
+        std::fs::write(&ours, "")?;
+        for pid in ["100", "200", "400"] {
+            std::fs::create_dir_all(root.join(pid).join("ns"))?;
+        }
+        std::fs::hard_link(&ours, p.join("ns/net"))?;
+        std::fs::hard_link(&ours, q.join("ns/net"))?;
+        std::fs::write(other.join("ns/net"), "")?;
+        let netns = std::fs::metadata(&ours)?.ino();
         let tcp: FxHashSet<u64> = [7, 9].into_iter().collect();
         let mut unreadable = Unreadable::default();
         let none = FxHashSet::default();
-        let procs = owners(&root, scan_fd_tables(&root), &tcp, &none, &mut unreadable);
+        let tables = scan_fd_tables(&root, Some(netns));
+        let procs = owners(&root, tables, &tcp, &none, &mut unreadable);
+        let mut ignored = Unreadable::default();
+        let tables = scan_fd_tables(&root, None);
+        let everyone = owners(&root, tables, &tcp, &none, &mut ignored);
         std::fs::remove_dir_all(&root)?;
         assert_eq!(procs.len(), 1);
         let srv = &procs[0];
@@ -376,6 +458,9 @@ mod tests {
             (Some(256), Some(4096))
         );
         assert_eq!(unreadable.processes_vanished, 1);
+        // Without a namespace to compare with, the other one's process would be an owner too.
+        let pids: Vec<u32> = everyone.iter().map(|p| p.pid).collect();
+        assert_eq!(pids, [100, 400]);
         Ok(())
     }
 }
