@@ -16,6 +16,7 @@ use crate::timings;
 use rustc_hash::FxHashSet;
 use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, readlinkat_raw, statat};
 use rustix::io::Errno;
+use std::ffi::CStr;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Mutex;
@@ -90,8 +91,8 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>) -> FdTables {
         }
     }
     todo.sort_unstable_by(|a, b| b.cmp(a));
-    scans.extend(on_threads(threads, &todo, |&(_, pid)| {
-        (pid, scan_fds(&proc_dir, pid))
+    scans.extend(on_threads(threads, &todo, |&(fds, pid)| {
+        (pid, scan_fds(&proc_dir, pid, fds))
     }));
     FdTables {
         scans,
@@ -246,38 +247,97 @@ fn classify(e: Errno) -> Scan {
     }
 }
 
-fn scan_fds(proc_dir: &OwnedFd, pid: u32) -> Scan {
+/// Reads the fd table of `pid`, of about `expected` fds (0: unknown).
+///
+/// Listing `/proc/PID/fd` costs the kernel a dentry lookup per fd (and on a
+/// cold cache a new dentry and inode) before each link is even read. When
+/// the kernel says how many fds are open, they are read by number instead,
+/// from 0 up, until that many were found: one lookup per fd. A table with
+/// more holes than a few (fds closed meanwhile, or a few high numbers) is
+/// listed for the numbers not tried yet, so nothing is missed.
+fn scan_fds(proc_dir: &OwnedFd, pid: u32, expected: u64) -> Scan {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd_dir = match openat(proc_dir, format!("{pid}/fd"), flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(e) => return classify(e),
     };
+    let mut table = Table::default();
+    let mut tried = 0u32;
+    let mut holes = 0u64;
+    let hole_budget = expected / 8 + 64;
+    while u64::from(table.fds) < expected && holes <= hole_budget {
+        let mut name = [0u8; 12];
+        if table.read(&fd_dir, fd_name(tried, &mut name)).is_none() {
+            holes += 1;
+        }
+        tried += 1;
+    }
+    if expected > 0 && u64::from(table.fds) >= expected {
+        return table.into_scan();
+    }
     let dir = match Dir::read_from(&fd_dir) {
         Ok(d) => d,
         Err(e) => return classify(e),
     };
-    let mut fds = 0u32;
-    let mut inodes = Vec::new();
-    let mut link = [0u8; 64];
     for entry in dir {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => return classify(e),
         };
         let name = entry.file_name();
-        if name.to_bytes().starts_with(b".") {
-            continue;
+        let number = std::str::from_utf8(name.to_bytes())
+            .ok()
+            .and_then(|n| n.parse::<u32>().ok());
+        if number.is_none_or(|n| n < tried) {
+            continue; // `.`, `..`, or read by number already
         }
-        fds += 1;
-        // A link that fails to read is an fd closed since the listing: not counted as a socket.
-        let Ok(len) = readlinkat_raw(&fd_dir, name, &mut link[..]) else {
-            continue;
-        };
-        if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
-            inodes.push(inode);
+        // A link that fails to read is an fd closed since the listing: counted, not a socket.
+        if table.read(&fd_dir, name).is_none() {
+            table.fds += 1;
         }
     }
-    Scan::Read { fds, inodes }
+    table.into_scan()
+}
+
+/// What a scan has found of one fd table so far.
+#[derive(Default)]
+struct Table {
+    fds: u32,
+    inodes: Vec<u64>,
+}
+
+impl Table {
+    /// Reads the link of one fd: `Some` (and counted) when it is open.
+    fn read(&mut self, fd_dir: &OwnedFd, name: &CStr) -> Option<()> {
+        let mut link = [0u8; 64];
+        let len = readlinkat_raw(fd_dir, name, &mut link[..]).ok()?;
+        self.fds += 1;
+        if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
+            self.inodes.push(inode);
+        }
+        Some(())
+    }
+
+    fn into_scan(self) -> Scan {
+        Scan::Read {
+            fds: self.fds,
+            inodes: self.inodes,
+        }
+    }
+}
+
+/// `n` as a NUL-terminated decimal name, written into `buf`, with no allocation.
+fn fd_name(mut n: u32, buf: &mut [u8; 12]) -> &CStr {
+    let mut at = buf.len() - 1; // buf[11] stays NUL
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    CStr::from_bytes_with_nul(&buf[at..]).unwrap_or_default()
 }
 
 /// `socket:[12345]` → 12345.
@@ -366,6 +426,69 @@ mod tests {
         assert_eq!(socket_inode(b"pipe:[4242]"), None);
         assert_eq!(socket_inode(b"socket:[42"), None);
         assert_eq!(socket_inode(b"/dev/null"), None);
+    }
+
+    #[test]
+    fn fd_names_are_decimal() {
+        let mut buf = [0u8; 12];
+        assert_eq!(fd_name(0, &mut buf).to_bytes(), b"0");
+        assert_eq!(fd_name(4_294_967_295, &mut buf).to_bytes(), b"4294967295");
+        assert_eq!(fd_name(1024, &mut buf).to_bytes(), b"1024");
+    }
+
+    /// A child killed when the test ends, pass or fail.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Reading fds by number finds what listing them finds, holes and a
+    /// far-off fd included.
+    #[test]
+    fn by_number_and_by_listing_agree() -> std::io::Result<()> {
+        use std::io::BufRead;
+        let script = "import os, socket, time\n\
+                      s = [socket.socket() for _ in range(6)]\n\
+                      for x in s[1:3]: os.close(x.detach())\n\
+                      os.dup2(s[0].fileno(), 5000)\n\
+                      print('ok', flush=True)\n\
+                      time.sleep(60)\n";
+        let Ok(child) = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        else {
+            return Ok(()); // no python3: nothing to compare with
+        };
+        let mut child = Child(child);
+        let mut line = String::new();
+        if let Some(out) = child.0.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        assert_eq!(line, "ok\n");
+        let pid = child.0.id();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let proc_dir = openat(rustix::fs::CWD, "/proc", flags, Mode::empty())?;
+        let expected = match probe(&proc_dir, pid, None, reports_fd_counts(&proc_dir)) {
+            Probe::Scan(n) => n,
+            _ => panic!("the child is there"),
+        };
+        let read = |expected| match scan_fds(&proc_dir, pid, expected) {
+            Scan::Read { fds, mut inodes } => {
+                inodes.sort_unstable();
+                (fds, inodes)
+            }
+            _ => panic!("the child is readable"),
+        };
+        let (by_number, listed) = (read(expected), read(0));
+        assert_eq!(by_number, listed);
+        assert_eq!(listed.1.len(), 5, "4 sockets, one of them twice");
+        assert!(expected == 0 || u64::from(by_number.0) == expected);
+        Ok(())
     }
 
     #[test]
