@@ -151,8 +151,11 @@ impl Pipeline {
     }
 
     /// The report of a namespace's newest sample: diagnosed against its
-    /// window, remembered in it, then narrowed by the filters.
+    /// window, remembered in it (unless a single sample was asked for: the
+    /// window would never be read, and it holds every socket's cookie), then
+    /// narrowed by the filters.
     fn diagnose(&mut self, label: Option<String>, snapshot: &Snapshot) -> Report {
+        let remember = self.plan.samples > 1;
         let keep = self.plan.samples.max(2) as usize;
         let window = self
             .windows
@@ -160,7 +163,9 @@ impl Pipeline {
             .or_insert_with(|| Window::keeping(keep));
         crate::timings::phase("diagnosis", || {
             let mut report = Report::build_in(snapshot, self.plan.thresholds, window);
-            report.record(snapshot, window);
+            if remember {
+                report.record(snapshot, window);
+            }
             report.narrow(&self.plan.filter);
             report
         })
