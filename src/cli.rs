@@ -259,7 +259,8 @@ fn reference() -> String {
          FINDING KINDS (connleak explain KIND):\n{}\n\n\
          FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
          ENVIRONMENT:\n  NO_COLOR            no colour with --color auto (the default), even on a terminal\n  \
-         CONNLEAK_BACKTRACE  set to 1: an error's causes and a panic's backtrace, not one line\n\n\
+         CONNLEAK_BACKTRACE  set to 1: an error's causes and a panic's backtrace, not one line\n  \
+         CONNLEAK_TIMINGS    set to 1: one line on stderr per phase, with its wall time\n\n\
          connleak only reads: it never writes to /proc/sys, sends no signal and destroys no \
          socket.",
         kinds.join("\n"),
