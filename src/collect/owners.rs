@@ -13,10 +13,11 @@
 
 use crate::snapshot::{Process, Unreadable};
 use crate::timings;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, readlinkat_raw, statat};
 use rustix::io::Errno;
 use std::ffi::CStr;
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Mutex;
@@ -24,6 +25,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Upper bound on scanning threads; more does not help a two-socket-syscall loop.
 const MAX_THREADS: usize = 4;
+
+/// Fds of one table that one thread reads at a time: a process holding most
+/// of the host's fds is read by every scanning thread, not by one.
+const SLICE: u64 = 8192;
 
 /// The outcome of reading one process's fd table.
 enum Scan {
@@ -91,9 +96,7 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>) -> FdTables {
         }
     }
     todo.sort_unstable_by(|a, b| b.cmp(a));
-    scans.extend(on_threads(threads, &todo, |&(fds, pid)| {
-        (pid, scan_fds(&proc_dir, pid, fds))
-    }));
+    scans.extend(scan_all(&proc_dir, &todo, threads, SLICE));
     FdTables {
         scans,
         failed: None,
@@ -256,8 +259,7 @@ fn classify(e: Errno) -> Scan {
 /// more holes than a few (fds closed meanwhile, or a few high numbers) is
 /// listed for the numbers not tried yet, so nothing is missed.
 fn scan_fds(proc_dir: &OwnedFd, pid: u32, expected: u64) -> Scan {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let fd_dir = match openat(proc_dir, format!("{pid}/fd"), flags, Mode::empty()) {
+    let fd_dir = match open_fd_dir(proc_dir, pid) {
         Ok(fd) => fd,
         Err(e) => return classify(e),
     };
@@ -275,28 +277,116 @@ fn scan_fds(proc_dir: &OwnedFd, pid: u32, expected: u64) -> Scan {
     if expected > 0 && u64::from(table.fds) >= expected {
         return table.into_scan();
     }
-    let dir = match Dir::read_from(&fd_dir) {
-        Ok(d) => d,
+    match table.list_from(&fd_dir, tried) {
+        Ok(()) => table.into_scan(),
+        Err(e) => classify(e),
+    }
+}
+
+fn open_fd_dir(proc_dir: &OwnedFd, pid: u32) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    openat(proc_dir, format!("{pid}/fd"), flags, Mode::empty())
+}
+
+/// Reads the tables of `todo` (fd count, pid) on `threads` threads: small
+/// ones whole, big ones as slices of `slice` fd numbers, each slice a share
+/// of work of its own, put together afterwards.
+fn scan_all(
+    proc_dir: &OwnedFd,
+    todo: &[(u64, u32)],
+    threads: usize,
+    slice: u64,
+) -> Vec<(u32, Scan)> {
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    let work: Vec<(u32, u64, Option<Range<u32>>)> = todo
+        .iter()
+        .flat_map(|&(fds, pid)| {
+            let slices = if fds > slice { fds.div_ceil(slice) } else { 1 };
+            (0..slices).map(move |k| {
+                let range =
+                    (slices > 1).then(|| clamp(k * slice)..clamp(((k + 1) * slice).min(fds)));
+                (pid, fds, range)
+            })
+        })
+        .collect();
+    let parts = on_threads(threads, &work, |(pid, fds, range)| {
+        let scan = match range {
+            None => scan_fds(proc_dir, *pid, *fds),
+            Some(r) => scan_slice(proc_dir, *pid, r.clone()),
+        };
+        (*pid, *fds, range.is_some(), scan)
+    });
+    let mut scans = Vec::with_capacity(todo.len());
+    let mut sliced: FxHashMap<u32, (u64, Scan)> = FxHashMap::default();
+    for (pid, fds, is_slice, scan) in parts {
+        if !is_slice {
+            scans.push((pid, scan));
+            continue;
+        }
+        let empty = Scan::Read {
+            fds: 0,
+            inodes: Vec::new(),
+        };
+        let (_, so_far) = sliced.entry(pid).or_insert((fds, empty));
+        *so_far = combine(std::mem::replace(so_far, Scan::Vanished), scan);
+    }
+    for (pid, (expected, scan)) in sliced {
+        scans.push((pid, finish(proc_dir, pid, expected, scan)));
+    }
+    scans
+}
+
+fn scan_slice(proc_dir: &OwnedFd, pid: u32, numbers: Range<u32>) -> Scan {
+    let fd_dir = match open_fd_dir(proc_dir, pid) {
+        Ok(fd) => fd,
         Err(e) => return classify(e),
     };
-    for entry in dir {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => return classify(e),
-        };
-        let name = entry.file_name();
-        let number = std::str::from_utf8(name.to_bytes())
-            .ok()
-            .and_then(|n| n.parse::<u32>().ok());
-        if number.is_none_or(|n| n < tried) {
-            continue; // `.`, `..`, or read by number already
-        }
-        // A link that fails to read is an fd closed since the listing: counted, not a socket.
-        if table.read(&fd_dir, name).is_none() {
-            table.fds += 1;
-        }
+    let mut table = Table::default();
+    for n in numbers {
+        let mut name = [0u8; 12];
+        table.read(&fd_dir, fd_name(n, &mut name));
     }
     table.into_scan()
+}
+
+/// Two slices of one table together; a slice that failed fails the table.
+fn combine(a: Scan, b: Scan) -> Scan {
+    match (a, b) {
+        (
+            Scan::Read {
+                fds: f1,
+                inodes: mut i1,
+            },
+            Scan::Read {
+                fds: f2,
+                inodes: i2,
+            },
+        ) => {
+            i1.extend(i2);
+            Scan::Read {
+                fds: f1 + f2,
+                inodes: i1,
+            }
+        }
+        (Scan::Read { .. }, failed) | (failed, _) => failed,
+    }
+}
+
+/// A sliced table that came out short of its count has holes: the numbers
+/// past the slices are listed, so that nothing is missed.
+fn finish(proc_dir: &OwnedFd, pid: u32, expected: u64, scan: Scan) -> Scan {
+    let Scan::Read { fds, inodes } = scan else {
+        return scan;
+    };
+    let mut table = Table { fds, inodes };
+    if u64::from(fds) >= expected {
+        return table.into_scan();
+    }
+    let tried = u32::try_from(expected).unwrap_or(u32::MAX);
+    match open_fd_dir(proc_dir, pid).and_then(|d| table.list_from(&d, tried)) {
+        Ok(()) => table.into_scan(),
+        Err(e) => classify(e),
+    }
 }
 
 /// What a scan has found of one fd table so far.
@@ -316,6 +406,25 @@ impl Table {
             self.inodes.push(inode);
         }
         Some(())
+    }
+
+    /// Lists the table and reads every fd numbered `tried` or more.
+    fn list_from(&mut self, fd_dir: &OwnedFd, tried: u32) -> rustix::io::Result<()> {
+        for entry in Dir::read_from(fd_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let number = std::str::from_utf8(name.to_bytes())
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok());
+            if number.is_none_or(|n| n < tried) {
+                continue; // `.`, `..`, or read by number already
+            }
+            // A link that fails to read is an fd closed since the listing: counted, not a socket.
+            if self.read(fd_dir, name).is_none() {
+                self.fds += 1;
+            }
+        }
+        Ok(())
     }
 
     fn into_scan(self) -> Scan {
@@ -446,8 +555,8 @@ mod tests {
         }
     }
 
-    /// Reading fds by number finds what listing them finds, holes and a
-    /// far-off fd included.
+    /// Reading fds by number, whole or in slices, finds what listing them
+    /// finds, holes and a far-off fd included.
     #[test]
     fn by_number_and_by_listing_agree() -> std::io::Result<()> {
         use std::io::BufRead;
@@ -486,6 +595,14 @@ mod tests {
         };
         let (by_number, listed) = (read(expected), read(0));
         assert_eq!(by_number, listed);
+        // In slices of 2 fds on 2 threads, as a big table is read: the same.
+        let mut sliced = scan_all(&proc_dir, &[(expected, pid)], 2, 2);
+        assert_eq!(sliced.len(), 1);
+        let Some((_, Scan::Read { fds, mut inodes })) = sliced.pop() else {
+            panic!("the child is readable")
+        };
+        inodes.sort_unstable();
+        assert_eq!((fds, inodes), listed);
         assert_eq!(listed.1.len(), 5, "4 sockets, one of them twice");
         assert!(expected == 0 || u64::from(by_number.0) == expected);
         Ok(())
