@@ -281,7 +281,8 @@ fn reference() -> String {
          FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
          ENVIRONMENT:\n  NO_COLOR            no colour with --color auto (the default), even on a terminal\n  \
          CONNLEAK_BACKTRACE  set to 1: an error's causes and a panic's backtrace, not one line\n  \
-         CONNLEAK_HOST_ROOT  as --host-root\n\n\
+         CONNLEAK_HOST_ROOT  as --host-root\n  \
+         CONNLEAK_TIMINGS    set to 1: one line on stderr per phase, with its wall time\n\n\
          connleak only reads: it never writes to /proc/sys, sends no signal and destroys no \
          socket.",
         kinds.join("\n"),

@@ -28,4 +28,5 @@ pub mod report;
 pub mod snapshot;
 pub mod tcp;
 pub mod threads;
+pub mod timings;
 pub mod watch;

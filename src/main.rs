@@ -153,7 +153,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("saving the snapshot to {}", path.display()))?;
     }
     let reports = refresh.labelled();
-    render::write(&mut out, format, &reports)?;
+    connleak::timings::phase("render", || render::write(&mut out, format, &reports))?;
     let code = match format {
         Format::Check { .. } => render::check::exit_code(worst(&reports)),
         _ => 0,

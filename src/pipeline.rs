@@ -156,20 +156,27 @@ impl Pipeline {
     }
 
     /// The report of a namespace's newest sample: diagnosed against its
-    /// window, remembered in it, then narrowed by the filters.
-    /// `foreign`: label it by the workload that owns it, if one does.
+    /// window, remembered in it (unless a single sample was asked for: the
+    /// window would never be read, and it holds every socket's cookie), then
+    /// narrowed by the filters. `foreign`: label it by the workload that owns
+    /// it, if one does.
     fn diagnose(&mut self, label: Option<String>, snapshot: &Snapshot, foreign: bool) -> Report {
+        let remember = self.plan.samples > 1;
         let keep = self.plan.samples.max(2) as usize;
         let window = self
             .windows
             .entry(label)
             .or_insert_with(|| Window::keeping(keep));
-        let mut report = Report::build_in(snapshot, self.plan.thresholds, window);
-        report.record(snapshot, window);
-        if foreign {
-            report.label_namespace();
-        }
-        self.plan.filter.narrow(&mut report, snapshot);
-        report
+        crate::timings::phase("diagnosis", || {
+            let mut report = Report::build_in(snapshot, self.plan.thresholds, window);
+            if remember {
+                report.record(snapshot, window);
+            }
+            if foreign {
+                report.label_namespace();
+            }
+            self.plan.filter.narrow(&mut report, snapshot);
+            report
+        })
     }
 }

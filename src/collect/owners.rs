@@ -13,9 +13,12 @@
 //! fail a whole file for one field an older or newer kernel lacks.
 
 use crate::snapshot::{Process, Unreadable};
-use rustc_hash::FxHashSet;
-use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat_raw};
+use crate::timings;
+use rustc_hash::{FxHashMap, FxHashSet};
+use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, readlinkat_raw, statat};
 use rustix::io::Errno;
+use std::ffi::CStr;
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Mutex;
@@ -23,6 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Upper bound on scanning threads; more does not help a two-socket-syscall loop.
 const MAX_THREADS: usize = 4;
+
+/// Fds of one table that one thread reads at a time: a process holding most
+/// of the host's fds is read by every scanning thread, not by one.
+const SLICE: u64 = 8192;
 
 /// The outcome of reading one process's fd table.
 enum Scan {
@@ -35,6 +42,15 @@ enum Scan {
     Vanished,
 }
 
+/// What one `stat` or two tell of a process before its fd table is read.
+enum Probe {
+    /// Worth scanning; about this many fds (0: the kernel does not say).
+    Scan(u64),
+    /// In another network namespace, or no fd at all (a kernel thread).
+    Skip,
+    Failed(Scan),
+}
+
 /// Every process's fd table, as read: the first half of the owner scan,
 /// which needs no socket table and so runs while the kernel dumps it.
 pub struct FdTables {
@@ -43,8 +59,15 @@ pub struct FdTables {
     failed: Option<(String, String)>,
 }
 
-/// Reads the fd table of every process under `proc_root`, on several threads.
-pub fn scan_fd_tables(proc_root: &Path) -> FdTables {
+/// Reads the fd table of every process under `proc_root` that is in the
+/// network namespace `netns` (its `ns/net` inode; `None`: every process),
+/// on several threads. Socket inodes are a counter shared by every
+/// namespace (and by pipes) that wraps, so an fd of another namespace's
+/// process can name the same inode as a socket of this one: such processes
+/// are never owners here, and not scanning them is also the speed win on a
+/// host of containers. Kernel threads (no fds) are skipped too, and the
+/// largest fd tables go first, so that the threads end together.
+pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>) -> FdTables {
     let failed = |e: Errno| FdTables {
         scans: Vec::new(),
         failed: Some((proc_root.display().to_string(), e.to_string())),
@@ -58,19 +81,40 @@ pub fn scan_fd_tables(proc_root: &Path) -> FdTables {
         Ok(p) => p,
         Err(e) => return failed(e),
     };
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(pids.len()));
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_THREADS);
+    let counted = reports_fd_counts(&proc_dir);
+    let mut scans = Vec::with_capacity(pids.len());
+    let mut todo = Vec::with_capacity(pids.len());
+    for (pid, probed) in on_threads(threads, &pids, |&pid| {
+        (pid, probe(&proc_dir, pid, netns, counted))
+    }) {
+        match probed {
+            Probe::Scan(fds) => todo.push((fds, pid)),
+            Probe::Skip => {}
+            Probe::Failed(scan) => scans.push((pid, scan)),
+        }
+    }
+    todo.sort_unstable_by(|a, b| b.cmp(a));
+    scans.extend(scan_all(&proc_dir, &todo, threads, SLICE));
+    FdTables {
+        scans,
+        failed: None,
+    }
+}
+
+/// `f` of every item, on `threads` threads that each take the next item
+/// when done with one; results in no particular order.
+fn on_threads<I: Sync, T: Send>(threads: usize, items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(items.len()));
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 let mut mine = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&pid) = pids.get(i) else { break };
-                    mine.push((pid, scan_fds(&proc_dir, pid)));
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    mine.push(f(item));
                 }
                 results
                     .lock()
@@ -79,9 +123,30 @@ pub fn scan_fd_tables(proc_root: &Path) -> FdTables {
             });
         }
     });
-    FdTables {
-        scans: results.into_inner().unwrap_or_else(|e| e.into_inner()),
-        failed: None,
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `stat` of `/proc/PID/fd` gives the number of open fds (Linux
+/// 6.2 and later): this thread's own table is never empty.
+fn reports_fd_counts(proc_dir: &OwnedFd) -> bool {
+    statat(proc_dir, "thread-self/fd", AtFlags::empty()).is_ok_and(|st| st.st_size > 0)
+}
+
+fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Probe {
+    if let Some(ours) = netns {
+        match statat(proc_dir, format!("{pid}/ns/net"), AtFlags::empty()) {
+            Ok(st) if st.st_ino != ours => return Probe::Skip,
+            Ok(_) => {}
+            Err(e) => return Probe::Failed(classify(e)),
+        }
+    }
+    if !counted {
+        return Probe::Scan(0);
+    }
+    match statat(proc_dir, format!("{pid}/fd"), AtFlags::empty()) {
+        Ok(st) if st.st_size <= 0 => Probe::Skip,
+        Ok(st) => Probe::Scan(u64::try_from(st.st_size).unwrap_or(0)),
+        Err(e) => Probe::Failed(classify(e)),
     }
 }
 
@@ -103,32 +168,42 @@ pub fn owners(
     }
     let probe = super::unreleased::Probe::new(proc_root);
     let mut processes = Vec::new();
-    for (pid, scan) in tables.scans {
-        match scan {
-            Scan::Denied => unreadable.processes_denied += 1,
-            Scan::Vanished => unreadable.processes_vanished += 1,
-            Scan::Read { fds, mut sockets } => {
-                let inodes: Vec<u64> = sockets
-                    .iter()
-                    .map(|&(_, i)| i)
-                    .filter(|i| tcp_inodes.contains(i))
-                    .collect();
-                sockets.retain(|(_, i)| !tcp_inodes.contains(i));
-                let closed_tcp_fds = probe.closed_tcp_fds(pid, &sockets);
-                if inodes.is_empty() && closed_tcp_fds == 0 {
-                    continue;
-                }
-                let with_tasks = inodes.iter().any(|i| wants_tasks.contains(i));
-                match describe(proc_root, pid, fds, inodes, with_tasks) {
-                    Some(p) => processes.push(Process {
-                        closed_tcp_fds,
-                        ..p
-                    }),
-                    None => unreadable.processes_vanished += 1,
+    let mut with_tasks = FxHashSet::default();
+    timings::phase("owners", || {
+        for (pid, scan) in tables.scans {
+            match scan {
+                Scan::Denied => unreadable.processes_denied += 1,
+                Scan::Vanished => unreadable.processes_vanished += 1,
+                Scan::Read { fds, mut sockets } => {
+                    let inodes: Vec<u64> = sockets
+                        .iter()
+                        .map(|&(_, i)| i)
+                        .filter(|i| tcp_inodes.contains(i))
+                        .collect();
+                    sockets.retain(|(_, i)| !tcp_inodes.contains(i));
+                    let closed_tcp_fds = probe.closed_tcp_fds(pid, &sockets);
+                    if inodes.is_empty() && closed_tcp_fds == 0 {
+                        continue;
+                    }
+                    if inodes.iter().any(|i| wants_tasks.contains(i)) {
+                        with_tasks.insert(pid);
+                    }
+                    match describe(proc_root, pid, fds, inodes) {
+                        Some(p) => processes.push(Process {
+                            closed_tcp_fds,
+                            ..p
+                        }),
+                        None => unreadable.processes_vanished += 1,
+                    }
                 }
             }
         }
-    }
+    });
+    timings::phase("threads", || {
+        for p in processes.iter_mut().filter(|p| with_tasks.contains(&p.pid)) {
+            p.tasks = super::tasks::read(&proc_root.join(p.pid.to_string()));
+        }
+    });
     processes.sort_by_key(|p| p.pid);
     processes
 }
@@ -186,41 +261,207 @@ fn classify(e: Errno) -> Scan {
     }
 }
 
-fn scan_fds(proc_dir: &OwnedFd, pid: u32) -> Scan {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let fd_dir = match openat(proc_dir, format!("{pid}/fd"), flags, Mode::empty()) {
+/// Reads the fd table of `pid`, of about `expected` fds (0: unknown).
+///
+/// Listing `/proc/PID/fd` costs the kernel a dentry lookup per fd (and on a
+/// cold cache a new dentry and inode) before each link is even read. When
+/// the kernel says how many fds are open, they are read by number instead,
+/// from 0 up, until that many were found: one lookup per fd. A table with
+/// more holes than a few (fds closed meanwhile, or a few high numbers) is
+/// listed for the numbers not tried yet, so nothing is missed.
+fn scan_fds(proc_dir: &OwnedFd, pid: u32, expected: u64) -> Scan {
+    let fd_dir = match open_fd_dir(proc_dir, pid) {
         Ok(fd) => fd,
         Err(e) => return classify(e),
     };
-    let dir = match Dir::read_from(&fd_dir) {
-        Ok(d) => d,
+    let mut table = Table::default();
+    let mut tried = 0u32;
+    let mut holes = 0u64;
+    let hole_budget = expected / 8 + 64;
+    while u64::from(table.fds) < expected && holes <= hole_budget {
+        let mut name = [0u8; 12];
+        if table
+            .read(&fd_dir, fd_name(tried, &mut name), tried)
+            .is_none()
+        {
+            holes += 1;
+        }
+        tried += 1;
+    }
+    if expected > 0 && u64::from(table.fds) >= expected {
+        return table.into_scan();
+    }
+    match table.list_from(&fd_dir, tried) {
+        Ok(()) => table.into_scan(),
+        Err(e) => classify(e),
+    }
+}
+
+fn open_fd_dir(proc_dir: &OwnedFd, pid: u32) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    openat(proc_dir, format!("{pid}/fd"), flags, Mode::empty())
+}
+
+/// Reads the tables of `todo` (fd count, pid) on `threads` threads: small
+/// ones whole, big ones as slices of `slice` fd numbers, each slice a share
+/// of work of its own, put together afterwards.
+fn scan_all(
+    proc_dir: &OwnedFd,
+    todo: &[(u64, u32)],
+    threads: usize,
+    slice: u64,
+) -> Vec<(u32, Scan)> {
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    let work: Vec<(u32, u64, Option<Range<u32>>)> = todo
+        .iter()
+        .flat_map(|&(fds, pid)| {
+            let slices = if fds > slice { fds.div_ceil(slice) } else { 1 };
+            (0..slices).map(move |k| {
+                let range =
+                    (slices > 1).then(|| clamp(k * slice)..clamp(((k + 1) * slice).min(fds)));
+                (pid, fds, range)
+            })
+        })
+        .collect();
+    let parts = on_threads(threads, &work, |(pid, fds, range)| {
+        let scan = match range {
+            None => scan_fds(proc_dir, *pid, *fds),
+            Some(r) => scan_slice(proc_dir, *pid, r.clone()),
+        };
+        (*pid, *fds, range.is_some(), scan)
+    });
+    let mut scans = Vec::with_capacity(todo.len());
+    let mut sliced: FxHashMap<u32, (u64, Scan)> = FxHashMap::default();
+    for (pid, fds, is_slice, scan) in parts {
+        if !is_slice {
+            scans.push((pid, scan));
+            continue;
+        }
+        let empty = Scan::Read {
+            fds: 0,
+            sockets: Vec::new(),
+        };
+        let (_, so_far) = sliced.entry(pid).or_insert((fds, empty));
+        *so_far = combine(std::mem::replace(so_far, Scan::Vanished), scan);
+    }
+    for (pid, (expected, scan)) in sliced {
+        scans.push((pid, finish(proc_dir, pid, expected, scan)));
+    }
+    scans
+}
+
+fn scan_slice(proc_dir: &OwnedFd, pid: u32, numbers: Range<u32>) -> Scan {
+    let fd_dir = match open_fd_dir(proc_dir, pid) {
+        Ok(fd) => fd,
         Err(e) => return classify(e),
     };
-    let mut fds = 0u32;
-    let mut sockets = Vec::new();
-    let mut link = [0u8; 64];
-    for entry in dir {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => return classify(e),
-        };
-        let name = entry.file_name();
-        if name.to_bytes().starts_with(b".") {
-            continue;
-        }
-        fds += 1;
-        // A link that fails to read is an fd closed since the listing: not counted as a socket.
-        let Ok(len) = readlinkat_raw(&fd_dir, name, &mut link[..]) else {
-            continue;
-        };
-        if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
-            // Fd names are numbers; the number is kept to look the socket up again.
-            if let Some(fd) = fd_number(name.to_bytes()) {
-                sockets.push((fd, inode));
+    let mut table = Table::default();
+    for n in numbers {
+        let mut name = [0u8; 12];
+        table.read(&fd_dir, fd_name(n, &mut name), n);
+    }
+    table.into_scan()
+}
+
+/// Two slices of one table together; a slice that failed fails the table.
+fn combine(a: Scan, b: Scan) -> Scan {
+    match (a, b) {
+        (
+            Scan::Read {
+                fds: f1,
+                sockets: mut s1,
+            },
+            Scan::Read {
+                fds: f2,
+                sockets: s2,
+            },
+        ) => {
+            s1.extend(s2);
+            Scan::Read {
+                fds: f1 + f2,
+                sockets: s1,
             }
         }
+        (Scan::Read { .. }, failed) | (failed, _) => failed,
     }
-    Scan::Read { fds, sockets }
+}
+
+/// A sliced table that came out short of its count has holes: the numbers
+/// past the slices are listed, so that nothing is missed.
+fn finish(proc_dir: &OwnedFd, pid: u32, expected: u64, scan: Scan) -> Scan {
+    let Scan::Read { fds, sockets } = scan else {
+        return scan;
+    };
+    let mut table = Table { fds, sockets };
+    if u64::from(fds) >= expected {
+        return table.into_scan();
+    }
+    let tried = u32::try_from(expected).unwrap_or(u32::MAX);
+    match open_fd_dir(proc_dir, pid).and_then(|d| table.list_from(&d, tried)) {
+        Ok(()) => table.into_scan(),
+        Err(e) => classify(e),
+    }
+}
+
+/// What a scan has found of one fd table so far.
+#[derive(Default)]
+struct Table {
+    fds: u32,
+    /// (fd, inode) of the sockets; the number is kept to look a socket up again.
+    sockets: Vec<(u32, u64)>,
+}
+
+impl Table {
+    /// Reads the link of fd `fd` (named `name`): `Some` (and counted) when it is open.
+    fn read(&mut self, fd_dir: &OwnedFd, name: &CStr, fd: u32) -> Option<()> {
+        let mut link = [0u8; 64];
+        let len = readlinkat_raw(fd_dir, name, &mut link[..]).ok()?;
+        self.fds += 1;
+        if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
+            self.sockets.push((fd, inode));
+        }
+        Some(())
+    }
+
+    /// Lists the table and reads every fd numbered `tried` or more.
+    fn list_from(&mut self, fd_dir: &OwnedFd, tried: u32) -> rustix::io::Result<()> {
+        for entry in Dir::read_from(fd_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let number = std::str::from_utf8(name.to_bytes())
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok());
+            let Some(number) = number.filter(|&n| n >= tried) else {
+                continue; // `.`, `..`, or read by number already
+            };
+            // A link that fails to read is an fd closed since the listing: counted, not a socket.
+            if self.read(fd_dir, name, number).is_none() {
+                self.fds += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn into_scan(self) -> Scan {
+        Scan::Read {
+            fds: self.fds,
+            sockets: self.sockets,
+        }
+    }
+}
+
+/// `n` as a NUL-terminated decimal name, written into `buf`, with no allocation.
+fn fd_name(mut n: u32, buf: &mut [u8; 12]) -> &CStr {
+    let mut at = buf.len() - 1; // buf[11] stays NUL
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    CStr::from_bytes_with_nul(&buf[at..]).unwrap_or_default()
 }
 
 /// `socket:[12345]` → 12345.
@@ -229,20 +470,10 @@ pub(crate) fn socket_inode(link: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// An fd directory entry's name as its number.
-fn fd_number(name: &[u8]) -> Option<u32> {
-    std::str::from_utf8(name).ok()?.parse().ok()
-}
-
-/// Reads the rest of what the report shows of a socket-holding process;
-/// `None` when it exited meanwhile.
-fn describe(
-    proc_root: &Path,
-    pid: u32,
-    fds: u32,
-    socket_inodes: Vec<u64>,
-    with_tasks: bool,
-) -> Option<Process> {
+/// Reads the rest of what the report shows of a socket-holding process
+/// (its threads are read after, for the few that need them); `None` when it
+/// exited meanwhile.
+fn describe(proc_root: &Path, pid: u32, fds: u32, socket_inodes: Vec<u64>) -> Option<Process> {
     let dir = proc_root.join(pid.to_string());
     let comm = std::fs::read(dir.join("comm")).ok()?;
     let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
@@ -265,11 +496,7 @@ fn describe(
         fds,
         fd_soft_limit,
         fd_hard_limit,
-        tasks: if with_tasks {
-            super::tasks::read(&dir)
-        } else {
-            Vec::new()
-        },
+        tasks: Vec::new(),
         socket_inodes,
         workload: None,
         runtime: super::runtime::detect(&dir),
@@ -319,7 +546,7 @@ pub fn lossless_text(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{MetadataExt, symlink};
 
     #[test]
     fn socket_links_parse() {
@@ -327,6 +554,77 @@ mod tests {
         assert_eq!(socket_inode(b"pipe:[4242]"), None);
         assert_eq!(socket_inode(b"socket:[42"), None);
         assert_eq!(socket_inode(b"/dev/null"), None);
+    }
+
+    #[test]
+    fn fd_names_are_decimal() {
+        let mut buf = [0u8; 12];
+        assert_eq!(fd_name(0, &mut buf).to_bytes(), b"0");
+        assert_eq!(fd_name(4_294_967_295, &mut buf).to_bytes(), b"4294967295");
+        assert_eq!(fd_name(1024, &mut buf).to_bytes(), b"1024");
+    }
+
+    /// A child killed when the test ends, pass or fail.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Reading fds by number, whole or in slices, finds what listing them
+    /// finds, holes and a far-off fd included.
+    #[test]
+    fn by_number_and_by_listing_agree() -> std::io::Result<()> {
+        use std::io::BufRead;
+        let script = "import os, socket, time\n\
+                      s = [socket.socket() for _ in range(6)]\n\
+                      for x in s[1:3]: os.close(x.detach())\n\
+                      os.dup2(s[0].fileno(), 5000)\n\
+                      print('ok', flush=True)\n\
+                      time.sleep(60)\n";
+        let Ok(child) = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        else {
+            return Ok(()); // no python3: nothing to compare with
+        };
+        let mut child = Child(child);
+        let mut line = String::new();
+        if let Some(out) = child.0.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        assert_eq!(line, "ok\n");
+        let pid = child.0.id();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let proc_dir = openat(rustix::fs::CWD, "/proc", flags, Mode::empty())?;
+        let expected = match probe(&proc_dir, pid, None, reports_fd_counts(&proc_dir)) {
+            Probe::Scan(n) => n,
+            _ => panic!("the child is there"),
+        };
+        let read = |expected| match scan_fds(&proc_dir, pid, expected) {
+            Scan::Read { fds, mut sockets } => {
+                sockets.sort_unstable();
+                (fds, sockets)
+            }
+            _ => panic!("the child is readable"),
+        };
+        let (by_number, listed) = (read(expected), read(0));
+        assert_eq!(by_number, listed);
+        // In slices of 2 fds on 2 threads, as a big table is read: the same.
+        let mut sliced = scan_all(&proc_dir, &[(expected, pid)], 2, 2);
+        assert_eq!(sliced.len(), 1);
+        let Some((_, Scan::Read { fds, mut sockets })) = sliced.pop() else {
+            panic!("the child is readable")
+        };
+        sockets.sort_unstable();
+        assert_eq!((fds, sockets), listed);
+        assert_eq!(listed.1.len(), 5, "4 sockets, one of them twice");
+        assert!(expected == 0 || u64::from(by_number.0) == expected);
+        Ok(())
     }
 
     #[test]
@@ -356,7 +654,8 @@ mod tests {
     }
 
     /// A fake /proc with one socket-holding process, one without TCP
-    /// sockets, one unreadable and one gone: all accounted for.
+    /// sockets, one gone, and one in another network namespace whose fd
+    /// names the same inode: only the first is an owner.
     #[test]
     fn scans_a_fake_proc_tree() -> std::io::Result<()> {
         let root = std::env::temp_dir().join(format!("connleak-owners-{}", std::process::id()));
@@ -383,23 +682,45 @@ mod tests {
         std::fs::create_dir_all(q.join("fd"))?;
         symlink("socket:[99]", q.join("fd/5"))?;
         std::fs::create_dir_all(root.join("300"))?; // no fd dir: exited
+        let other = root.join("400");
+        std::fs::create_dir_all(other.join("fd"))?;
+        symlink("socket:[7]", other.join("fd/3"))?;
+        std::fs::write(other.join("comm"), "elsewhere\n")?;
+        // Namespaces as files: the same inode (a hard link) is the same namespace.
+        let ours = root.join("thread-self/ns/net");
+        std::fs::create_dir_all(root.join("thread-self/ns"))?;
+        std::fs::write(&ours, "")?;
+        for pid in ["100", "200", "400"] {
+            std::fs::create_dir_all(root.join(pid).join("ns"))?;
+        }
+        std::fs::hard_link(&ours, p.join("ns/net"))?;
+        std::fs::hard_link(&ours, q.join("ns/net"))?;
+        std::fs::write(other.join("ns/net"), "")?;
+        let netns = std::fs::metadata(&ours)?.ino();
         let tcp: FxHashSet<u64> = [7, 9].into_iter().collect();
         let mut unreadable = Unreadable::default();
         let none = FxHashSet::default();
-        let procs = owners(&root, scan_fd_tables(&root), &tcp, &none, &mut unreadable);
+        let tables = scan_fd_tables(&root, Some(netns));
+        let procs = owners(&root, tables, &tcp, &none, &mut unreadable);
+        let mut ignored = Unreadable::default();
+        let tables = scan_fd_tables(&root, None);
+        let everyone = owners(&root, tables, &tcp, &none, &mut ignored);
         std::fs::remove_dir_all(&root)?;
         assert_eq!(procs.len(), 1);
         let srv = &procs[0];
         assert_eq!((srv.pid, srv.comm.as_str(), srv.fds), (100, "srv", 3));
         assert_eq!(srv.cmdline, "srv --port 7001");
         assert_eq!(srv.socket_inodes, vec![7]);
-        assert_eq!((srv.uid, srv.threads), (Some(1000), Some(5)));
         assert_eq!(srv.ppid, Some(1));
+        assert_eq!((srv.uid, srv.threads), (Some(1000), Some(5)));
         assert_eq!(
             (srv.fd_soft_limit, srv.fd_hard_limit),
             (Some(256), Some(4096))
         );
         assert_eq!(unreadable.processes_vanished, 1);
+        // Without a namespace to compare with, the other one's process would be an owner too.
+        let pids: Vec<u32> = everyone.iter().map(|p| p.pid).collect();
+        assert_eq!(pids, [100, 400]);
         Ok(())
     }
 }
