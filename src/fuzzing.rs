@@ -5,7 +5,7 @@
 //! sock_diag netlink datagram. Whatever the bytes, none may panic, loop or
 //! allocate without bound; errors are fine.
 
-use crate::collect::{cgroup, kernel, owners, proc_net, sock_diag, tasks, workload};
+use crate::collect::{cgroup, kernel, proc_net, procfs, sock_diag, tasks, workload};
 use crate::diagnose::{Thresholds, Window};
 use crate::render::{self, Format};
 use crate::report::{Labelled, Report};
@@ -62,10 +62,10 @@ pub fn proc_text(bytes: &[u8]) {
     tasks::parse_stat(&text);
     tasks::parse_syscall(&text);
     tasks::poll_args(&text);
-    owners::open_files_limit(&text);
-    owners::socket_inode(bytes);
-    owners::cmdline_text(bytes);
-    owners::lossless_text(bytes);
+    procfs::open_files_limit(&text);
+    procfs::socket_inode(bytes);
+    procfs::cmdline_text(bytes);
+    procfs::lossless_text(bytes);
     workload::telling_path(&text).map(workload::place);
     workload::place(&text);
     cgroup::cgroup2_mount(&text, std::path::Path::new("/host"));

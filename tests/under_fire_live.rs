@@ -8,7 +8,7 @@
 mod common;
 
 use common::{CONNLEAK, Lab};
-use connleak::collect::owners::lossless_text;
+use connleak::collect::procfs::lossless_text;
 use connleak::render::escape::escape;
 use connleak::snapshot::Snapshot;
 use serde_json::Value;

@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod netns;
 pub mod owners;
 pub mod proc_net;
+pub mod procfs;
 pub mod runtime;
 pub mod sock_diag;
 pub mod tasks;

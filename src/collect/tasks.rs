@@ -40,7 +40,7 @@ pub fn read(proc_dir: &Path) -> Vec<Task> {
         .filter_map(|tid| {
             let path = proc_dir.join("task").join(tid.to_string()).join("comm");
             let comm = std::fs::read(path).ok()?;
-            Some((tid, super::owners::lossless_text(comm.trim_ascii_end())))
+            Some((tid, super::procfs::lossless_text(comm.trim_ascii_end())))
         })
         .filter(|(_, comm)| !is_housekeeping(comm))
         .collect();
@@ -88,7 +88,7 @@ fn read_task(proc_dir: &Path, mem: Option<&File>, tid: u32) -> Option<Task> {
     let inode = fd.and_then(|fd| socket_of(proc_dir, fd));
     Some(Task {
         tid,
-        comm: super::owners::lossless_text(comm.as_bytes()),
+        comm: super::procfs::lossless_text(comm.as_bytes()),
         state,
         wchan,
         syscall,
@@ -99,7 +99,7 @@ fn read_task(proc_dir: &Path, mem: Option<&File>, tid: u32) -> Option<Task> {
 
 fn socket_of(proc_dir: &Path, fd: u32) -> Option<u64> {
     let link = std::fs::read_link(proc_dir.join("fd").join(fd.to_string())).ok()?;
-    super::owners::socket_inode(link.as_os_str().as_bytes())
+    super::procfs::socket_inode(link.as_os_str().as_bytes())
 }
 
 /// The first socket among the fds of a `pollfd` array at `ptr` in the

@@ -56,7 +56,7 @@ impl Probe {
             };
             // The fd may have been closed and reused by a new socket since the scan.
             let same = std::fs::read_link(&path).is_ok_and(|l| {
-                super::owners::socket_inode(l.as_os_str().as_encoded_bytes()) == Some(inode)
+                super::procfs::socket_inode(l.as_os_str().as_encoded_bytes()) == Some(inode)
             });
             if same && is_tcp(value.get(..len).unwrap_or_default()) {
                 n += 1;
@@ -103,7 +103,7 @@ mod tests {
         let pid = std::process::id();
         let entry = |fd: i32| -> std::io::Result<(u32, u64)> {
             let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))?;
-            let inode = super::super::owners::socket_inode(link.as_os_str().as_encoded_bytes())
+            let inode = super::super::procfs::socket_inode(link.as_os_str().as_encoded_bytes())
                 .unwrap_or(0);
             Ok((u32::try_from(fd).unwrap_or(0), inode))
         };

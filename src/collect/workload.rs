@@ -252,7 +252,7 @@ impl Namer {
     /// root cgroup or when the file cannot be read (the process exited).
     pub fn of_process(&mut self, proc_root: &Path, pid: u32) -> Option<Workload> {
         let bytes = std::fs::read(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
-        let text = super::owners::lossless_text(&bytes);
+        let text = super::procfs::lossless_text(&bytes);
         self.workload(telling_path(&text)?)
     }
 

@@ -30,8 +30,6 @@ pub const RULE: Rule = Rule {
 };
 
 pub fn find(cx: &Context) -> Vec<Finding> {
-    let overflows = cx.snapshot.kernel.counter("TcpExt", "ListenOverflows");
-    let drops = cx.snapshot.kernel.counter("TcpExt", "ListenDrops");
     // Since boot it is context; growing during a sampled window, a queue overflowing now.
     let moved = cx
         .window
@@ -57,35 +55,15 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             Severity::Info
         };
         let owner = cx.index.owner(l.inode);
-        let somaxconn = cx.snapshot.kernel.sysctls.somaxconn;
         let mut evidence = vec![
-            format!(
-                "listener {} of {}: accept queue {}{}{}",
-                endpoint(&l.local),
-                who(owner),
-                l.recv_q,
-                backlog.map_or(
-                    " (backlog unknown: /proc/net/tcp does not show it)".to_string(),
-                    |b| format!(" of a backlog of {b}")
-                ),
-                somaxconn
-                    .map(|m| format!(" (somaxconn {m})"))
-                    .unwrap_or_default()
-            ),
+            queue_line(cx, l, owner, backlog),
             format!(
                 "{} connections wait unaccepted (inode 0: no process has an fd for them); {gave_up} \
                  of them in CLOSE-WAIT, their clients already gave up",
                 queued.len()
             ),
         ];
-        let sharing = cx.index.listeners_at(&l.local).count();
-        if sharing > 1 {
-            evidence.push(format!(
-                "one of {sharing} listeners on this address (SO_REUSEPORT), each with its own \
-                 queue and process; the kernel does not say which queue a waiting connection \
-                 is in, so each listener is given as many as its queue holds"
-            ));
-        }
+        evidence.extend(sharing_evidence(cx, l));
         if full {
             evidence.push(
                 "the queue is full: further handshakes are dropped and clients retry or time out"
@@ -95,18 +73,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         if let Some(threads) = owner.and_then(|o| threads_story(cx, o, l)) {
             evidence.push(threads);
         }
-        if let (Some(o), Some(d)) = (overflows, drops) {
-            evidence.push(format!(
-                "ListenOverflows {o}, ListenDrops {d} in this network namespace since it was \
-                 created (since boot, for the host's)"
-            ));
-        }
-        if let Some(d) = moved {
-            evidence.push(format!(
-                "ListenOverflows grew by {d} during the sampled window: handshakes dropped on a \
-                 full accept queue now, not only since boot"
-            ));
-        }
+        counter_evidence(cx, moved, &mut evidence);
         let mut sockets: Vec<usize> = queued.iter().map(|(i, _)| *i).collect();
         sockets.push(li);
         out.push(
@@ -172,6 +139,58 @@ fn with_accept(mut parts: Vec<String>, pools: &[pools::Pool]) -> String {
         n => format!("{n} thread(s) in accept()"),
     });
     parts.join("; ")
+}
+
+/// "listener 127.0.0.1:80 of pid 1 (nginx): accept queue 9 of a backlog of 8".
+fn queue_line(cx: &Context, l: &Socket, owner: Option<&Process>, backlog: Option<u32>) -> String {
+    format!(
+        "listener {} of {}: accept queue {}{}{}",
+        endpoint(&l.local),
+        who(owner),
+        l.recv_q,
+        backlog.map_or(
+            " (backlog unknown: /proc/net/tcp does not show it)".to_string(),
+            |b| format!(" of a backlog of {b}")
+        ),
+        cx.snapshot
+            .kernel
+            .sysctls
+            .somaxconn
+            .map(|m| format!(" (somaxconn {m})"))
+            .unwrap_or_default()
+    )
+}
+
+/// With SO_REUSEPORT, that this listener is one of several on its address.
+fn sharing_evidence(cx: &Context, l: &Socket) -> Option<String> {
+    let sharing = cx.index.listeners_at(&l.local).count();
+    (sharing > 1).then(|| {
+        format!(
+            "one of {sharing} listeners on this address (SO_REUSEPORT), each with its own \
+             queue and process; the kernel does not say which queue a waiting connection \
+             is in, so each listener is given as many as its queue holds"
+        )
+    })
+}
+
+/// The namespace's listen-queue counters, and how much they moved in the window.
+fn counter_evidence(cx: &Context, moved: Option<i64>, evidence: &mut Vec<String>) {
+    let k = &cx.snapshot.kernel;
+    if let (Some(o), Some(d)) = (
+        k.counter("TcpExt", "ListenOverflows"),
+        k.counter("TcpExt", "ListenDrops"),
+    ) {
+        evidence.push(format!(
+            "ListenOverflows {o}, ListenDrops {d} in this network namespace since it was \
+             created (since boot, for the host's)"
+        ));
+    }
+    if let Some(d) = moved {
+        evidence.push(format!(
+            "ListenOverflows grew by {d} during the sampled window: handshakes dropped on a \
+             full accept queue now, not only since boot"
+        ));
+    }
 }
 
 /// Unaccepted connections (inode 0), by the listener (its index) they queue on.

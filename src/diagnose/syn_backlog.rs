@@ -73,27 +73,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     holders.join(", ")
                 ));
             }
-            let counter = |n: &str| k.counter("TcpExt", n).map(|v| format!("{n} {v}"));
-            let counters: Vec<String> =
-                ["TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent"]
-                    .iter()
-                    .filter_map(|n| counter(n))
-                    .collect();
-            if !counters.is_empty() {
-                evidence.push(format!(
-                    "{} in this network namespace since it was created (since boot, for the host's)",
-                    counters.join(", ")
-                ));
-            }
-            evidence.push(match k.sysctls.tcp_syncookies {
-                Some(0) => {
-                    "net.ipv4.tcp_syncookies = 0: past the backlog, SYNs are dropped".to_string()
-                }
-                Some(n) => {
-                    format!("net.ipv4.tcp_syncookies = {n}: past the backlog, SYN cookies answer")
-                }
-                None => "tcp_syncookies unknown".to_string(),
-            });
+            kernel_evidence(k, &mut evidence);
             Finding {
                 severity,
                 count,
@@ -114,4 +94,24 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             })
         })
         .collect()
+}
+
+/// The SYN-queue counters and what happens past the backlog (SYN cookies or drops).
+fn kernel_evidence(k: &crate::snapshot::Kernel, evidence: &mut Vec<String>) {
+    let counter = |n: &str| k.counter("TcpExt", n).map(|v| format!("{n} {v}"));
+    let counters: Vec<String> = ["TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent"]
+        .iter()
+        .filter_map(|n| counter(n))
+        .collect();
+    if !counters.is_empty() {
+        evidence.push(format!(
+            "{} in this network namespace since it was created (since boot, for the host's)",
+            counters.join(", ")
+        ));
+    }
+    evidence.push(match k.sysctls.tcp_syncookies {
+        Some(0) => "net.ipv4.tcp_syncookies = 0: past the backlog, SYNs are dropped".to_string(),
+        Some(n) => format!("net.ipv4.tcp_syncookies = {n}: past the backlog, SYN cookies answer"),
+        None => "tcp_syncookies unknown".to_string(),
+    });
 }
