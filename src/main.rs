@@ -6,7 +6,7 @@ use connleak::collect::netns;
 use connleak::output::{self, emit, write_atomically};
 use connleak::pipeline::{Pipeline, Refresh};
 use connleak::plan::Plan;
-use connleak::render::{self, Format, escape::escape};
+use connleak::render::{self, Format, text::escape};
 use connleak::report::worst;
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -5,9 +5,9 @@
 //! The guard restores everything when it drops, on every way out.
 
 use crate::pipeline::Pipeline;
-use crate::render::escape::escape;
 use crate::render::table::{self, Style};
 use crate::render::text::clip;
+use crate::render::text::escape;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::termios::{LocalModes, OptionalActions, Termios, tcgetattr, tcsetattr};
 use std::io::{self, IsTerminal, Read, Write};

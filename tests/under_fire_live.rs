@@ -9,7 +9,7 @@ mod common;
 
 use common::{CONNLEAK, Lab};
 use connleak::collect::procfs::lossless_text;
-use connleak::render::escape::escape;
+use connleak::render::text::escape;
 use connleak::snapshot::Snapshot;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};

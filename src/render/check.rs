@@ -2,7 +2,7 @@
 //! Nagios/Icinga/Sensu: `CONNLEAK STATUS - summary | perfdata`, then (with
 //! `-v`) one finding a line. Quiet about healthy details.
 
-use super::escape::escape;
+use super::text::escape;
 use crate::diagnose::{Finding, Severity, Thresholds};
 use crate::report::{Labelled, Status, worst};
 use crate::snapshot::endpoint;

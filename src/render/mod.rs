@@ -4,7 +4,6 @@
 //! labelled report of each namespace.
 
 pub mod check;
-pub mod escape;
 pub mod explain;
 pub mod processes;
 pub mod prometheus;

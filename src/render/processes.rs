@@ -9,8 +9,7 @@
 //! some process has one; WORKLOAD (the unit, container or pod) only when some
 //! process runs in one.
 
-use super::escape::escape;
-use super::text::{per_minute, sparkline, truncate, visible_width};
+use super::text::{escape, per_minute, sparkline, truncate, visible_width};
 use crate::report::{ProcessReport, Report};
 use crate::tcp::TcpState;
 use comfy_table::{

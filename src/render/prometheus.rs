@@ -6,7 +6,7 @@
 //! collection went. Label values are escaped as the format requires; process
 //! names are untrusted.
 
-use super::escape::is_bidi_control;
+use super::text::is_bidi_control;
 use crate::report::{Labelled, Report};
 use crate::snapshot::WATCHED_COUNTERS;
 use crate::tcp::TcpState;

@@ -3,8 +3,7 @@
 //! colour only when the caller says so (a terminal, and no `NO_COLOR`); every
 //! string from outside escaped.
 
-use super::escape::escape;
-use super::text::{per_minute, plural, sparkline, wrap};
+use super::text::{escape, per_minute, plural, sparkline, wrap};
 use crate::diagnose::{Finding, Severity};
 use crate::report::{Labelled, Report, Status};
 use crate::snapshot::SocketSource;

@@ -1,8 +1,45 @@
-//! Small text helpers shared by the renderers: word wrapping that measures
-//! what a terminal shows (colour sequences take no room), counts with their
-//! noun, sparklines and rates as a person reads them.
+//! Text for a terminal, shared by the renderers. Strings that came from
+//! outside (process names, command lines, anything read from a snapshot
+//! file) can carry terminal escape sequences: nothing of it reaches a
+//! terminal unescaped — control characters become visible escapes, and so do
+//! the bidirectional overrides that make text read differently from what it
+//! is (a name that shows as `nigol` but is `login`). Then word wrapping that
+//! measures what a terminal shows (colour sequences take no room), counts
+//! with their noun, sparklines and rates as a person reads them.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
+
+/// Escapes control characters (C0, DEL, C1) as `\n`, `\t`, `\r`, `\e`, `\xNN`
+/// and bidirectional controls as `\u{NNNN}`; everything else, backslashes
+/// included, passes as it is.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\x1b' => out.push_str("\\e"),
+            c if (c as u32) < 0x100 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() || is_bidi_control(c) => {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The marks, embeddings, overrides and isolates of the Unicode bidirectional algorithm.
+pub(super) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
 /// Columns `text` takes on a terminal: characters, less our own SGR colour
 /// sequences (`ESC [ ... m`). Untrusted text never holds an ESC here: it is
@@ -57,9 +94,9 @@ pub fn wrap(
 
 /// A line cut to `width` terminal columns, colour sequences kept whole (and
 /// closed, if the cut fell inside a coloured span).
-pub fn clip(line: &str, width: usize) -> std::borrow::Cow<'_, str> {
+pub fn clip(line: &str, width: usize) -> Cow<'_, str> {
     if visible_width(line) <= width {
-        return std::borrow::Cow::Borrowed(line);
+        return Cow::Borrowed(line);
     }
     let (mut out, mut used, mut coloured) = (String::new(), 0, false);
     let mut chars = line.chars();
@@ -81,7 +118,7 @@ pub fn clip(line: &str, width: usize) -> std::borrow::Cow<'_, str> {
     if coloured {
         out.push_str("\x1b[0m");
     }
-    std::borrow::Cow::Owned(out)
+    Cow::Owned(out)
 }
 
 /// `text` cut to `width` columns, with `…` where it was cut.
@@ -180,5 +217,18 @@ mod tests {
         assert_eq!(per_minute(0.2), "+12/min");
         assert_eq!(per_minute(-0.01), "-0.6/min");
         assert_eq!(per_minute(0.0), "±0/min");
+    }
+
+    #[test]
+    fn control_characters_never_pass() {
+        assert_eq!(escape("nginx"), "nginx");
+        assert_eq!(escape("a\\b"), "a\\b");
+        assert_eq!(escape("\x1b]0;pwned\x07x"), "\\e]0;pwned\\x07x");
+        assert_eq!(escape("two\nlines\\"), "two\\nlines\\");
+        assert_eq!(escape("c1\u{9b}31m"), "c1\\x9b31m");
+        assert_eq!(escape("\u{7f}"), "\\x7f");
+        assert!(!escape("x\u{85}y\0z").chars().any(char::is_control));
+        assert_eq!(escape("a\u{202e}nigol"), "a\\u{202e}nigol");
+        assert_eq!(escape("caf\u{e9} \u{4e2d}"), "caf\u{e9} \u{4e2d}");
     }
 }

@@ -3,7 +3,7 @@
 //! `docker container web-1` — and a namespace by its label and the workload
 //! that owns it. Names come from files on the host: always escaped.
 
-use super::escape::escape;
+use super::text::escape;
 use crate::diagnose::Finding;
 use crate::report::Labelled;
 use crate::snapshot::{Workload, WorkloadKind};
