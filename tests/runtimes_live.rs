@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Lab, findings, say, warnings};
+use common::{Lab, findings, process, say, warnings};
 use serde_json::Value;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -105,14 +105,6 @@ fn pool_server(lab: &mut Lab, classes: &Path, args: &[&str]) -> Value {
     lab.spawn_program("java", &java, args)
 }
 
-fn process<'a>(report: &'a Value, pid: &Value) -> &'a Value {
-    report["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pid"] == *pid)
-        .unwrap_or_else(|| panic!("pid {pid} in processes: {report:#}"))
-}
 
 fn the_finding<'a>(report: &'a Value, kind: &str) -> &'a Value {
     let found = findings(report, kind);

@@ -7,17 +7,9 @@
 
 mod common;
 
-use common::{Lab, findings};
+use common::{Lab, findings, process};
 use serde_json::Value;
 
-fn process<'a>(report: &'a Value, pid: &Value) -> &'a Value {
-    report["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pid"] == *pid)
-        .unwrap_or_else(|| panic!("pid {pid} is in the report: {report:#}"))
-}
 
 /// The server holds 12 sockets the peer reset, and nothing else TCP: no
 /// table shows them, the fd scan and the protocol name do.

@@ -283,6 +283,16 @@ pub fn warnings(report: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// The process `pid` in the report's process list.
+pub fn process<'a>(report: &'a Value, pid: &Value) -> &'a Value {
+    report["processes"]
+        .as_array()
+        .expect("processes is an array")
+        .iter()
+        .find(|p| p["pid"] == *pid)
+        .unwrap_or_else(|| panic!("pid {pid} is in the report: {report:#}"))
+}
+
 /// The one warning-or-worse finding of the report, which must be of `kind`.
 pub fn the_warning<'a>(report: &'a Value, kind: &str) -> &'a Value {
     let w = warnings(report);
