@@ -138,6 +138,10 @@ fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Pro
         match statat(proc_dir, format!("{pid}/ns/net"), AtFlags::empty()) {
             Ok(st) if st.st_ino != ours => return Probe::Skip,
             Ok(_) => {}
+            // A namespace link can be denied where the fd table is not (an
+            // init of another user namespace, an LSM): scan it, as before
+            // namespaces were compared, and let the fd table say.
+            Err(Errno::ACCESS | Errno::PERM) => {}
             Err(e) => return Probe::Failed(classify(e)),
         }
     }
