@@ -94,10 +94,6 @@ pub struct Socket {
 }
 
 impl Socket {
-    pub fn is_ipv6(&self) -> bool {
-        self.local.is_ipv6()
-    }
-
     /// Request bytes wait unread in a connection: Recv-Q > 0 when ESTABLISHED,
     /// Recv-Q > 1 in CLOSE-WAIT (where the peer's FIN counts as one byte).
     pub fn has_unread_request(&self) -> bool {

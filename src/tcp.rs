@@ -95,7 +95,6 @@ impl Bound {
 /// Everything the model knows about one state.
 #[derive(Debug, Clone, Copy)]
 pub struct StateInfo {
-    pub state: TcpState,
     pub side: Side,
     /// What must happen for the socket to leave the state.
     pub leaves_when: &'static str,
@@ -126,11 +125,6 @@ impl TcpState {
     /// The kernel's number for the state (`TCP_ESTABLISHED` = 1, ...).
     pub fn from_kernel(n: u8) -> Option<TcpState> {
         Self::ALL.get(usize::from(n).checked_sub(1)?).copied()
-    }
-
-    /// The bit of this state in an `idiag_states` request mask.
-    pub fn kernel_bit(self) -> u32 {
-        1 << (self as u32 + 1)
     }
 
     /// The name as the kernel and `ss` spell it, with underscores.
@@ -246,7 +240,6 @@ impl TcpState {
             ),
         };
         StateInfo {
-            state: self,
             side,
             leaves_when,
             bound,
@@ -304,7 +297,6 @@ mod tests {
         assert_eq!(TcpState::from_kernel(12), Some(TcpState::NewSynRecv));
         assert_eq!(TcpState::from_kernel(0), None);
         assert_eq!(TcpState::from_kernel(13), None);
-        assert_eq!(TcpState::CloseWait.kernel_bit(), 1 << 8);
     }
 
     #[test]

@@ -105,7 +105,6 @@ fn pool_server(lab: &mut Lab, classes: &Path, args: &[&str]) -> Value {
     lab.spawn_program("java", &java, args)
 }
 
-
 fn the_finding<'a>(report: &'a Value, kind: &str) -> &'a Value {
     let found = findings(report, kind);
     assert_eq!(found.len(), 1, "one {kind} expected: {report:#}");

@@ -10,7 +10,6 @@ mod common;
 use common::{Lab, findings, process};
 use serde_json::Value;
 
-
 /// The server holds 12 sockets the peer reset, and nothing else TCP: no
 /// table shows them, the fd scan and the protocol name do.
 #[test]
