@@ -298,3 +298,52 @@ fn every_kind_is_documented() {
         );
     }
 }
+
+/// Forty leaked sockets spread over five workers that an init started (ppid
+/// 1): one roll-up warning on the server, never on pid 1, and the workers'
+/// INFO findings, which would tell the same sockets again, left out.
+#[test]
+fn a_roll_up_never_blames_init_nor_tells_a_socket_twice() {
+    let mut s = load("leak.json");
+    let server = listener_pid(&s, 7001);
+    let at = s.processes.iter().position(|p| p.pid == server).unwrap();
+    let holder = s.processes.remove(at);
+    let listener = s
+        .sockets
+        .iter()
+        .find(|x| x.state == TcpState::Listen)
+        .unwrap()
+        .inode;
+    let leaked: Vec<u64> = holder
+        .socket_inodes
+        .iter()
+        .copied()
+        .filter(|&i| i != listener)
+        .collect();
+    for (k, chunk) in leaked.chunks(8).enumerate() {
+        let mut worker = holder.clone();
+        worker.pid = 2000 + k as u32;
+        worker.ppid = Some(1);
+        worker.socket_inodes = chunk.to_vec();
+        if k == 0 {
+            worker.socket_inodes.push(listener);
+        }
+        s.processes.push(worker);
+    }
+    let mut init = holder.clone();
+    init.pid = 1;
+    init.ppid = Some(0);
+    init.comm = "systemd".to_string();
+    init.socket_inodes = Vec::new();
+    s.processes.push(init);
+    s.processes.sort_by_key(|p| p.pid);
+    let all = diagnose(&s, Thresholds::default());
+    let f = the_warning(&s, Thresholds::default(), "close_wait_rollup");
+    assert_eq!(f.count, 40);
+    assert_ne!(f.pid, Some(1), "{f:#?}");
+    assert_eq!(f.pid, Some(2000), "the listener's holder: {f:#?}");
+    assert!(
+        all.iter().all(|x| x.kind != "close_wait_leak"),
+        "the same sockets told twice: {all:#?}"
+    );
+}

@@ -49,7 +49,9 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             .iter()
             .filter(|(_, st)| *st == TcpState::CloseWait)
             .count() as u64;
-        let severity = if full || gave_up >= cx.thresholds.unread_warn || overflowing {
+        // ListenOverflows is the namespace's: it tells on the listeners at least half full.
+        let filling = backlog.is_none_or(|b| u64::from(l.recv_q) * 2 >= u64::from(b));
+        let severity = if full || gave_up >= cx.thresholds.unread_warn || (overflowing && filling) {
             Severity::Warning
         } else {
             Severity::Info

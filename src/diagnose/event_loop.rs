@@ -42,7 +42,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             let count = sockets.len() as u64;
             Some(
                 Finding {
-                    severity: Severity::grade(count, t.unread_warn, t.close_wait_crit),
+                    severity: Severity::grade(count, t.unread_warn, t.unread_crit),
                     count,
                     local: Some(listener),
                     evidence,

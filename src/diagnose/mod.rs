@@ -387,6 +387,12 @@ pub fn diagnose_indexed<'a>(
             findings.push(f);
         }
     }
+    // An earlier INFO finding whose sockets a later warning (a roll-up) all
+    // explains would tell them a second time.
+    let claimed = |i: &usize| cx.claimed.get(*i).copied().unwrap_or(false);
+    findings.retain(|f| {
+        f.severity > Severity::Info || f.sockets.is_empty() || !f.sockets.iter().all(claimed)
+    });
     holders::annotate(snapshot, index, &mut findings);
     window.apply(snapshot, &mut findings);
     order(&mut findings);

@@ -126,16 +126,26 @@ fn listener_finding(cx: &Context, at: SocketAddr, group: Vec<Stuck>) -> Finding 
             kinds.len() - MAX_LISTED
         ));
     }
+    let listener = cx.index.listener_at(&at);
     let parents: Vec<Option<u32>> = per_holder.values().map(|(p, _)| p.ppid).collect();
+    // The workers' common parent answers for them only when it is the
+    // server itself (a prefork master holding the listener), never an init
+    // or a supervisor that merely started them.
     let parent = match parents.first() {
-        Some(Some(pp)) if parents.iter().all(|x| *x == Some(*pp)) => cx.index.process(*pp),
+        Some(Some(pp)) if *pp != 1 && parents.iter().all(|x| *x == Some(*pp)) => cx
+            .index
+            .process(*pp)
+            .filter(|p| listener.is_some_and(|l| p.socket_inodes.contains(&l.inode))),
         _ => None,
     };
-    let named = parent.or_else(|| {
-        cx.index
-            .listener_at(&at)
-            .and_then(|l| cx.index.owner(l.inode))
-    });
+    let busiest = per_holder
+        .values()
+        .max_by_key(|(p, n)| (*n, std::cmp::Reverse(p.pid)))
+        .map(|(p, _)| *p);
+    let named = parent
+        .or_else(|| listener.and_then(|l| cx.index.owner(l.inode)))
+        .filter(|p| p.pid != 1 || per_holder.contains_key(&1))
+        .or(busiest);
     let count = group.len() as u64;
     Finding {
         severity: severity(cx, count),

@@ -43,20 +43,25 @@ pub fn of(s: &Socket) -> Option<Stall> {
 /// Up to [`PEERS_SHOWN`] remote endpoints, each with the local process that
 /// holds its end when the peer runs on this host.
 pub fn peer_names(cx: &Context, socks: &[&Socket]) -> Vec<String> {
-    let by_tuple: FxHashMap<(SocketAddr, SocketAddr), u64> = cx
-        .snapshot
-        .sockets
-        .iter()
-        .map(|s| ((s.local, s.remote), s.inode))
-        .collect();
     // One connection per remote endpoint: its reversed four-tuple finds the peer's socket.
     let peers: BTreeMap<SocketAddr, SocketAddr> =
         socks.iter().map(|s| (s.remote, s.local)).collect();
-    let mut names: Vec<String> = peers
+    let shown: Vec<(SocketAddr, SocketAddr)> = peers
         .iter()
         .take(PEERS_SHOWN)
-        .map(|(&remote, &local)| {
-            let owner = by_tuple
+        .map(|(&remote, &local)| (remote, local))
+        .collect();
+    // One pass over the sockets for the few shown, not a map of them all.
+    let mut held: FxHashMap<(SocketAddr, SocketAddr), u64> = FxHashMap::default();
+    for s in &cx.snapshot.sockets {
+        if shown.contains(&(s.local, s.remote)) {
+            held.insert((s.local, s.remote), s.inode);
+        }
+    }
+    let mut names: Vec<String> = shown
+        .iter()
+        .map(|&(remote, local)| {
+            let owner = held
                 .get(&(remote, local))
                 .and_then(|&inode| cx.index.owner(inode));
             match owner {
