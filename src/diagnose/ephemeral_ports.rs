@@ -47,7 +47,6 @@ fn usable_ports(sysctls: &Sysctls) -> Option<u64> {
 struct Group {
     sockets: Vec<usize>,
     time_wait: u64,
-    owners: BTreeMap<u32, u64>,
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
@@ -66,9 +65,6 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let g = groups.entry(key).or_default();
         g.sockets.push(i);
         g.time_wait += u64::from(s.state == TcpState::TimeWait);
-        if let Some(p) = cx.index.owner(s.inode) {
-            *g.owners.entry(p.pid).or_default() += 1;
-        }
     }
     let mut worth: Vec<_> = groups
         .into_iter()
@@ -93,8 +89,14 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
         Some(2) => dst.ip().is_loopback(),
         _ => false,
     };
-    let owner: Option<&Process> = g
-        .owners
+    // Owners are counted for the few groups that make a finding, not per socket.
+    let mut owners: BTreeMap<u32, u64> = BTreeMap::new();
+    for s in g.sockets.iter().filter_map(|&i| cx.snapshot.sockets.get(i)) {
+        if let Some(p) = cx.index.owner(s.inode) {
+            *owners.entry(p.pid).or_default() += 1;
+        }
+    }
+    let owner: Option<&Process> = owners
         .iter()
         .max_by_key(|(_, n)| **n)
         .and_then(|(pid, _)| cx.index.process(*pid));
