@@ -134,11 +134,18 @@ fn threads_story(cx: &Context, owner: &Process, l: &Socket) -> Option<String> {
     Some(with_accept(parts, &pools))
 }
 
-/// The parts, and whether any thread is in accept().
+/// The parts, and whether any thread is in accept(). An event loop
+/// (nginx, Node, Go) accepts when epoll says so: no thread blocks in accept()
+/// there, and saying "no thread in accept()" would point the wrong way.
 fn with_accept(mut parts: Vec<String>, pools: &[pools::Pool]) -> String {
-    parts.push(match pools::accepting(pools) {
-        0 => "no thread in accept()".to_string(),
-        n => format!("{n} thread(s) in accept()"),
+    let polling = pools
+        .iter()
+        .flat_map(|p| &p.threads)
+        .any(|t| t.wait == Wait::EventLoop);
+    parts.push(match (pools::accepting(pools), polling) {
+        (0, false) => "no thread in accept()".to_string(),
+        (0, true) => "no thread blocked in accept(): its event loop accepts".to_string(),
+        (n, _) => format!("{n} thread(s) in accept()"),
     });
     parts.join("; ")
 }

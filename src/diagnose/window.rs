@@ -180,10 +180,18 @@ impl Window {
                 }
             };
             if let Some(p) = present.filter(|&p| p > 0) {
-                f.evidence.push(format!(
-                    "{p} of these sockets were there in every sample: stuck for at least \
-                     {seconds:.0} s"
-                ));
+                // Sockets a timer ends are not stuck for being seen twice within it.
+                f.evidence.push(match f.ceiling {
+                    Some(c) => format!(
+                        "{p} of these sockets were there in every sample, within the {} s \
+                         each lasts",
+                        c.timer_s
+                    ),
+                    None => format!(
+                        "{p} of these sockets were there in every sample: stuck for at least \
+                         {seconds:.0} s"
+                    ),
+                });
             }
             if runs_out {
                 f.severity = f.severity.raised();
