@@ -50,7 +50,8 @@ impl<'a> Index<'a> {
         owner_by_inode.reserve(socket_by_inode.len());
         let mut per_state_of_pid = FxHashMap::default();
         let mut shared: FxHashMap<u64, Vec<&Process>> = FxHashMap::default();
-        // Processes are sorted by pid: a socket shared after fork() goes to the lowest pid.
+        // Processes are sorted by pid: a socket shared after fork() goes to the
+        // lowest pid, or to the parent of that one.
         for p in &snapshot.processes {
             let mut mix = [0; TcpState::ALL.len()];
             for inode in &p.socket_inodes {
@@ -62,10 +63,17 @@ impl<'a> Index<'a> {
                     Entry::Vacant(e) => {
                         e.insert(p);
                     }
-                    Entry::Occupied(e) => shared
-                        .entry(*inode)
-                        .or_insert_with(|| vec![*e.get()])
-                        .push(p),
+                    Entry::Occupied(mut e) => {
+                        shared
+                            .entry(*inode)
+                            .or_insert_with(|| vec![*e.get()])
+                            .push(p);
+                        // Inherited across fork(): the parent answers, even
+                        // when pids wrapped and its child has the lower one.
+                        if e.get().ppid == Some(p.pid) {
+                            e.insert(p);
+                        }
+                    }
                 }
             }
             per_state_of_pid.insert(p.pid, mix);
@@ -275,6 +283,32 @@ mod tests {
         s.sockets = sockets;
         s.processes = processes;
         s
+    }
+
+    /// After the pids wrapped, the child of a fork has the lower pid: the
+    /// parent still answers for the sockets the child inherited.
+    #[test]
+    fn an_inherited_socket_is_the_parents_even_after_pids_wrapped() {
+        let mut child = process(395, vec![7]);
+        child.ppid = Some(32766);
+        let snap = snapshot(
+            vec![socket(
+                TcpState::CloseWait,
+                "10.0.0.1:80",
+                "10.0.0.2:5000",
+                7,
+            )],
+            vec![child, process(32766, vec![7])],
+        );
+        let index = Index::new(&snap);
+        assert_eq!(index.owner(7).map(|p| p.pid), Some(32766));
+        let holders: Vec<u32> = index
+            .shared_holders(7)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        assert_eq!(holders, [395, 32766]);
     }
 
     #[test]
