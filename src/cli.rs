@@ -1,7 +1,7 @@
 //! The command line, defined once: it feeds argument parsing, `--help` and the
 //! man page (`man/connleak.1`, checked by a test), so they cannot drift.
 
-use crate::collect::SourceChoice;
+use crate::collect::{FdScan, SourceChoice};
 use crate::diagnose::{ConfigError, Contradiction, ThresholdArgs, Thresholds};
 use crate::filter::Filter;
 use crate::plan::{Plan, Scope};
@@ -74,6 +74,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = SourceChoice::Auto)]
     pub source: SourceChoice,
 
+    /// How to find which process holds which socket: `auto` reads every fd table at once
+    /// with a BPF task-file iterator where the kernel (BTF, Linux 5.8+) and privileges
+    /// (root) allow, and falls back to /proc; `proc` always reads /proc/PID/fd.
+    #[arg(long, global = true, value_enum, default_value_t = FdScan::Auto)]
+    pub fd_scan: FdScan,
+
     /// Read /proc, /sys and the container runtimes' metadata under DIR: the host's root
     /// mounted in a container (a Kubernetes DaemonSet).
     #[arg(
@@ -131,6 +137,7 @@ impl Cli {
         Ok(Plan {
             scope,
             source: self.source,
+            fd_scan: self.fd_scan,
             host_root: self.host_root.clone(),
             samples: self.samples,
             // The parser admits only finite, positive intervals; the fallback is never taken.
@@ -355,6 +362,7 @@ fn given(cli: &Cli) -> Vec<String> {
             cli.interval.to_bits() != DEFAULT_INTERVAL.to_bits(),
         ),
         ("--source", cli.source != SourceChoice::Auto),
+        ("--fd-scan", cli.fd_scan != FdScan::Auto),
         ("--config", cli.config.is_some()),
         ("--pid", !cli.filter.pid.is_empty()),
         ("--port", !cli.filter.port.is_empty()),

@@ -2,10 +2,10 @@
 //! what they found (`tests/fuzz_regressions.rs`). Each takes arbitrary bytes
 //! and feeds them to every parser of one kind of untrusted input: a snapshot
 //! file (then the whole diagnosis and every renderer), `/proc` text, or a
-//! sock_diag netlink datagram. Whatever the bytes, none may panic, loop or
-//! allocate without bound; errors are fine.
+//! kernel binary format (a sock_diag netlink datagram, BTF). Whatever the
+//! bytes, none may panic, loop or allocate without bound; errors are fine.
 
-use crate::collect::{cgroup, kernel, proc_net, procfs, sock_diag, tasks, workload};
+use crate::collect::{btf, cgroup, kernel, proc_net, procfs, sock_diag, tasks, workload};
 use crate::diagnose::{Thresholds, Window};
 use crate::render::{self, Format};
 use crate::report::{Labelled, Report};
@@ -74,8 +74,13 @@ pub fn proc_text(bytes: &[u8]) {
     workload::storage_name(bytes, "id");
 }
 
-/// One datagram of a sock_diag dump, and the same bytes as a `tcp_info`.
+/// One datagram of a sock_diag dump, and the same bytes as a `tcp_info`
+/// and as kernel BTF (which the fd iterator reads its offsets from).
 pub fn netlink(bytes: &[u8]) {
     let _ = sock_diag::decode_datagram(bytes, &mut Vec::new());
     sock_diag::decode_tcp_info(bytes);
+    if let Ok(btf) = btf::Btf::parse(bytes) {
+        let _ = btf.field("inode", "i_ino");
+        let _ = btf.function("bpf_iter_task_file");
+    }
 }

@@ -135,16 +135,20 @@ impl Pipeline {
         if let Scope::Saved(path) = &self.plan.scope {
             return Ok(Snapshot::load(path)?);
         }
-        let (source, root) = (self.plan.source, self.plan.host_root.as_path());
+        let (source, fds, root) = (
+            self.plan.source,
+            self.plan.fd_scan,
+            self.plan.host_root.as_path(),
+        );
         let Some(target) = target else {
-            return Ok(collect::collect(source, root)?);
+            return Ok(collect::collect(source, fds, root)?);
         };
         let label = target.label();
         // setns moves one thread: a fresh one enters, collects, and ends.
         let collected = std::thread::scope(|s| {
             s.spawn(|| -> Result<Snapshot, PipelineError> {
                 netns::enter(target, root)?;
-                Ok(collect::collect(source, root)?)
+                Ok(collect::collect(source, fds, root)?)
             })
             .join()
         })

@@ -3,7 +3,7 @@
 //! once from the arguments (and the configuration file); the library never
 //! sees the command line, so it can be driven by tests or another front end.
 
-use crate::collect::SourceChoice;
+use crate::collect::{FdScan, SourceChoice};
 use crate::diagnose::Thresholds;
 use crate::filter::Filter;
 use std::path::PathBuf;
@@ -28,6 +28,7 @@ pub enum Scope {
 pub struct Plan {
     pub scope: Scope,
     pub source: SourceChoice,
+    pub fd_scan: FdScan,
     /// Where the host's `/proc`, `/sys` and runtime metadata are (`/`, or
     /// the host's root mounted into a container).
     pub host_root: PathBuf,

@@ -25,3 +25,10 @@ pub fn phase<T>(name: &str, f: impl FnOnce() -> T) -> T {
     crate::output::stderr_line(&format!("connleak: timing {name} {ms:.1} ms"));
     out
 }
+
+/// Says how a phase went about its work (which path it took), when timings are asked for.
+pub fn note(text: &str) {
+    if enabled() {
+        crate::output::stderr_line(&format!("connleak: note {text}"));
+    }
+}

@@ -94,7 +94,7 @@ fn the_fd_table_of_another_namespace_is_not_read() {
     let out = Command::new("strace")
         .args(["-f", "-qq", "-e", "trace=openat", "-o"])
         .arg(&trace)
-        .args([CONNLEAK, "--netns", &here.ns, "--json"])
+        .args([CONNLEAK, "--netns", &here.ns, "--json", "--fd-scan", "proc"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

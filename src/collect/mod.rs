@@ -6,7 +6,9 @@
 //! host's root mounted in a container), so that connleak run in a privileged
 //! pod sees the host's `/proc`, `/sys` and container runtimes.
 
+pub mod btf;
 pub mod cgroup;
+pub mod fd_iter;
 pub mod kernel;
 pub mod netns;
 pub mod owners;
@@ -38,6 +40,15 @@ pub enum SourceChoice {
     Proc,
 }
 
+/// How to read every process's fd table (which process holds which socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FdScan {
+    /// A BPF task-file iterator where the kernel and privileges allow it, else /proc/PID/fd.
+    Auto,
+    /// /proc/PID/fd only (one readlink per fd).
+    Proc,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     #[error(transparent)]
@@ -59,7 +70,11 @@ pub enum CollectError {
 
 /// Takes a snapshot of the host whose root is `host_root` (`/`, or where a
 /// container mounted it), in the current network namespace, now.
-pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, CollectError> {
+pub fn collect(
+    source: SourceChoice,
+    fd_scan: FdScan,
+    host_root: &Path,
+) -> Result<Snapshot, CollectError> {
     let started = Instant::now();
     let proc_root = &host_root.join("proc");
     if !proc_root.is_dir() {
@@ -72,25 +87,17 @@ pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, Colle
     let netns = netns(proc_root, host_root);
     // The kernel's dump and the fd scan are independent: run them side by side.
     let (sockets, tables) = std::thread::scope(|s| {
-        let tables = s
-            .spawn(|| timings::phase("fd scan", || owners::scan_fd_tables(proc_root, netns.inode)));
+        let tables = s.spawn(|| {
+            timings::phase("fd scan", || {
+                owners::scan_fd_tables(proc_root, netns.inode, fd_scan)
+            })
+        });
         let sockets = timings::phase("dump", || read_sockets(source, proc_root, &mut unreadable));
         (sockets, tables.join())
     });
     let (sockets, source) = sockets?;
     let tables = tables.map_err(|_| CollectError::Panicked("the /proc fd scan"))?;
-    let (tcp_inodes, wants_tasks) = timings::phase("join", || {
-        // Sized once: growing a set of a million inodes rehashes it some twenty times.
-        let mut tcp_inodes = FxHashSet::with_capacity_and_hasher(sockets.len(), Default::default());
-        let mut wants_tasks = FxHashSet::default();
-        for s in sockets.iter().filter(|s| s.inode != 0) {
-            tcp_inodes.insert(s.inode);
-            if has_unread_data(s) {
-                wants_tasks.insert(s.inode);
-            }
-        }
-        (tcp_inodes, wants_tasks)
-    });
+    let (tcp_inodes, wants_tasks) = timings::phase("join", || inodes(&sockets));
     let mut processes = owners::owners(
         proc_root,
         tables,
@@ -136,6 +143,21 @@ pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, Colle
     };
     snapshot.meta.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(snapshot)
+}
+
+/// The inodes of the snapshot's sockets, and of those whose owners' threads
+/// are worth reading.
+fn inodes(sockets: &[Socket]) -> (FxHashSet<u64>, FxHashSet<u64>) {
+    // Sized once: growing a set of a million inodes rehashes it some twenty times.
+    let mut tcp_inodes = FxHashSet::with_capacity_and_hasher(sockets.len(), Default::default());
+    let mut wants_tasks = FxHashSet::default();
+    for s in sockets.iter().filter(|s| s.inode != 0) {
+        tcp_inodes.insert(s.inode);
+        if has_unread_data(s) {
+            wants_tasks.insert(s.inode);
+        }
+    }
+    (tcp_inodes, wants_tasks)
 }
 
 /// A socket whose owner's threads are worth reading: requests waiting unread,

@@ -2,9 +2,12 @@
 //!
 //! The kernel's socket table names no processes; the only link is the socket
 //! inode that `/proc/PID/fd/N` points at (`socket:[INODE]`). This scan is the
-//! hot path on a busy host (hundreds of thousands of fds), so it spends one
-//! `readlinkat` per fd on an open directory fd, with no allocation per fd,
-//! spread over the available cores. Only processes that hold a TCP socket of
+//! hot path on a busy host (hundreds of thousands of fds). Where the kernel
+//! and privileges allow, each process's table is read whole by a BPF
+//! task-file iterator ([`super::fd_iter`]), a fraction of the cost and with
+//! no dentries created on a cold cache; otherwise, it spends one
+//! `readlinkat` per fd on an open directory fd, with no allocation per fd.
+//! Either way the work is spread over the available cores. Only processes that hold a TCP socket of
 //! the snapshot, or a TCP socket the kernel already closed (see
 //! [`super::unreleased`]), are kept, and only then are their names, limits
 //! and thread counts read. A process that exits mid-scan or that we may not read is
@@ -12,6 +15,8 @@
 //! read for the one or two fields used, not through procfs, whose parsers
 //! fail a whole file for one field an older or newer kernel lacks.
 
+use super::FdScan;
+use super::fd_iter::FdIter;
 use super::procfs::{cmdline_text, lossless_text, open_files_limit, socket_inode, trim_newline};
 use crate::snapshot::{Process, Unreadable};
 use crate::timings;
@@ -68,7 +73,7 @@ pub struct FdTables {
 /// are never owners here, and not scanning them is also the speed win on a
 /// host of containers. Kernel threads (no fds) are skipped too, and the
 /// largest fd tables go first, so that the threads end together.
-pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>) -> FdTables {
+pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>, by: FdScan) -> FdTables {
     let failed = |e: Errno| FdTables {
         scans: Vec::new(),
         failed: Some((proc_root.display().to_string(), e.to_string())),
@@ -78,6 +83,18 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>) -> FdTables {
         Ok(fd) => fd,
         Err(e) => return failed(e),
     };
+    let iterator = (by == FdScan::Auto && is_procfs(&proc_dir))
+        .then(|| FdIter::load(proc_root))
+        .and_then(|loaded| match loaded {
+            Ok(iterator) => {
+                timings::note("fd tables read by a BPF task-file iterator");
+                Some(iterator)
+            }
+            Err(e) => {
+                timings::note(&format!("fd tables read from /proc: no fd iterator: {e}"));
+                None
+            }
+        });
     let pids = match list_pids(&proc_dir) {
         Ok(p) => p,
         Err(e) => return failed(e),
@@ -98,11 +115,28 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>) -> FdTables {
         }
     }
     todo.sort_unstable_by(|a, b| b.cmp(a));
-    scans.extend(scan_all(&proc_dir, &todo, threads, SLICE));
+    // The iterator reads a table whole: no slices for it.
+    let slice = if iterator.is_some() { u64::MAX } else { SLICE };
+    scans.extend(scan_all(
+        &proc_dir,
+        &todo,
+        threads,
+        slice,
+        iterator.as_ref(),
+    ));
     FdTables {
         scans,
         failed: None,
     }
+}
+
+/// Whether `dir` is a real procfs (not a copy of one, as in tests, where the
+/// iterator would report the real processes instead).
+fn is_procfs(dir: &OwnedFd) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    // `f_type`'s width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::fstatfs(dir).is_ok_and(|st| st.f_type as i64 == PROC_SUPER_MAGIC)
 }
 
 /// `f` of every item, on `threads` threads that each take the next item
@@ -308,13 +342,15 @@ fn open_fd_dir(proc_dir: &OwnedFd, pid: u32) -> rustix::io::Result<OwnedFd> {
 }
 
 /// Reads the tables of `todo` (fd count, pid) on `threads` threads: small
-/// ones whole, big ones as slices of `slice` fd numbers, each slice a share
-/// of work of its own, put together afterwards.
+/// ones whole, big ones as slices of `slice` fd numbers (from /proc), each
+/// slice a share of work of its own, put together afterwards; with the fd
+/// iterator, tables no larger than `slice` are read by it.
 fn scan_all(
     proc_dir: &OwnedFd,
     todo: &[(u64, u32)],
     threads: usize,
     slice: u64,
+    iterator: Option<&FdIter>,
 ) -> Vec<(u32, Scan)> {
     let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     let work: Vec<(u32, u64, Option<Range<u32>>)> = todo
@@ -329,9 +365,17 @@ fn scan_all(
         })
         .collect();
     let parts = on_threads(threads, &work, |(pid, fds, range)| {
-        let scan = match range {
-            None => scan_fds(proc_dir, *pid, *fds),
-            Some(r) => scan_slice(proc_dir, *pid, r.clone()),
+        let scan = match (range, iterator) {
+            (None, Some(it)) => it.table(*pid).map_or_else(
+                // Whatever failed, /proc tells whether the process is still there.
+                |_| scan_fds(proc_dir, *pid, *fds),
+                |t| Scan::Read {
+                    fds: t.fds,
+                    sockets: t.sockets,
+                },
+            ),
+            (None, None) => scan_fds(proc_dir, *pid, *fds),
+            (Some(r), _) => scan_slice(proc_dir, *pid, r.clone()),
         };
         (*pid, *fds, range.is_some(), scan)
     });
@@ -567,7 +611,7 @@ mod tests {
         let (by_number, listed) = (read(expected), read(0));
         assert_eq!(by_number, listed);
         // In slices of 2 fds on 2 threads, as a big table is read: the same.
-        let mut sliced = scan_all(&proc_dir, &[(expected, pid)], 2, 2);
+        let mut sliced = scan_all(&proc_dir, &[(expected, pid)], 2, 2, None);
         assert_eq!(sliced.len(), 1);
         let Some((_, Scan::Read { fds, mut sockets })) = sliced.pop() else {
             panic!("the child is readable")
@@ -641,10 +685,10 @@ mod tests {
         let tcp: FxHashSet<u64> = [7, 9].into_iter().collect();
         let mut unreadable = Unreadable::default();
         let none = FxHashSet::default();
-        let tables = scan_fd_tables(&root, Some(netns));
+        let tables = scan_fd_tables(&root, Some(netns), FdScan::Proc);
         let procs = owners(&root, tables, &tcp, &none, &mut unreadable);
         let mut ignored = Unreadable::default();
-        let tables = scan_fd_tables(&root, None);
+        let tables = scan_fd_tables(&root, None, FdScan::Proc);
         let everyone = owners(&root, tables, &tcp, &none, &mut ignored);
         std::fs::remove_dir_all(&root)?;
         assert_eq!(procs.len(), 1);

@@ -190,10 +190,16 @@ impl Lab {
 
     /// Runs connleak inside the namespace.
     pub fn connleak_output(&self, args: &[&str]) -> Output {
+        self.connleak_output_env(args, ("NO_COLOR", "1"))
+    }
+
+    /// Runs connleak inside the namespace with one more variable in its environment.
+    pub fn connleak_output_env(&self, args: &[&str], (key, value): (&str, &str)) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.ns, CONNLEAK])
             .args(args)
             .env("NO_COLOR", "1")
+            .env(key, value)
             .output()
             .expect("run connleak")
     }

@@ -1,0 +1,286 @@
+//! Just enough of the kernel's BTF (`/sys/kernel/btf/vmlinux`) to place a
+//! field: the type id of a named function, and the byte offset and size of a
+//! struct member, so that the fd iterator reads
+//! `task_struct`, `file` and `inode` at this kernel's offsets, not at
+//! offsets guessed at build time. The format is `Documentation/bpf/btf.rst`:
+//! a header, a type section of variable-length records numbered from 1, and
+//! a string section. Parsing is a pure function of the bytes (fuzzed).
+
+/// `BTF_KIND_*` numbers used here.
+const INT: u32 = 1;
+const PTR: u32 = 2;
+const STRUCT: u32 = 4;
+const UNION: u32 = 5;
+const ENUM: u32 = 6;
+const TYPEDEF: u32 = 8;
+const VOLATILE: u32 = 9;
+const CONST: u32 = 10;
+const RESTRICT: u32 = 11;
+const FUNC: u32 = 12;
+const TYPE_TAG: u32 = 18;
+const ENUM64: u32 = 19;
+
+const MAGIC: u16 = 0xeb9f;
+/// Size of `struct btf_type`: name, info, size-or-type.
+const TYPE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BtfError {
+    #[error("not BTF (bad magic or header)")]
+    Header,
+    #[error("truncated BTF type {0}")]
+    Truncated(u32),
+    #[error("unknown BTF kind {kind} at type {id}")]
+    Kind { kind: u32, id: u32 },
+    #[error("BTF has no {0}")]
+    Missing(String),
+}
+
+/// A parsed BTF blob: the type records by id (id 0 is `void`).
+pub struct Btf<'a> {
+    types: &'a [u8],
+    strings: &'a [u8],
+    /// Offset into `types` of each record, by type id minus one.
+    at: Vec<usize>,
+}
+
+/// One `struct btf_type` record's fixed part.
+#[derive(Clone, Copy)]
+struct Type {
+    name_off: u32,
+    kind: u32,
+    vlen: usize,
+    kind_flag: bool,
+    size_or_type: u32,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Bytes of kind-specific data after a record of `kind` with `vlen` entries.
+fn extra(kind: u32, vlen: usize, id: u32) -> Result<usize, BtfError> {
+    Ok(match kind {
+        INT | 14 | 17 => 4, // INT, VAR, DECL_TAG
+        3 => 12,            // ARRAY
+        STRUCT | UNION | 15 | ENUM64 => 12 * vlen,
+        ENUM | 13 => 8 * vlen, // ENUM, FUNC_PROTO
+        PTR | 7 | TYPEDEF | VOLATILE | CONST | RESTRICT | FUNC | 16 | TYPE_TAG => 0,
+        _ => return Err(BtfError::Kind { kind, id }),
+    })
+}
+
+impl<'a> Btf<'a> {
+    /// Parses a little-endian BTF blob (the kernel's own byte order on
+    /// every architecture connleak is built for).
+    pub fn parse(bytes: &'a [u8]) -> Result<Btf<'a>, BtfError> {
+        let magic = bytes.get(0..2).ok_or(BtfError::Header)?;
+        if u16::from_le_bytes([magic[0], magic[1]]) != MAGIC {
+            return Err(BtfError::Header);
+        }
+        let field = |n: usize| u32_at(bytes, 4 + 4 * n).map(|v| v as usize);
+        let (hdr_len, type_off, type_len, str_off, str_len) =
+            (|| Some((field(0)?, field(1)?, field(2)?, field(3)?, field(4)?)))()
+                .ok_or(BtfError::Header)?;
+        let section = |off: usize, len: usize| {
+            let start = hdr_len.checked_add(off)?;
+            bytes.get(start..start.checked_add(len)?)
+        };
+        let types = section(type_off, type_len).ok_or(BtfError::Header)?;
+        let strings = section(str_off, str_len).ok_or(BtfError::Header)?;
+        let mut btf = Btf {
+            types,
+            strings,
+            at: Vec::new(),
+        };
+        let mut at = 0;
+        while at < types.len() {
+            let id = btf.at.len() as u32 + 1;
+            btf.at.push(at);
+            let t = btf.record(id).ok_or(BtfError::Truncated(id))?;
+            at += TYPE_LEN + extra(t.kind, t.vlen, id)?;
+            if at > types.len() {
+                return Err(BtfError::Truncated(id));
+            }
+        }
+        Ok(btf)
+    }
+
+    fn record(&self, id: u32) -> Option<Type> {
+        let at = *self.at.get((id as usize).checked_sub(1)?)?;
+        let info = u32_at(self.types, at + 4)?;
+        Some(Type {
+            name_off: u32_at(self.types, at)?,
+            kind: (info >> 24) & 0x1f,
+            vlen: (info & 0xffff) as usize,
+            kind_flag: info >> 31 == 1,
+            size_or_type: u32_at(self.types, at + 8)?,
+        })
+    }
+
+    fn name(&self, off: u32) -> &'a [u8] {
+        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
+    }
+
+    /// The id of the first type of `kind` named `name`.
+    fn find(&self, kind: u32, name: &str) -> Result<u32, BtfError> {
+        (1..=self.at.len() as u32)
+            .find(|&id| {
+                self.record(id)
+                    .is_some_and(|t| t.kind == kind && self.name(t.name_off) == name.as_bytes())
+            })
+            .ok_or_else(|| BtfError::Missing(name.to_string()))
+    }
+
+    /// The id of the kernel function `name` (what an iterator program attaches to).
+    pub fn function(&self, name: &str) -> Result<u32, BtfError> {
+        self.find(FUNC, name)
+    }
+
+    /// Follows typedefs and qualifiers to the id of the type they name.
+    fn resolve(&self, mut id: u32) -> Option<u32> {
+        for _ in 0..32 {
+            match self.record(id)?.kind {
+                TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG => {
+                    id = self.record(id)?.size_or_type
+                }
+                _ => return Some(id),
+            }
+        }
+        None
+    }
+
+    /// Size in bytes of a scalar, pointer, enum or struct type.
+    fn size(&self, id: u32) -> Option<usize> {
+        let t = self.record(self.resolve(id)?)?;
+        match t.kind {
+            PTR => Some(8),
+            INT | STRUCT | UNION | ENUM | ENUM64 => Some(t.size_or_type as usize),
+            _ => None,
+        }
+    }
+
+    /// (bit offset, type id) of member `name` of struct or union `id`,
+    /// looking into anonymous struct and union members.
+    fn member(&self, id: u32, name: &str) -> Option<(u32, u32)> {
+        let id = self.resolve(id)?;
+        let t = self.record(id)?;
+        if !matches!(t.kind, STRUCT | UNION) {
+            return None;
+        }
+        let first = self.at[(id as usize) - 1] + TYPE_LEN;
+        (0..t.vlen).find_map(|i| {
+            let m = first + 12 * i;
+            let (m_name, m_type, m_off) = (
+                u32_at(self.types, m)?,
+                u32_at(self.types, m + 4)?,
+                u32_at(self.types, m + 8)?,
+            );
+            let bits = if t.kind_flag {
+                m_off & 0xff_ffff
+            } else {
+                m_off
+            };
+            match self.name(m_name) {
+                n if n == name.as_bytes() => Some((bits, m_type)),
+                b"" => self
+                    .member(m_type, name)
+                    .map(|(inner, ty)| (bits + inner, ty)),
+                _ => None,
+            }
+        })
+    }
+
+    /// Byte offset and size of `strukt.field` (a byte-aligned member).
+    pub fn field(&self, strukt: &str, field: &str) -> Result<Field, BtfError> {
+        let id = self.find(STRUCT, strukt)?;
+        let missing = || BtfError::Missing(format!("{strukt}.{field}"));
+        let (bits, ty) = self.member(id, field).ok_or_else(missing)?;
+        let size = self.size(ty).ok_or_else(missing)?;
+        if bits % 8 != 0 {
+            return Err(missing());
+        }
+        Ok(Field {
+            offset: (bits / 8) as i16,
+            size,
+        })
+    }
+}
+
+/// Where a member lies in its struct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub offset: i16,
+    pub size: usize,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob of the given type records and string table.
+    pub(crate) fn blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC.to_le_bytes());
+        b.extend_from_slice(&[1, 0]);
+        for v in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(types);
+        b.extend_from_slice(strings);
+        b
+    }
+
+    fn record(out: &mut Vec<u8>, name: u32, kind: u32, vlen: u32, size_or_type: u32) {
+        for v in [name, (kind << 24) | vlen, size_or_type] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn words(out: &mut Vec<u8>, ws: &[u32]) {
+        for w in ws {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn finds_members_through_anonymous_unions_and_typedefs() {
+        // strings: 0 "", 1 "int", 5 "s", 7 "a", 9 "b", 11 "f", 13 "u32"
+        let strings = b"\0int\0s\0a\0b\0f\0u32\0";
+        let mut t = Vec::new();
+        record(&mut t, 1, INT, 0, 4); // 1: int
+        words(&mut t, &[32]);
+        record(&mut t, 13, TYPEDEF, 0, 1); // 2: u32 = int
+        record(&mut t, 0, UNION, 1, 8); // 3: union { u32 b; }
+        words(&mut t, &[9, 2, 0]);
+        record(&mut t, 5, STRUCT, 2, 16); // 4: struct s { int a; union {b}; }
+        words(&mut t, &[7, 1, 0, 0, 3, 64]);
+        record(&mut t, 11, FUNC, 0, 0); // 5: f
+        let bytes = blob(&t, strings);
+        let btf = Btf::parse(&bytes).unwrap();
+        assert_eq!(btf.field("s", "a"), Ok(Field { offset: 0, size: 4 }));
+        assert_eq!(btf.field("s", "b"), Ok(Field { offset: 8, size: 4 }));
+        assert_eq!(btf.function("f"), Ok(5));
+        assert!(btf.field("s", "zz").is_err());
+        assert!(btf.function("g").is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(Btf::parse(b"").err(), Some(BtfError::Header));
+        let mut t = Vec::new();
+        record(&mut t, 0, 31, 0, 0);
+        assert!(Btf::parse(&blob(&t, b"\0")).is_err());
+        let mut t = Vec::new();
+        record(&mut t, 0, STRUCT, 500, 0);
+        assert!(Btf::parse(&blob(&t, b"\0")).is_err());
+    }
+}
