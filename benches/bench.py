@@ -129,13 +129,16 @@ def run_once(ns, cmd, rundir):
         raise SystemExit("bench: %s failed: %s" % (" ".join(cmd), p.stderr[-2000:]))
     with open(report) as f:
         user, system, rss = f.read().split()[-3:]
-    phases = {}
+    phases, notes = {}, set()
     for line in p.stderr.splitlines():
-        # connleak: timing PHASE MS ms
+        # connleak: timing PHASE MS ms / connleak: note TEXT
         if line.startswith("connleak: timing "):
             name, ms = line[len("connleak: timing "):].rsplit(" ", 2)[:2]
             phases[name] = phases.get(name, 0.0) + float(ms)
-    return {"wall": wall, "cpu": float(user) + float(system), "rss": int(rss), "phases": phases}
+        elif line.startswith("connleak: note "):
+            notes.add(line[len("connleak: note "):])
+    return {"wall": wall, "cpu": float(user) + float(system), "rss": int(rss), "phases": phases,
+            "notes": notes}
 
 
 def measure(ns, commands, a, rundir):
@@ -242,6 +245,8 @@ def print_size(sockets, runs, dump):
             max(x["rss"] for x in r["cold"] + r["warm"]) / 1024,
             coldm / median(base["cold"], "wall"), warm / median(base["warm"], "wall")))
     c = runs["connleak"]
+    for note in sorted(set().union(*(x["notes"] for x in c["cold"] + c["warm"]))):
+        print("connleak: %s" % note)
     for label, key in (("cold", "cold"), ("warm", "warm")):
         print("connleak phases, %s median (ms): %s" % (label, "  ".join(
             "%s %.0f" % (p, statistics.median(x["phases"].get(p, 0.0) for x in c[key]))
