@@ -1,7 +1,7 @@
 //! Per-phase wall times, for the benchmark and for anyone asking where a run
 //! spends its time: with `CONNLEAK_TIMINGS=1` in the environment each phase
 //! writes one line to stderr (`connleak: timing PHASE MS ms`), measured where
-//! it happens. Without it a phase costs one cached environment check.
+//! it happens, and one with the peak resident memory so far. Without it a phase costs one cached environment check.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -23,7 +23,17 @@ pub fn phase<T>(name: &str, f: impl FnOnce() -> T) -> T {
     let out = f();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     crate::output::stderr_line(&format!("connleak: timing {name} {ms:.1} ms"));
+    if let Some(peak) = peak_rss_kib() {
+        crate::output::stderr_line(&format!("connleak: peak RSS after {name} {peak} KiB"));
+    }
     out
+}
+
+/// The process's peak resident set so far (`VmHWM`), to tell which phase sets it.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 /// Says how a phase went about its work (which path it took), when timings are asked for.

@@ -9,6 +9,7 @@
 pub mod btf;
 pub mod cgroup;
 pub mod fd_iter;
+pub mod inodes;
 pub mod kernel;
 pub mod netns;
 pub mod owners;
@@ -23,6 +24,7 @@ pub mod workload;
 use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};
 use crate::tcp::TcpState;
 use crate::timings;
+use inodes::InodeSet;
 use rustc_hash::FxHashSet;
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
@@ -147,17 +149,17 @@ pub fn collect(
 
 /// The inodes of the snapshot's sockets, and of those whose owners' threads
 /// are worth reading.
-fn inodes(sockets: &[Socket]) -> (FxHashSet<u64>, FxHashSet<u64>) {
-    // Sized once: growing a set of a million inodes rehashes it some twenty times.
-    let mut tcp_inodes = FxHashSet::with_capacity_and_hasher(sockets.len(), Default::default());
+fn inodes(sockets: &[Socket]) -> (InodeSet, FxHashSet<u64>) {
+    // One pass over the (large) socket records; the set is built from the dense copy.
+    let mut held = Vec::with_capacity(sockets.len());
     let mut wants_tasks = FxHashSet::default();
     for s in sockets.iter().filter(|s| s.inode != 0) {
-        tcp_inodes.insert(s.inode);
+        held.push(s.inode);
         if has_unread_data(s) {
             wants_tasks.insert(s.inode);
         }
     }
-    (tcp_inodes, wants_tasks)
+    (InodeSet::new(held.iter().copied()), wants_tasks)
 }
 
 /// A socket whose owner's threads are worth reading: requests waiting unread,

@@ -17,6 +17,7 @@
 
 use super::FdScan;
 use super::fd_iter::FdIter;
+use super::inodes::InodeSet;
 use super::procfs::{cmdline_text, lossless_text, open_files_limit, socket_inode, trim_newline};
 use crate::snapshot::{Process, Unreadable};
 use crate::timings;
@@ -195,7 +196,7 @@ fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Pro
 pub fn owners(
     proc_root: &Path,
     tables: FdTables,
-    tcp_inodes: &FxHashSet<u64>,
+    tcp_inodes: &InodeSet,
     wants_tasks: &FxHashSet<u64>,
     unreadable: &mut Unreadable,
 ) -> Vec<Process> {
@@ -217,9 +218,9 @@ pub fn owners(
                     let inodes: Vec<u64> = sockets
                         .iter()
                         .map(|&(_, i)| i)
-                        .filter(|i| tcp_inodes.contains(i))
+                        .filter(|&i| tcp_inodes.contains(i))
                         .collect();
-                    sockets.retain(|(_, i)| !tcp_inodes.contains(i));
+                    sockets.retain(|&(_, i)| !tcp_inodes.contains(i));
                     let closed_tcp_fds = probe.closed_tcp_fds(pid, &sockets);
                     if inodes.is_empty() && closed_tcp_fds == 0 {
                         continue;
@@ -682,7 +683,7 @@ mod tests {
         std::fs::hard_link(&ours, q.join("ns/net"))?;
         std::fs::write(other.join("ns/net"), "")?;
         let netns = std::fs::metadata(&ours)?.ino();
-        let tcp: FxHashSet<u64> = [7, 9].into_iter().collect();
+        let tcp = InodeSet::new([7, 9].into_iter());
         let mut unreadable = Unreadable::default();
         let none = FxHashSet::default();
         let tables = scan_fd_tables(&root, Some(netns), FdScan::Proc);
