@@ -83,10 +83,10 @@ pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, Colle
         // Sized once: growing a set of a million inodes rehashes it some twenty times.
         let mut tcp_inodes = FxHashSet::with_capacity_and_hasher(sockets.len(), Default::default());
         let mut wants_tasks = FxHashSet::default();
-        for s in sockets.iter().filter(|s| s.inode != 0) {
-            tcp_inodes.insert(s.inode);
+        for s in sockets.iter().filter(|s| s.inode() != 0) {
+            tcp_inodes.insert(s.inode());
             if has_unread_data(s) {
-                wants_tasks.insert(s.inode);
+                wants_tasks.insert(s.inode());
             }
         }
         (tcp_inodes, wants_tasks)
@@ -106,8 +106,8 @@ pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, Colle
     // cgroup, the listener's, is the only link to a workload.
     let unowned_cgroups: FxHashSet<u64> = sockets
         .iter()
-        .filter(|s| s.inode == 0)
-        .filter_map(|s| s.cgroup_id)
+        .filter(|s| s.inode() == 0)
+        .filter_map(Socket::cgroup_id)
         .collect();
     let cgroups = cgroup::paths(proc_root, host_root, &unowned_cgroups);
     let kernel = timings::phase("kernel", || kernel::read(proc_root, &mut unreadable));
@@ -142,10 +142,10 @@ pub fn collect(source: SourceChoice, host_root: &Path) -> Result<Snapshot, Colle
 /// connections waiting to be accepted, or data stuck behind a peer's closed
 /// window (its writers block in write/sendto).
 fn has_unread_data(s: &Socket) -> bool {
-    s.inode != 0
+    s.inode() != 0
         && (s.has_unread_request()
-            || (s.state == TcpState::Listen && s.recv_q > 0)
-            || (s.send_q > 0 && s.timer == crate::snapshot::Timer::ZeroWindowProbe))
+            || (s.state() == TcpState::Listen && s.recv_q() > 0)
+            || (s.send_q() > 0 && s.timer() == crate::snapshot::Timer::ZeroWindowProbe))
 }
 
 fn read_sockets(

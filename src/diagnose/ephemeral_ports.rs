@@ -57,14 +57,14 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     // that become findings are sorted afterwards.
     let mut groups: FxHashMap<(IpAddr, SocketAddr), Group> = FxHashMap::default();
     for (i, s) in cx.sockets() {
-        if s.state == TcpState::Listen || cx.index.listener_for(&s.local).is_some() {
+        if s.state() == TcpState::Listen || cx.index.listener_for(&s.local()).is_some() {
             continue;
         }
         // One destination however it is spelt: a dual-stack socket writes IPv4 as `::ffff:a.b.c.d`.
-        let key = (s.local.ip().to_canonical(), canonical(s.remote));
+        let key = (s.local().ip().to_canonical(), canonical(s.remote()));
         let g = groups.entry(key).or_default();
         g.sockets.push(i);
-        g.time_wait += u64::from(s.state == TcpState::TimeWait);
+        g.time_wait += u64::from(s.state() == TcpState::TimeWait);
     }
     let mut worth: Vec<_> = groups
         .into_iter()
@@ -92,7 +92,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     // Owners are counted for the few groups that make a finding, not per socket.
     let mut owners: BTreeMap<u32, u64> = BTreeMap::new();
     for s in g.sockets.iter().filter_map(|&i| cx.snapshot.sockets.get(i)) {
-        if let Some(p) = cx.index.owner(s.inode) {
+        if let Some(p) = cx.index.owner(s.inode()) {
             *owners.entry(p.pid).or_default() += 1;
         }
     }

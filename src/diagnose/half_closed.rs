@@ -38,22 +38,22 @@ pub enum HalfClosedCause {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let fin_wait2: FxHashMap<(SocketAddr, SocketAddr), usize> = cx
         .in_state(TcpState::FinWait2)
-        .map(|(i, s)| ((canonical(s.local), canonical(s.remote)), i))
+        .map(|(i, s)| ((canonical(s.local()), canonical(s.remote())), i))
         .collect();
     // (closer pid, waiter pid, server endpoint) → (close_wait, fin_wait2) socket pairs
     type Key = (Option<u32>, Option<u32>, SocketAddr);
     let mut pairs: BTreeMap<Key, Vec<(usize, usize)>> = BTreeMap::new();
     for (ci, cw) in cx.in_state(TcpState::CloseWait) {
-        let Some(&fi) = fin_wait2.get(&(canonical(cw.remote), canonical(cw.local))) else {
+        let Some(&fi) = fin_wait2.get(&(canonical(cw.remote()), canonical(cw.local()))) else {
             continue;
         };
         let fw = &cx.snapshot.sockets[fi];
         // Orphaned: the peer closed fully, which is the CLOSE_WAIT leak's case, not this one.
-        let Some(waiter) = cx.index.owner(fw.inode) else {
+        let Some(waiter) = cx.index.owner(fw.inode()) else {
             continue;
         };
         let closer = cx.index.responsible(cw);
-        let server = canonical(cx.index.listener_of(cw).map_or(fw.local, |l| l.local));
+        let server = canonical(cx.index.listener_of(cw).map_or(fw.local(), |l| l.local()));
         pairs
             .entry((closer.map(|p| p.pid), Some(waiter.pid), server))
             .or_default()
@@ -68,13 +68,14 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .snapshot
         .sockets
         .iter()
-        .filter(|s| s.state == TcpState::CloseWait)
-        .map(|s| (canonical(s.remote), canonical(s.local)))
+        .filter(|s| s.state() == TcpState::CloseWait)
+        .map(|s| (canonical(s.remote()), canonical(s.local())))
         .collect();
     let orphans: Vec<usize> = cx
         .in_state(TcpState::FinWait2)
         .filter(|(_, s)| {
-            s.inode == 0 && !local_close_wait.contains(&(canonical(s.local), canonical(s.remote)))
+            s.inode() == 0
+                && !local_close_wait.contains(&(canonical(s.local()), canonical(s.remote())))
         })
         .map(|(i, _)| i)
         .collect();
@@ -98,7 +99,7 @@ fn pair_finding(
     let severity = Severity::grade(count, t.half_closed_warn, t.half_closed_crit);
     let unread = socks
         .iter()
-        .filter(|(ci, _)| cx.snapshot.sockets[*ci].recv_q > 0)
+        .filter(|(ci, _)| cx.snapshot.sockets[*ci].recv_q() > 0)
         .count();
     let evidence = vec![
         format!(

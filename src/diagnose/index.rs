@@ -43,8 +43,8 @@ impl<'a> Index<'a> {
         let socket_by_inode: FxHashMap<u64, &Socket> = snapshot
             .sockets
             .iter()
-            .filter(|s| s.inode != 0)
-            .map(|s| (s.inode, s))
+            .filter(|s| s.inode() != 0)
+            .map(|s| (s.inode(), s))
             .collect();
         let mut owner_by_inode = FxHashMap::default();
         owner_by_inode.reserve(socket_by_inode.len());
@@ -58,7 +58,7 @@ impl<'a> Index<'a> {
                 let Some(s) = socket_by_inode.get(inode) else {
                     continue;
                 };
-                mix[s.state as usize] += 1;
+                mix[s.state() as usize] += 1;
                 match owner_by_inode.entry(*inode) {
                     Entry::Vacant(e) => {
                         e.insert(p);
@@ -82,13 +82,16 @@ impl<'a> Index<'a> {
         for s in snapshot
             .sockets
             .iter()
-            .filter(|s| s.state == TcpState::Listen)
+            .filter(|s| s.state() == TcpState::Listen)
         {
-            listeners_by_port.entry(s.local.port()).or_default().push(s);
+            listeners_by_port
+                .entry(s.local().port())
+                .or_default()
+                .push(s);
         }
         let mut per_state = [0; TcpState::ALL.len()];
         for s in &snapshot.sockets {
-            per_state[s.state as usize] += 1;
+            per_state[s.state() as usize] += 1;
         }
         let mut index = Index {
             per_state,
@@ -162,8 +165,8 @@ impl<'a> Index<'a> {
     /// Who answers for a socket: its holder, or for a connection not yet
     /// accepted (or a server-side TIME_WAIT), the owner of its listener.
     pub fn responsible(&self, s: &Socket) -> Option<&'a Process> {
-        self.owner(s.inode)
-            .or_else(|| self.listener_of(s).and_then(|l| self.owner(l.inode)))
+        self.owner(s.inode())
+            .or_else(|| self.listener_of(s).and_then(|l| self.owner(l.inode())))
     }
 
     /// The listening socket bound to exactly this address (either spelling
@@ -180,7 +183,7 @@ impl<'a> Index<'a> {
             .get(&addr.port())
             .map_or(&[][..], |v| v.as_slice())
             .iter()
-            .filter(move |l| same_ip(l.local.ip(), ip))
+            .filter(move |l| same_ip(l.local().ip(), ip))
             .copied()
     }
 
@@ -194,18 +197,18 @@ impl<'a> Index<'a> {
     /// listeners share an address with `SO_REUSEPORT`, each with its own
     /// process: the one its holder holds, when there is one.
     pub fn listener_of(&self, s: &Socket) -> Option<&'a Socket> {
-        let mut matching = self.listeners_matching(&s.local);
+        let mut matching = self.listeners_matching(&s.local());
         let first = matching.next()?;
-        let mut same = matching.filter(|l| l.local == first.local).peekable();
+        let mut same = matching.filter(|l| l.local() == first.local()).peekable();
         if same.peek().is_none() {
             return Some(first);
         }
-        let Some(holder) = self.owner(s.inode) else {
+        let Some(holder) = self.owner(s.inode()) else {
             return Some(first);
         };
         std::iter::once(first)
             .chain(same)
-            .find(|l| self.holds(holder.pid, l.inode))
+            .find(|l| self.holds(holder.pid, l.inode()))
             .or(Some(first))
     }
 
@@ -227,10 +230,10 @@ impl<'a> Index<'a> {
         let ip = local.ip().to_canonical();
         let exact = candidates
             .iter()
-            .filter(move |l| l.local.ip().to_canonical() == ip);
-        let wildcard = candidates
-            .iter()
-            .filter(move |l| l.local.ip().is_unspecified() && (l.local.is_ipv6() || ip.is_ipv4()));
+            .filter(move |l| l.local().ip().to_canonical() == ip);
+        let wildcard = candidates.iter().filter(move |l| {
+            l.local().ip().is_unspecified() && (l.local().is_ipv6() || ip.is_ipv4())
+        });
         exact.chain(wildcard).copied()
     }
 }
@@ -238,10 +241,10 @@ impl<'a> Index<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Task, Timer};
+    use crate::snapshot::{SocketParts, Task, Timer};
 
     fn socket(state: TcpState, local: &str, remote: &str, inode: u64) -> Socket {
-        Socket {
+        Socket::from(SocketParts {
             state,
             local: local.parse().unwrap_or_else(|_| unreachable!()),
             remote: remote.parse().unwrap_or_else(|_| unreachable!()),
@@ -254,7 +257,7 @@ mod tests {
             timer_ms: None,
             tcp_info: None,
             cgroup_id: None,
-        }
+        })
     }
 
     fn process(pid: u32, socket_inodes: Vec<u64>) -> Process {
@@ -323,21 +326,21 @@ mod tests {
         let index = Index::new(&snap);
         let v4 = |s: &str| s.parse::<SocketAddr>().unwrap_or_else(|_| unreachable!());
         assert_eq!(
-            index.listener_for(&v4("127.0.0.1:80")).map(|l| l.inode),
+            index.listener_for(&v4("127.0.0.1:80")).map(|l| l.inode()),
             Some(1)
         );
         assert_eq!(
-            index.listener_at(&v4("127.0.0.1:80")).map(|l| l.inode),
+            index.listener_at(&v4("127.0.0.1:80")).map(|l| l.inode()),
             Some(1)
         );
         assert_eq!(
             index
                 .listener_for(&v4("[::ffff:10.0.0.1]:81"))
-                .map(|l| l.inode),
+                .map(|l| l.inode()),
             Some(2)
         );
         assert_eq!(
-            index.listener_for(&v4("10.0.0.1:81")).map(|l| l.inode),
+            index.listener_for(&v4("10.0.0.1:81")).map(|l| l.inode()),
             Some(2)
         );
     }
@@ -355,16 +358,16 @@ mod tests {
         );
         let index = Index::new(&snap);
         assert_eq!(
-            index.listener_of(&snap.sockets[2]).map(|l| l.inode),
+            index.listener_of(&snap.sockets[2]).map(|l| l.inode()),
             Some(2)
         );
         assert_eq!(index.responsible(&snap.sockets[2]).map(|p| p.pid), Some(20));
         // Not accepted yet: which queue it is in, the kernel does not say.
         assert_eq!(
-            index.listener_of(&snap.sockets[3]).map(|l| l.inode),
+            index.listener_of(&snap.sockets[3]).map(|l| l.inode()),
             Some(1)
         );
-        assert_eq!(index.listeners_at(&snap.sockets[0].local).count(), 2);
+        assert_eq!(index.listeners_at(&snap.sockets[0].local()).count(), 2);
     }
 
     #[test]

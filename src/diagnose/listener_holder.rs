@@ -20,7 +20,7 @@ pub fn assign(index: &mut Index) {
         .filter(|(inode, _)| {
             index
                 .socket(*inode)
-                .is_some_and(|s| s.state == TcpState::Listen)
+                .is_some_and(|s| s.state() == TcpState::Listen)
         })
         .filter_map(|(inode, holders)| Some((inode, acceptor(index, inode, holders)?)))
         .collect();
@@ -37,11 +37,11 @@ fn acceptor<'a>(index: &Index<'a>, inode: u64, holders: &[&'a Process]) -> Optio
         p.socket_inodes
             .iter()
             .filter_map(|i| index.socket(*i))
-            .filter(|s| s.state != TcpState::Listen)
+            .filter(|s| s.state() != TcpState::Listen)
             .filter(|s| {
                 index
-                    .listener_for(&s.local)
-                    .is_some_and(|l| l.local == listener.local)
+                    .listener_for(&s.local())
+                    .is_some_and(|l| l.local() == listener.local())
             })
             .count()
     };
