@@ -56,7 +56,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         } else {
             Severity::Info
         };
-        let owner = cx.index.owner(l.inode());
+        let owner = cx.index.owner(l);
         let mut evidence = vec![
             queue_line(cx, l, owner, backlog),
             format!(

@@ -97,7 +97,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let Some(ms) = stalled_ms(s, stall).filter(|&ms| u64::from(ms) >= min_ms) else {
             continue;
         };
-        let owner = cx.index.owner(s.inode()).map(|p| p.pid);
+        let owner = cx.index.owner(s).map(|p| p.pid);
         let key = (owner, canonical(s.remote()), BlockedSendCause::of(stall));
         let g = groups.entry(key).or_default();
         g.sockets.push(i);

@@ -61,7 +61,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     // Unclaimed CLOSE_WAIT sockets by holder, gathered once for every process.
     let mut close_wait_of: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
     for (i, s) in cx.in_state(TcpState::CloseWait) {
-        if let Some(o) = cx.index.owner(s.inode()) {
+        if let Some(o) = cx.index.owner(s) {
             close_wait_of.entry(o.pid).or_default().push(i);
         }
     }

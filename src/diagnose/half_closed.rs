@@ -49,7 +49,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         };
         let fw = &cx.snapshot.sockets[fi];
         // Orphaned: the peer closed fully, which is the CLOSE_WAIT leak's case, not this one.
-        let Some(waiter) = cx.index.owner(fw.inode()) else {
+        let Some(waiter) = cx.index.owner(fw) else {
             continue;
         };
         let closer = cx.index.responsible(cw);

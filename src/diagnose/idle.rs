@@ -37,7 +37,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             continue;
         }
         let e = per_owner
-            .entry(cx.index.owner(s.inode()).map(|p| p.pid))
+            .entry(cx.index.owner(s).map(|p| p.pid))
             .or_default();
         e.0.push(i);
         e.1 = e.1.max(u64::from(silent));

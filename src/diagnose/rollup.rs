@@ -42,7 +42,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut per_listener: BTreeMap<(bool, SocketAddr), Vec<Stuck>> = BTreeMap::new();
     for (index, s) in cx.in_state(TcpState::CloseWait) {
         // Connections still queued (inode 0) belong to their listener's queue, not to a process.
-        let Some(holder) = cx.index.owner(s.inode()) else {
+        let Some(holder) = cx.index.owner(s) else {
             continue;
         };
         if !is_stuck(cx, s) {
@@ -143,7 +143,7 @@ fn listener_finding(cx: &Context, at: SocketAddr, group: Vec<Stuck>) -> Finding 
         .max_by_key(|(p, n)| (*n, std::cmp::Reverse(p.pid)))
         .map(|(p, _)| *p);
     let named = parent
-        .or_else(|| listener.and_then(|l| cx.index.owner(l.inode())))
+        .or_else(|| listener.and_then(|l| cx.index.owner(l)))
         .filter(|p| p.pid != 1 || per_holder.contains_key(&1))
         .or(busiest);
     let count = group.len() as u64;

@@ -63,7 +63,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             let owner = cx
                 .index
                 .listener_at(&listener)
-                .and_then(|l| cx.index.owner(l.inode()));
+                .and_then(|l| cx.index.owner(l));
             Finding {
                 severity: if near_limit {
                     Severity::Warning

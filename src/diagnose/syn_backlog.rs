@@ -66,10 +66,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .unwrap_or_default()
             )];
             if listeners.len() > 1 {
-                let holders: Vec<String> = listeners
-                    .iter()
-                    .map(|l| who(cx.index.owner(l.inode())))
-                    .collect();
+                let holders: Vec<String> =
+                    listeners.iter().map(|l| who(cx.index.owner(l))).collect();
                 evidence.push(format!(
                     "{} listeners share this address (SO_REUSEPORT): {}; the kernel does not \
                      say whose queue these handshakes wait in",
@@ -93,7 +91,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             }
             // With several listeners, no one of them can be named.
             .owned_by(match listeners[..] {
-                [l] => cx.index.owner(l.inode()),
+                [l] => cx.index.owner(l),
                 _ => None,
             })
         })
