@@ -8,12 +8,13 @@
 //! Addresses are compared canonically: a dual-stack socket reports an IPv4
 //! peer as `::ffff:a.b.c.d`, its IPv4 end as `a.b.c.d`.
 //!
-//! A million sockets make it 8 bytes a socket, no hash map of them: the
-//! process that answers for each socket, by the socket's place in the table,
-//! and the places sorted by inode. Rules hand in the table's own sockets, so
-//! a socket's place is where it lies, found without a lookup.
+//! A million sockets make it 4 bytes a socket, no hash map of them: the
+//! process that answers for each socket, by the socket's place in the table.
+//! Rules hand in the table's own sockets, so a socket's place is where it
+//! lies, found without a lookup; the only sockets looked up by inode are
+//! those threads wait on, and only those are kept by inode.
 
-use crate::snapshot::{Process, Snapshot, Socket};
+use crate::snapshot::{Process, Snapshot, Socket, Task};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -34,6 +35,9 @@ fn place(i: usize) -> u32 {
 struct Shared<'a> {
     /// The socket (the last of the table with its inode).
     socket: u32,
+    /// Whether the table has other sockets with its inode (an edited file:
+    /// a kernel's table never repeats one).
+    repeated: bool,
     /// Every holder, by pid; a process holding it twice (dup()) twice.
     holders: Vec<&'a Process>,
 }
@@ -52,8 +56,8 @@ pub struct Index<'a> {
     owners: Vec<u32>,
     /// How many inodes of the snapshot's sockets some process holds.
     owned: u64,
-    /// The places of the sockets that have an inode, by inode, then place.
-    by_inode: Vec<u32>,
+    /// The places of the sockets threads wait on, by inode.
+    thread_sockets: FxHashMap<u64, u32>,
     listeners_by_port: FxHashMap<u16, Vec<&'a Socket>>,
     /// The sockets held by more than one process, by inode.
     shared: FxHashMap<u64, Shared<'a>>,
@@ -121,6 +125,7 @@ impl<'a> Join<'a> {
                         .entry(inode)
                         .or_insert_with(|| Shared {
                             socket: last,
+                            repeated: same.len() > 1,
                             holders: vec![first],
                         })
                         .holders
@@ -138,6 +143,23 @@ impl<'a> Join<'a> {
         }
         self.per_state_of_pid.insert(p.pid, mix);
     }
+}
+
+/// The places of the sockets the processes' threads wait on, by inode (the
+/// last of the table with it), from the table's sorted inodes.
+fn thread_sockets(snapshot: &Snapshot, keyed: &[Keyed]) -> FxHashMap<u64, u32> {
+    let waited_on = snapshot
+        .processes
+        .iter()
+        .flat_map(|p| &p.tasks)
+        .filter_map(|t| t.inode);
+    waited_on
+        .filter_map(|inode| {
+            let after = keyed.partition_point(|k| k.inode <= inode);
+            let last = keyed.get(after.checked_sub(1)?)?;
+            (last.inode == inode).then_some((inode, last.place))
+        })
+        .collect()
 }
 
 impl<'a> Index<'a> {
@@ -166,7 +188,7 @@ impl<'a> Index<'a> {
         for (at, p) in snapshot.processes.iter().enumerate() {
             join.add(snapshot, &keyed, at, p);
         }
-        let by_inode = keyed.iter().map(|k| k.place).collect();
+        let thread_sockets = thread_sockets(snapshot, &keyed);
         drop(keyed);
         let mut listeners_by_port: FxHashMap<u16, Vec<&Socket>> = FxHashMap::default();
         let mut per_state = [0; TcpState::ALL.len()];
@@ -187,7 +209,7 @@ impl<'a> Index<'a> {
             process_by_pid: snapshot.processes.iter().map(|p| (p.pid, p)).collect(),
             owners: join.owners,
             owned: join.owned,
-            by_inode,
+            thread_sockets,
             listeners_by_port,
             shared: join.shared,
         };
@@ -196,29 +218,20 @@ impl<'a> Index<'a> {
     }
 
     /// Where `s` lies in the snapshot's table: one of the table's own
-    /// sockets (all a rule has) by its address, any other by its inode.
+    /// sockets (all a rule has) by its address, any other by its inode, in
+    /// a scan.
     fn place_of(&self, s: &Socket) -> Option<usize> {
         let offset = std::ptr::from_ref(s)
             .addr()
             .wrapping_sub(self.sockets.as_ptr().addr());
         let at = offset / size_of::<Socket>();
         if offset % size_of::<Socket>() == 0 && at < self.sockets.len() {
-            Some(at)
-        } else {
-            self.place_of_inode(s.inode())
+            return Some(at);
         }
-    }
-
-    /// The place of the socket with this inode (the last, should the table
-    /// repeat it).
-    fn place_of_inode(&self, inode: u64) -> Option<usize> {
-        if inode == 0 {
-            return None;
-        }
-        let inode_at = |i: &u32| self.sockets[*i as usize].inode();
-        let after = self.by_inode.partition_point(|i| inode_at(i) <= inode);
-        let at = self.by_inode.get(after.checked_sub(1)?)?;
-        (inode_at(at) == inode).then_some(*at as usize)
+        let inode = s.inode();
+        (inode != 0)
+            .then(|| self.sockets.iter().rposition(|x| x.inode() == inode))
+            .flatten()
     }
 
     /// The snapshot's sockets.
@@ -239,17 +252,25 @@ impl<'a> Index<'a> {
             .map(|s| (&self.sockets[s.socket as usize], s.holders.as_slice()))
     }
 
-    /// Makes `p` the process that answers for the socket `inode`.
+    /// Makes `p` the process that answers for the shared socket `inode`.
     pub(super) fn answer_for(&mut self, inode: u64, p: &'a Process) {
         let Some(at) = self.processes.iter().position(|q| std::ptr::eq(q, p)) else {
             return;
         };
-        let inode_at = |i: &u32| self.sockets[*i as usize].inode();
-        let from = self.by_inode.partition_point(|i| inode_at(i) < inode);
-        let to = self.by_inode.partition_point(|i| inode_at(i) <= inode);
-        for i in from..to {
-            let s = self.by_inode[i] as usize;
-            self.owners[s] = place(at) + 1;
+        let Some(&Shared {
+            socket, repeated, ..
+        }) = self.shared.get(&inode)
+        else {
+            return;
+        };
+        let me = place(at) + 1;
+        self.owners[socket as usize] = me;
+        if repeated {
+            for (i, s) in self.sockets.iter().enumerate() {
+                if s.inode() == inode {
+                    self.owners[i] = me;
+                }
+            }
         }
     }
 
@@ -286,9 +307,10 @@ impl<'a> Index<'a> {
         self.process_by_pid.get(&pid).copied()
     }
 
-    /// The socket with this inode.
-    pub fn socket(&self, inode: u64) -> Option<&'a Socket> {
-        self.place_of_inode(inode).map(|at| &self.sockets[at])
+    /// The socket thread `t` waits on, when it waits on one of the table's.
+    pub fn thread_socket(&self, t: &Task) -> Option<&'a Socket> {
+        let at = self.thread_sockets.get(&t.inode?)?;
+        self.sockets.get(*at as usize)
     }
 
     /// Who answers for a socket: its holder, or for a connection not yet
@@ -503,21 +525,57 @@ mod tests {
         }
     }
 
+    /// A thread waiting on a socket: its syscall on an fd of that inode.
+    fn waiting_on(tid: u32, inode: u64) -> Task {
+        Task {
+            tid,
+            comm: "worker".to_string(),
+            state: "S".to_string(),
+            wchan: None,
+            syscall: Some("recvfrom".to_string()),
+            fd: Some(3),
+            inode: Some(inode),
+        }
+    }
+
     #[test]
     fn a_socket_is_found_by_its_place_or_its_inode() {
+        let mut holder = process(5, vec![9]);
+        holder.tasks = vec![waiting_on(6, 9), waiting_on(7, 8)];
         let snap = snapshot(
             vec![
                 socket(TcpState::Established, "10.0.0.1:80", "10.0.0.2:1", 0),
                 socket(TcpState::Established, "10.0.0.1:80", "10.0.0.2:2", 9),
             ],
-            vec![process(5, vec![9])],
+            vec![holder],
         );
         let index = Index::new(&snap);
         let copy = snap.sockets[1].clone();
         assert_eq!(index.owner(&copy).map(|p| p.pid), Some(5));
-        assert_eq!(index.socket(9).map(Socket::remote), Some(copy.remote()));
-        assert!(index.socket(0).is_none() && index.socket(8).is_none());
+        let tasks = &snap.processes[0].tasks;
+        let found = index.thread_socket(&tasks[0]).map(Socket::remote);
+        assert_eq!(found, Some(copy.remote()));
+        assert!(index.thread_socket(&tasks[1]).is_none());
         assert!(index.owner(&snap.sockets[0]).is_none());
+    }
+
+    /// An edited file may repeat an inode: its sockets answer as one.
+    #[test]
+    fn a_repeated_inode_is_one_socket() {
+        let listen = || socket(TcpState::Listen, "0.0.0.0:80", "0.0.0.0:0", 1);
+        let snap = snapshot(
+            vec![listen(), listen()],
+            vec![process(1, vec![1]), process(30, vec![1])],
+        );
+        let index = Index::new(&snap);
+        let owners: Vec<_> = snap
+            .sockets
+            .iter()
+            .map(|s| index.owner(s).map(|p| p.pid))
+            .collect();
+        assert_eq!(owners, [Some(30), Some(30)]);
+        assert_eq!(index.owned(), 1);
+        assert_eq!(index.shared().count(), 1);
     }
 
     #[test]
@@ -642,13 +700,8 @@ mod tests {
         // A thread waiting on the socket beats connections accepted earlier.
         let mut waiting = process(30, vec![1]);
         waiting.tasks.push(Task {
-            tid: 31,
-            comm: "acceptor".to_string(),
-            state: "S".to_string(),
-            wchan: None,
             syscall: Some("accept4".to_string()),
-            fd: Some(3),
-            inode: Some(1),
+            ..waiting_on(31, 1)
         });
         let snap = snapshot(
             vec![

@@ -35,7 +35,9 @@ pub fn assign(index: &mut Index) {
 }
 
 /// How many connections accepted from each shared listening address each
-/// process holds (one held twice, twice), in one pass over the sockets.
+/// process holds (one held twice, twice), in one pass over the sockets, not
+/// a lookup per inode of every holder. A kernel's table never repeats an
+/// inode; should an edited file, each socket with it counts.
 fn accepted(
     index: &Index,
     listeners: &[(&Socket, &[&Process])],

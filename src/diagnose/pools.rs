@@ -61,7 +61,7 @@ impl Pool<'_> {
 
 fn wait_of<'a>(index: &Index<'a>, t: &Task) -> (Wait, Option<&'a Socket>) {
     let call = t.syscall.as_deref().unwrap_or_default();
-    let socket = t.inode.and_then(|i| index.socket(i));
+    let socket = index.thread_socket(t);
     let wait = match (call, socket) {
         ("accept" | "accept4", _) => Wait::Accept,
         (c, Some(s)) if READS.contains(&c) => {
