@@ -106,7 +106,7 @@ impl<'a> Join<'a> {
         for inode in inodes {
             rest = &rest[seek(rest, inode)..];
             // Every socket with the inode (one, in a kernel's table).
-            let same = &rest[..rest.partition_point(|k| k.inode == inode)];
+            let same = &rest[..rest.iter().take_while(|k| k.inode == inode).count()];
             let Some(&Keyed {
                 place: last, state, ..
             }) = same.last()
