@@ -68,12 +68,12 @@ impl Filter {
             || [f.local, f.remote]
                 .into_iter()
                 .flatten()
-                .chain(sockets().flat_map(|s| [s.local, s.remote]))
+                .chain(sockets().flat_map(|s| [s.local(), s.remote()]))
                 .any(|a| self.ports.contains(&a.port()));
         let state_ok = self.states.is_empty()
             || f.state
                 .into_iter()
-                .chain(sockets().map(|s| s.state))
+                .chain(sockets().map(|s| s.state()))
                 .any(|st| self.states.contains(&st));
         pid_ok && port_ok && state_ok && self.workload_ok(f.workload.as_ref())
     }

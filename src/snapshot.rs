@@ -11,7 +11,10 @@ use crate::tcp::TcpState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU64;
+
+mod socket;
+
+pub use socket::{Socket, SocketParts};
 
 /// Version of the snapshot file format. Bumped on any incompatible change;
 /// `--from` refuses other versions with a clear message. Fields a newer
@@ -63,46 +66,6 @@ pub enum SocketSource {
     SockDiag,
     /// `/proc/net/tcp` and `/proc/net/tcp6`: no cookies, no tcp_info.
     ProcNet,
-}
-
-/// One TCP socket as the kernel reported it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Socket {
-    pub state: TcpState,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    /// 0 for TIME_WAIT sockets and for connections not yet accepted.
-    pub inode: u64,
-    pub uid: u32,
-    /// The kernel's socket cookie (unique while the socket lives, never 0); `None` from `/proc/net`.
-    pub cookie: Option<NonZeroU64>,
-    /// Bytes received and not read by the application; for LISTEN, the accept queue length.
-    pub recv_q: u32,
-    /// Bytes not yet acknowledged by the peer; for LISTEN, the backlog when
-    /// read from sock_diag (`/proc/net/tcp` prints 0 there: read it through
-    /// [`Snapshot::backlog`], which knows the difference).
-    pub send_q: u32,
-    pub timer: Timer,
-    /// Milliseconds until the timer fires (TIME_WAIT: until the socket is gone).
-    pub timer_ms: Option<u32>,
-    pub tcp_info: Option<TcpInfo>,
-    /// The cgroup v2 id of the socket (its creator's cgroup; for a connection
-    /// not yet accepted, its listener's). `None` without cgroup v2, from
-    /// `/proc/net`, and for TIME_WAIT and request sockets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup_id: Option<u64>,
-}
-
-impl Socket {
-    /// Request bytes wait unread in a connection: Recv-Q > 0 when ESTABLISHED,
-    /// Recv-Q > 1 in CLOSE-WAIT (where the peer's FIN counts as one byte).
-    pub fn has_unread_request(&self) -> bool {
-        match self.state {
-            TcpState::CloseWait => self.recv_q > 1,
-            TcpState::Established => self.recv_q > 0,
-            _ => false,
-        }
-    }
 }
 
 /// The timer the kernel runs on a socket.
@@ -411,8 +374,8 @@ impl Snapshot {
     /// A listener's backlog: its Send-Q from sock_diag; `None` (unknown) from
     /// `/proc/net/tcp`, whose LISTEN line shows the unsent bytes (0), not the backlog.
     pub fn backlog(&self, listener: &Socket) -> Option<u32> {
-        (listener.state == TcpState::Listen && self.meta.source == SocketSource::SockDiag)
-            .then_some(listener.send_q)
+        (listener.state() == TcpState::Listen && self.meta.source == SocketSource::SockDiag)
+            .then_some(listener.send_q())
     }
 
     /// Reads a snapshot written by `--save`, checking its version before its shape.
@@ -497,30 +460,6 @@ pub enum FromJsonError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unread_request_discounts_the_fin() {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 80));
-        let sock = |state, recv_q| Socket {
-            state,
-            local: addr,
-            remote: addr,
-            inode: 1,
-            uid: 0,
-            cookie: None,
-            recv_q,
-            send_q: 0,
-            timer: Timer::None,
-            timer_ms: None,
-            tcp_info: None,
-            cgroup_id: None,
-        };
-        assert!(sock(TcpState::Established, 1).has_unread_request());
-        assert!(!sock(TcpState::Established, 0).has_unread_request());
-        assert!(!sock(TcpState::CloseWait, 1).has_unread_request());
-        assert!(sock(TcpState::CloseWait, 2).has_unread_request());
-        assert!(!sock(TcpState::Listen, 5).has_unread_request());
-    }
 
     #[test]
     fn endpoints_print_like_ss() {

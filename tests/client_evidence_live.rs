@@ -136,10 +136,10 @@ fn tls_pool_closed_by_nginx_is_a_stale_pool() {
     let cw: Vec<_> = s
         .sockets
         .iter()
-        .filter(|x| x.state == connleak::tcp::TcpState::CloseWait)
+        .filter(|x| x.state() == connleak::tcp::TcpState::CloseWait)
         .collect();
     assert_eq!(cw.len(), 10);
-    assert!(cw.iter().all(|x| (24..=32).contains(&x.recv_q)), "{cw:?}");
+    assert!(cw.iter().all(|x| (24..=32).contains(&x.recv_q())), "{cw:?}");
 }
 
 /// nginx with upstream keep-alive in front of a threaded backend, under a

@@ -26,11 +26,11 @@ fn orphaned_fin_wait2_counts_toward_the_timewait_buckets() {
     let fw2: Vec<_> = s
         .sockets
         .iter()
-        .filter(|x| x.state == TcpState::FinWait2)
+        .filter(|x| x.state() == TcpState::FinWait2)
         .collect();
     assert!(
         fw2.iter()
-            .all(|x| x.inode == 0 && x.timer == Timer::TimeWait)
+            .all(|x| x.inode() == 0 && x.timer() == Timer::TimeWait)
     );
     s.kernel.sysctls.tcp_max_tw_buckets = Some(45);
     s.kernel.sysctls.tcp_max_orphans = Some(64);

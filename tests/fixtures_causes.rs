@@ -37,13 +37,15 @@ fn the_warning(s: &Snapshot, t: Thresholds, kind: &str) -> Finding {
 fn add_sockets(s: &mut Snapshot, template: &Socket, state: TcpState, n: u16) {
     for i in 0..n {
         let mut x = template.clone();
-        x.state = state;
-        x.inode = 0;
-        x.cookie = None;
-        x.remote = SocketAddr::new(
-            format!("10.0.{}.{}", i / 250, i % 250 + 1).parse().unwrap(),
-            40000 + i,
-        );
+        x.edit(|x| {
+            x.state = state;
+            x.inode = 0;
+            x.cookie = None;
+            x.remote = SocketAddr::new(
+                format!("10.0.{}.{}", i / 250, i % 250 + 1).parse().unwrap(),
+                40000 + i,
+            );
+        });
         s.sockets.push(x);
     }
 }
@@ -109,11 +111,13 @@ fn worker_pool_names_the_blocked_threads() {
 #[test]
 fn worker_pool_needs_requests_unread_for_a_while() {
     let mut now = load("pool.json");
-    for s in now.sockets.iter_mut().filter(|s| s.recv_q > 1) {
-        s.state = TcpState::Established;
-        if let Some(t) = s.tcp_info.as_mut() {
-            t.last_data_recv_ms = Some(1000);
-        }
+    for s in now.sockets.iter_mut().filter(|s| s.recv_q() > 1) {
+        s.edit(|s| {
+            s.state = TcpState::Established;
+            if let Some(t) = s.tcp_info.as_mut() {
+                t.last_data_recv_ms = Some(1000);
+            }
+        });
     }
     let single = diagnose(&now, Thresholds::default());
     assert!(
@@ -185,7 +189,7 @@ fn server_time_wait_is_info_until_the_bucket_limit() {
     let tw = s
         .sockets
         .iter()
-        .filter(|x| x.state == TcpState::TimeWait)
+        .filter(|x| x.state() == TcpState::TimeWait)
         .count() as u64;
     s.kernel.sysctls.tcp_max_tw_buckets = Some(tw + tw / 10);
     the_warning(&s, Thresholds::default(), "server_active_close");
@@ -194,7 +198,11 @@ fn server_time_wait_is_info_until_the_bucket_limit() {
 #[test]
 fn client_time_wait_against_the_port_range() {
     let mut s = load("tw-client.json");
-    let used = s.sockets.iter().filter(|x| x.remote.port() == 7004).count() as u16;
+    let used = s
+        .sockets
+        .iter()
+        .filter(|x| x.remote().port() == 7004)
+        .count() as u16;
     s.kernel.sysctls.ip_local_port_range = Some((50000, 50000 + used + used / 10));
     s.kernel.sysctls.tcp_tw_reuse = Some(0);
     let f = the_warning(&s, Thresholds::default(), "ephemeral_port_exhaustion");
@@ -211,7 +219,7 @@ fn client_time_wait_against_the_port_range() {
     let tw = s
         .sockets
         .iter()
-        .filter(|x| x.state == TcpState::TimeWait)
+        .filter(|x| x.state() == TcpState::TimeWait)
         .count() as u64;
     s.kernel.sysctls.tcp_max_tw_buckets = Some(tw + tw / 20);
     let f = the_warning(&s, Thresholds::default(), "time_wait_overflow");
@@ -224,13 +232,13 @@ fn syn_flood_on_a_listener() {
     let listener = s
         .sockets
         .iter()
-        .find(|x| x.state == TcpState::Listen)
+        .find(|x| x.state() == TcpState::Listen)
         .unwrap()
         .clone();
     s.sockets
         .iter_mut()
-        .filter(|x| x.state == TcpState::Listen)
-        .for_each(|l| l.send_q = 128);
+        .filter(|x| x.state() == TcpState::Listen)
+        .for_each(|l| l.edit(|l| l.send_q = 128));
     add_sockets(&mut s, &listener, TcpState::SynRecv, 200);
     s.kernel
         .counters
@@ -251,7 +259,7 @@ fn last_ack_build_up_and_orphan_pressure() {
     let template = s
         .sockets
         .iter()
-        .find(|x| x.state == TcpState::CloseWait)
+        .find(|x| x.state() == TcpState::CloseWait)
         .unwrap()
         .clone();
     add_sockets(&mut s, &template, TcpState::LastAck, 60);
@@ -311,9 +319,9 @@ fn a_roll_up_never_blames_init_nor_tells_a_socket_twice() {
     let listener = s
         .sockets
         .iter()
-        .find(|x| x.state == TcpState::Listen)
+        .find(|x| x.state() == TcpState::Listen)
         .unwrap()
-        .inode;
+        .inode();
     let leaked: Vec<u64> = holder
         .socket_inodes
         .iter()

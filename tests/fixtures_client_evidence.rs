@@ -24,15 +24,17 @@ fn only<'a>(findings: &'a [Finding], kind: &str) -> &'a Finding {
 fn close_wait(s: &mut Snapshot) -> impl Iterator<Item = &mut connleak::snapshot::Socket> {
     s.sockets
         .iter_mut()
-        .filter(|x| x.state == TcpState::CloseWait)
+        .filter(|x| x.state() == TcpState::CloseWait)
 }
 
 /// Two hours since nginx closed them.
 fn hours_old(s: &mut Snapshot) {
     for sock in close_wait(s) {
-        if let Some(t) = sock.tcp_info.as_mut() {
-            t.last_ack_recv_ms = Some(7_200_000);
-        }
+        sock.edit(|sock| {
+            if let Some(t) = sock.tcp_info.as_mut() {
+                t.last_ack_recv_ms = Some(7_200_000);
+            }
+        });
     }
 }
 
@@ -55,7 +57,7 @@ fn tls_pool_is_a_stale_pool_whose_bytes_are_the_close_notify() {
     // Any Recv-Q above 1 on the client side is the server's goodbye, whatever its size.
     let mut odd = s.clone();
     for sock in close_wait(&mut odd) {
-        sock.recv_q = 400;
+        sock.edit(|sock| sock.recv_q = 400);
     }
     let found = diagnose(&odd, Thresholds::default());
     let f = only(&found, "close_wait_leak");
@@ -105,7 +107,7 @@ fn a_flat_stale_pool_is_not_critical_by_age_alone() {
     // The same age on a client that read EOF and never closed: a leak, critical by age.
     let mut leak = s.clone();
     for sock in close_wait(&mut leak) {
-        sock.recv_q = 0;
+        sock.edit(|sock| sock.recv_q = 0);
     }
     let f = diagnose(&leak, t);
     let f = only(&f, "close_wait_leak");
@@ -121,7 +123,7 @@ fn a_growing_stale_pool_is_critical() {
     before.meta.taken_at_ms -= 2000;
     let mut dropped = 0;
     before.sockets.retain(|x| {
-        let drop = x.state == TcpState::CloseWait && dropped < 5;
+        let drop = x.state() == TcpState::CloseWait && dropped < 5;
         dropped += usize::from(drop);
         !drop
     });
@@ -146,7 +148,7 @@ fn stalled(s: &Snapshot) -> Finding {
 fn fin_wait1(s: &mut Snapshot) -> impl Iterator<Item = &mut connleak::snapshot::Socket> {
     s.sockets
         .iter_mut()
-        .filter(|x| x.state == TcpState::FinWait1)
+        .filter(|x| x.state() == TcpState::FinWait1)
 }
 
 #[test]
@@ -165,9 +167,11 @@ fn zero_window_is_a_peer_not_reading_and_retransmission_a_peer_gone() {
     // The same sockets retransmitting into silence: the peer or the path is gone.
     let mut gone = s.clone();
     for sock in fin_wait1(&mut gone) {
-        sock.timer = Timer::Retransmit;
-        let t = sock.tcp_info.as_mut().unwrap();
-        (t.retransmits, t.backoff) = (5, 5);
+        sock.edit(|sock| {
+            sock.timer = Timer::Retransmit;
+            let t = sock.tcp_info.as_mut().unwrap();
+            (t.retransmits, t.backoff) = (5, 5);
+        });
     }
     let f = stalled(&gone);
     assert!(
@@ -179,7 +183,7 @@ fn zero_window_is_a_peer_not_reading_and_retransmission_a_peer_gone() {
     // Window probes nobody answers: gone as well.
     let mut unanswered = s.clone();
     for sock in fin_wait1(&mut unanswered) {
-        sock.tcp_info.as_mut().unwrap().probes = 4;
+        sock.edit(|sock| sock.tcp_info.as_mut().unwrap().probes = 4);
     }
     assert!(stalled(&unanswered).evidence[1].starts_with("6 retransmitting unanswered"));
 }
@@ -189,9 +193,11 @@ fn zero_window_is_a_peer_not_reading_and_retransmission_a_peer_gone() {
 fn idle_rule_skips_sockets_with_a_timer() {
     let mut s = load("zero-window.json");
     for sock in fin_wait1(&mut s) {
-        sock.state = TcpState::Established;
-        let t = sock.tcp_info.as_mut().unwrap();
-        (t.last_data_recv_ms, t.last_data_sent_ms) = (Some(7_200_000), Some(7_200_000));
+        sock.edit(|sock| {
+            sock.state = TcpState::Established;
+            let t = sock.tcp_info.as_mut().unwrap();
+            (t.last_data_recv_ms, t.last_data_sent_ms) = (Some(7_200_000), Some(7_200_000));
+        });
     }
     let idle = |s: &Snapshot| {
         diagnose(s, Thresholds::default())
@@ -203,9 +209,9 @@ fn idle_rule_skips_sockets_with_a_timer() {
     for sock in s
         .sockets
         .iter_mut()
-        .filter(|x| x.timer == Timer::ZeroWindowProbe)
+        .filter(|x| x.timer() == Timer::ZeroWindowProbe)
     {
-        sock.timer = Timer::None;
+        sock.edit(|sock| sock.timer = Timer::None);
     }
     assert_eq!(idle(&s), 1);
 }
@@ -216,8 +222,10 @@ fn idle_rule_skips_sockets_with_a_timer() {
 fn blocked_send_tells_not_reading_from_gone() {
     let mut s = load("zero-window.json");
     for sock in fin_wait1(&mut s) {
-        sock.state = TcpState::Established;
-        sock.tcp_info.as_mut().unwrap().last_data_sent_ms = Some(60_000);
+        sock.edit(|sock| {
+            sock.state = TcpState::Established;
+            sock.tcp_info.as_mut().unwrap().last_data_sent_ms = Some(60_000);
+        });
     }
     let f = only(&diagnose(&s, Thresholds::default()), "blocked_send").clone();
     assert_eq!(f.cause, Some(BlockedSendCause::PeerNotReading.into()));
@@ -230,18 +238,20 @@ fn blocked_send_tells_not_reading_from_gone() {
     for sock in gone
         .sockets
         .iter_mut()
-        .filter(|x| x.timer == Timer::ZeroWindowProbe)
+        .filter(|x| x.timer() == Timer::ZeroWindowProbe)
     {
-        sock.timer = Timer::Retransmit;
-        let t = sock.tcp_info.as_mut().unwrap();
-        (t.retransmits, t.last_ack_recv_ms) = (6, Some(90_000));
+        sock.edit(|sock| {
+            sock.timer = Timer::Retransmit;
+            let t = sock.tcp_info.as_mut().unwrap();
+            (t.retransmits, t.last_ack_recv_ms) = (6, Some(90_000));
+        });
     }
     let f = only(&diagnose(&gone, Thresholds::default()), "blocked_send").clone();
     assert_eq!(f.cause, Some(BlockedSendCause::PeerGone.into()));
     assert_eq!(f.oldest_s, Some(90));
     // Ten seconds of a closed window is backpressure under the default 30 s.
     for sock in stuck_on_window(&mut s) {
-        sock.tcp_info.as_mut().unwrap().last_data_sent_ms = Some(10_000);
+        sock.edit(|sock| sock.tcp_info.as_mut().unwrap().last_data_sent_ms = Some(10_000));
     }
     assert!(
         diagnose(&s, Thresholds::default())
@@ -253,7 +263,7 @@ fn blocked_send_tells_not_reading_from_gone() {
 fn stuck_on_window(s: &mut Snapshot) -> impl Iterator<Item = &mut connleak::snapshot::Socket> {
     s.sockets
         .iter_mut()
-        .filter(|x| x.timer == Timer::ZeroWindowProbe)
+        .filter(|x| x.timer() == Timer::ZeroWindowProbe)
 }
 
 /// Attempts toward a destination that drops SYNs; the same attempts still in
@@ -277,7 +287,7 @@ fn connect_unanswered_needs_retransmitted_syns() {
     );
     let mut fresh = s.clone();
     for sock in &mut fresh.sockets {
-        sock.tcp_info.as_mut().unwrap().retransmits = 0;
+        sock.edit(|sock| sock.tcp_info.as_mut().unwrap().retransmits = 0);
     }
     assert!(diagnose(&fresh, Thresholds::default()).is_empty());
     let few = Thresholds {

@@ -70,11 +70,13 @@ fn severity_follows_count_and_age() {
     for sock in s
         .sockets
         .iter_mut()
-        .filter(|x| x.state == TcpState::CloseWait)
+        .filter(|x| x.state() == TcpState::CloseWait)
     {
-        if let Some(info) = sock.tcp_info.as_mut() {
-            info.last_ack_recv_ms = Some(7_200_000);
-        }
+        sock.edit(|sock| {
+            if let Some(info) = sock.tcp_info.as_mut() {
+                info.last_ack_recv_ms = Some(7_200_000);
+            }
+        });
     }
     let f = diagnose(&s, t);
     assert_eq!(f[0].severity, Severity::Critical);

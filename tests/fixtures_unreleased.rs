@@ -23,10 +23,10 @@ fn reset_fd_limit() -> Snapshot {
     let gone: Vec<u64> = s
         .sockets
         .iter()
-        .filter(|x| x.state == TcpState::CloseWait)
-        .map(|x| x.inode)
+        .filter(|x| x.state() == TcpState::CloseWait)
+        .map(|x| x.inode())
         .collect();
-    s.sockets.retain(|x| x.state != TcpState::CloseWait);
+    s.sockets.retain(|x| x.state() != TcpState::CloseWait);
     let p = &mut s.processes[0];
     p.socket_inodes.retain(|i| !gone.contains(i));
     p.closed_tcp_fds = u32::try_from(gone.len()).unwrap();

@@ -61,7 +61,7 @@ fn each_socket_once(snapshot: &Snapshot, report: &Value) {
         .sockets
         .iter()
         .map(|s| {
-            s.cookie
+            s.cookie()
                 .expect("sock_diag gives every socket a cookie")
                 .get()
         })
@@ -70,7 +70,7 @@ fn each_socket_once(snapshot: &Snapshot, report: &Value) {
     let inodes: Vec<u64> = snapshot
         .sockets
         .iter()
-        .map(|s| s.inode)
+        .map(|s| s.inode())
         .filter(|&i| i != 0)
         .collect();
     let distinct: HashSet<&u64> = inodes.iter().collect();

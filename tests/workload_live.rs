@@ -306,11 +306,11 @@ fn unaccepted_connections_carry_the_listeners_cgroup() {
     let queued: Vec<_> = snapshot
         .sockets
         .iter()
-        .filter(|s| s.inode == 0 && s.local.port() == 7002)
+        .filter(|s| s.inode() == 0 && s.local().port() == 7002)
         .collect();
     assert_eq!(queued.len(), 5, "{queued:#?}");
     for s in &queued {
-        assert_eq!(s.cgroup_id, Some(cgroup.id()), "{s:#?}");
+        assert_eq!(s.cgroup_id(), Some(cgroup.id()), "{s:#?}");
     }
     assert_eq!(
         snapshot.cgroups.get(&cgroup.id()),

@@ -115,8 +115,8 @@ pub fn collect(
     // cgroup, the listener's, is the only link to a workload.
     let unowned_cgroups: FxHashSet<u64> = sockets
         .iter()
-        .filter(|s| s.inode == 0)
-        .filter_map(|s| s.cgroup_id)
+        .filter(|s| s.inode() == 0)
+        .filter_map(Socket::cgroup_id)
         .collect();
     let cgroups = cgroup::paths(proc_root, host_root, &unowned_cgroups);
     let kernel = timings::phase("kernel", || kernel::read(proc_root, &mut unreadable));
@@ -153,10 +153,10 @@ fn inodes(sockets: &[Socket]) -> (InodeSet, FxHashSet<u64>) {
     // One pass over the (large) socket records; the set is built from the dense copy.
     let mut held = Vec::with_capacity(sockets.len());
     let mut wants_tasks = FxHashSet::default();
-    for s in sockets.iter().filter(|s| s.inode != 0) {
-        held.push(s.inode);
+    for s in sockets.iter().filter(|s| s.inode() != 0) {
+        held.push(s.inode());
         if has_unread_data(s) {
-            wants_tasks.insert(s.inode);
+            wants_tasks.insert(s.inode());
         }
     }
     (InodeSet::new(held.iter().copied()), wants_tasks)
@@ -166,10 +166,10 @@ fn inodes(sockets: &[Socket]) -> (InodeSet, FxHashSet<u64>) {
 /// connections waiting to be accepted, or data stuck behind a peer's closed
 /// window (its writers block in write/sendto).
 fn has_unread_data(s: &Socket) -> bool {
-    s.inode != 0
+    s.inode() != 0
         && (s.has_unread_request()
-            || (s.state == TcpState::Listen && s.recv_q > 0)
-            || (s.send_q > 0 && s.timer == crate::snapshot::Timer::ZeroWindowProbe))
+            || (s.state() == TcpState::Listen && s.recv_q() > 0)
+            || (s.send_q() > 0 && s.timer() == crate::snapshot::Timer::ZeroWindowProbe))
 }
 
 fn read_sockets(

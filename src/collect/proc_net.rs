@@ -2,7 +2,7 @@
 //! for kernels or sandboxes without sock_diag. It has no cookies and no
 //! tcp_info, so ages are unknown; the report says which source it used.
 
-use crate::snapshot::{Socket, Timer};
+use crate::snapshot::{Socket, SocketParts, Timer};
 use crate::tcp::TcpState;
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -51,7 +51,7 @@ fn parse_row(line: &str) -> Result<Option<Socket>, String> {
     let (tr, when) = f[5].split_once(':').ok_or("bad timer field")?;
     let timer = Timer::from_kernel(u8::from_str_radix(tr, 16).map_err(|_| "bad timer")?);
     let jiffies = hex(when, "timer expiry")?;
-    Ok(Some(Socket {
+    Ok(Some(Socket::from(SocketParts {
         state,
         local: endpoint(f[1])?,
         remote: endpoint(f[2])?,
@@ -65,7 +65,7 @@ fn parse_row(line: &str) -> Result<Option<Socket>, String> {
         timer_ms: (timer != Timer::None).then(|| jiffies.saturating_mul(10)),
         tcp_info: None,
         cgroup_id: None,
-    }))
+    })))
 }
 
 /// `0100007F:1B59` → 127.0.0.1:7001. Addresses are 32-bit words in host byte order.
@@ -114,15 +114,18 @@ mod tests {
         assert!(parse("tcp", TCP.as_bytes(), &mut out).is_ok());
         assert!(parse("tcp6", TCP6.as_bytes(), &mut out).is_ok());
         assert_eq!(out.len(), 4);
-        assert_eq!(out[0].state, TcpState::Listen);
-        assert_eq!(out[0].local.to_string(), "127.0.0.1:7001");
-        assert_eq!(out[0].recv_q, 3);
-        assert_eq!(out[1].state, TcpState::CloseWait);
-        assert_eq!((out[1].uid, out[1].inode, out[1].recv_q), (1000, 81240, 1));
-        assert_eq!(out[2].state, TcpState::TimeWait);
-        assert_eq!(out[2].timer_ms, Some(60_000));
-        assert_eq!(out[3].local.to_string(), "[::1]:7002");
-        assert_eq!(out[3].remote.port(), 0xA000);
+        assert_eq!(out[0].state(), TcpState::Listen);
+        assert_eq!(out[0].local().to_string(), "127.0.0.1:7001");
+        assert_eq!(out[0].recv_q(), 3);
+        assert_eq!(out[1].state(), TcpState::CloseWait);
+        assert_eq!(
+            (out[1].uid(), out[1].inode(), out[1].recv_q()),
+            (1000, 81240, 1)
+        );
+        assert_eq!(out[2].state(), TcpState::TimeWait);
+        assert_eq!(out[2].timer_ms(), Some(60_000));
+        assert_eq!(out[3].local().to_string(), "[::1]:7002");
+        assert_eq!(out[3].remote().port(), 0xA000);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! than the crate's. Decoding is a pure function of the bytes so that it can be
 //! tested and fuzzed without a kernel.
 
-use crate::snapshot::{Socket, TcpInfo, Timer};
+use crate::snapshot::{Socket, SocketParts, TcpInfo, Timer};
 use crate::tcp::TcpState;
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
@@ -303,7 +303,7 @@ fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
             _ => {}
         }
     }
-    Ok(Some(Socket {
+    Ok(Some(Socket::from(SocketParts {
         state,
         local,
         remote,
@@ -316,7 +316,7 @@ fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
         timer_ms: (timer != Timer::None).then_some(expires),
         tcp_info,
         cgroup_id,
-    }))
+    })))
 }
 
 /// Reads the fields connleak uses from `struct tcp_info` by offset; a field
@@ -337,7 +337,7 @@ pub fn decode_tcp_info(b: &[u8]) -> TcpInfo {
 /// Drops repeated sockets (a redone or overlapping dump); sockets without a cookie are kept.
 fn dedup_by_cookie(sockets: &mut Vec<Socket>) {
     let mut seen = FxHashSet::with_capacity_and_hasher(sockets.len(), Default::default());
-    sockets.retain(|s| s.cookie.is_none_or(|c| seen.insert(c)));
+    sockets.retain(|s| s.cookie().is_none_or(|c| seen.insert(c)));
 }
 
 #[cfg(test)]
@@ -408,14 +408,14 @@ mod tests {
         assert_eq!(r.ok(), Some(Datagram::Done { interrupted: false }));
         assert_eq!(out.len(), 1);
         let s = &out[0];
-        assert_eq!(s.state, TcpState::CloseWait);
-        assert_eq!(s.local.to_string(), "127.0.0.1:7001");
-        assert_eq!(s.remote.to_string(), "127.0.0.2:40000");
-        assert_eq!((s.recv_q, s.inode, s.uid), (1, 4242, 1000));
-        assert_eq!(s.cookie.map(NonZeroU64::get), Some(0x1_0000_dead));
-        assert_eq!(s.tcp_info.and_then(|t| t.last_ack_recv_ms), Some(4200));
-        assert_eq!(s.tcp_info.map(|t| (t.probes, t.backoff)), Some((2, 5)));
-        assert_eq!(s.timer_ms, None);
+        assert_eq!(s.state(), TcpState::CloseWait);
+        assert_eq!(s.local().to_string(), "127.0.0.1:7001");
+        assert_eq!(s.remote().to_string(), "127.0.0.2:40000");
+        assert_eq!((s.recv_q(), s.inode(), s.uid()), (1, 4242, 1000));
+        assert_eq!(s.cookie().map(NonZeroU64::get), Some(0x1_0000_dead));
+        assert_eq!(s.tcp_info().and_then(|t| t.last_ack_recv_ms), Some(4200));
+        assert_eq!(s.tcp_info().map(|t| (t.probes, t.backoff)), Some((2, 5)));
+        assert_eq!(s.timer_ms(), None);
     }
 
     #[test]
@@ -430,8 +430,8 @@ mod tests {
             decode_datagram(&d, &mut out).ok(),
             Some(Datagram::More { interrupted: false })
         );
-        assert_eq!(out[0].timer, Timer::TimeWait);
-        assert_eq!(out[0].timer_ms, Some(59000));
+        assert_eq!(out[0].timer(), Timer::TimeWait);
+        assert_eq!(out[0].timer_ms(), Some(59000));
         // An old kernel's 48-byte tcp_info: the later fields are unknown, not zero.
         let t = decode_tcp_info(&[0u8; 48]);
         assert_eq!(t.last_data_sent_ms, Some(0));
@@ -448,7 +448,7 @@ mod tests {
         let mut out = Vec::new();
         let d = message(SOCK_DIAG_BY_FAMILY, 2, &p);
         assert!(decode_datagram(&d, &mut out).is_ok());
-        assert_eq!(out[0].cgroup_id, Some(4242));
+        assert_eq!(out[0].cgroup_id(), Some(4242));
         // A malformed attribute value is no id, not an error.
         let mut short = inet_diag_msg(3, 0, 0, 0, 0, &[]);
         short.extend(8u16.to_ne_bytes());
@@ -456,7 +456,7 @@ mod tests {
         short.extend(7u32.to_ne_bytes());
         let d = message(SOCK_DIAG_BY_FAMILY, 2, &short);
         assert!(decode_datagram(&d, &mut out).is_ok());
-        assert_eq!(out[1].cgroup_id, None);
+        assert_eq!(out[1].cgroup_id(), None);
     }
 
     #[test]

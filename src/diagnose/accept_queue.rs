@@ -41,8 +41,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     for (li, l) in cx.in_state(TcpState::Listen) {
         let queued = waiting.remove(&li).unwrap_or_default();
         let backlog = cx.snapshot.backlog(l);
-        let full = backlog.is_some_and(|b| b > 0 && l.recv_q >= b);
-        if l.recv_q == 0 && queued.is_empty() {
+        let full = backlog.is_some_and(|b| b > 0 && l.recv_q() >= b);
+        if l.recv_q() == 0 && queued.is_empty() {
             continue;
         }
         let gave_up = queued
@@ -50,13 +50,13 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             .filter(|(_, st)| *st == TcpState::CloseWait)
             .count() as u64;
         // ListenOverflows is the namespace's: it tells on the listeners at least half full.
-        let filling = backlog.is_none_or(|b| u64::from(l.recv_q) * 2 >= u64::from(b));
+        let filling = backlog.is_none_or(|b| u64::from(l.recv_q()) * 2 >= u64::from(b));
         let severity = if full || gave_up >= cx.thresholds.unread_warn || (overflowing && filling) {
             Severity::Warning
         } else {
             Severity::Info
         };
-        let owner = cx.index.owner(l.inode);
+        let owner = cx.index.owner(l);
         let mut evidence = vec![
             queue_line(cx, l, owner, backlog),
             format!(
@@ -81,8 +81,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         out.push(
             Finding {
                 severity,
-                count: u64::from(l.recv_q).max(queued.len() as u64),
-                local: Some(canonical(l.local)),
+                count: u64::from(l.recv_q()).max(queued.len() as u64),
+                local: Some(canonical(l.local())),
                 evidence,
                 suggestion: suggest(
                     "The accept loop is stuck or too slow: see what the thread that \
@@ -108,7 +108,7 @@ fn threads_story(cx: &Context, owner: &Process, l: &Socket) -> Option<String> {
         return None;
     }
     let pools = pools::pools(cx.index, owner);
-    let mut parts = vec![format!("accept queue {} of {}", l.recv_q, l.send_q)];
+    let mut parts = vec![format!("accept queue {} of {}", l.recv_q(), l.send_q())];
     if let Some(w) = pools::workers(&pools) {
         let clients: Vec<_> = w
             .threads
@@ -117,7 +117,7 @@ fn threads_story(cx: &Context, owner: &Process, l: &Socket) -> Option<String> {
             .collect();
         let idle = clients
             .iter()
-            .filter(|t| t.socket.is_some_and(|s| s.recv_q == 0))
+            .filter(|t| t.socket.is_some_and(|s| s.recv_q() == 0))
             .count();
         let Some(call) = clients.first().and_then(|t| t.task.syscall.as_deref()) else {
             parts.push(pools::evidence(w));
@@ -154,9 +154,9 @@ fn with_accept(mut parts: Vec<String>, pools: &[pools::Pool]) -> String {
 fn queue_line(cx: &Context, l: &Socket, owner: Option<&Process>, backlog: Option<u32>) -> String {
     format!(
         "listener {} of {}: accept queue {}{}{}",
-        endpoint(&l.local),
+        endpoint(&l.local()),
         who(owner),
-        l.recv_q,
+        l.recv_q(),
         backlog.map_or(
             " (backlog unknown: /proc/net/tcp does not show it)".to_string(),
             |b| format!(" of a backlog of {b}")
@@ -172,7 +172,7 @@ fn queue_line(cx: &Context, l: &Socket, owner: Option<&Process>, backlog: Option
 
 /// With SO_REUSEPORT, that this listener is one of several on its address.
 fn sharing_evidence(cx: &Context, l: &Socket) -> Option<String> {
-    let sharing = cx.index.listeners_at(&l.local).count();
+    let sharing = cx.index.listeners_at(&l.local()).count();
     (sharing > 1).then(|| {
         format!(
             "one of {sharing} listeners on this address (SO_REUSEPORT), each with its own \
@@ -206,12 +206,12 @@ fn counter_evidence(cx: &Context, moved: Option<i64>, evidence: &mut Vec<String>
 fn queues(cx: &Context) -> FxHashMap<usize, Vec<(usize, TcpState)>> {
     let mut waiting: FxHashMap<SocketAddr, Vec<(usize, TcpState)>> = FxHashMap::default();
     for (i, s) in cx.sockets() {
-        if s.inode == 0 && matches!(s.state, TcpState::Established | TcpState::CloseWait) {
-            if let Some(l) = cx.index.listener_for(&s.local) {
+        if s.inode() == 0 && matches!(s.state(), TcpState::Established | TcpState::CloseWait) {
+            if let Some(l) = cx.index.listener_for(&s.local()) {
                 waiting
-                    .entry(canonical(l.local))
+                    .entry(canonical(l.local()))
                     .or_default()
-                    .push((i, s.state));
+                    .push((i, s.state()));
             }
         }
     }
@@ -219,7 +219,7 @@ fn queues(cx: &Context) -> FxHashMap<usize, Vec<(usize, TcpState)>> {
     let mut listeners: BTreeMap<SocketAddr, Vec<(usize, &Socket)>> = BTreeMap::new();
     for (li, l) in cx.in_state(TcpState::Listen) {
         listeners
-            .entry(canonical(l.local))
+            .entry(canonical(l.local()))
             .or_default()
             .push((li, l));
     }
@@ -228,13 +228,13 @@ fn queues(cx: &Context) -> FxHashMap<usize, Vec<(usize, TcpState)>> {
         let mut queued = waiting.remove(&addr).unwrap_or_default();
         // The kernel does not say which queue holds a connection: each listener
         // takes as many as its own queue length, the fullest one the rest.
-        group.sort_by_key(|(_, l)| l.recv_q);
+        group.sort_by_key(|(_, l)| l.recv_q());
         let last = group.len() - 1;
         for (k, (li, l)) in group.into_iter().enumerate() {
             let take = if k == last {
                 queued.len()
             } else {
-                queued.len().min(l.recv_q as usize)
+                queued.len().min(l.recv_q() as usize)
             };
             of_listener.insert(li, queued.drain(..take).collect());
         }

@@ -76,7 +76,7 @@ struct Group {
 /// How long the stall has lasted: no data moved to a peer that does not
 /// read, or nothing heard from a peer that is gone.
 fn stalled_ms(s: &Socket, stall: Stall) -> Option<u32> {
-    let t = s.tcp_info?;
+    let t = s.tcp_info()?;
     match stall {
         Stall::PeerNotReading => t.last_data_sent_ms,
         Stall::PeerGone => t.last_ack_recv_ms,
@@ -88,7 +88,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     type Key = (Option<u32>, SocketAddr, BlockedSendCause);
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
     for (i, s) in cx.in_state(TcpState::Established) {
-        if s.send_q == 0 {
+        if s.send_q() == 0 {
             continue;
         }
         let Some(stall) = send_stall::of(s) else {
@@ -97,13 +97,13 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let Some(ms) = stalled_ms(s, stall).filter(|&ms| u64::from(ms) >= min_ms) else {
             continue;
         };
-        let owner = cx.index.owner(s.inode).map(|p| p.pid);
-        let key = (owner, canonical(s.remote), BlockedSendCause::of(stall));
+        let owner = cx.index.owner(s).map(|p| p.pid);
+        let key = (owner, canonical(s.remote()), BlockedSendCause::of(stall));
         let g = groups.entry(key).or_default();
         g.sockets.push(i);
-        g.bytes += u64::from(s.send_q);
+        g.bytes += u64::from(s.send_q());
         g.oldest_ms = g.oldest_ms.max(ms);
-        g.backoff = g.backoff.max(s.tcp_info.map_or(0, |t| t.backoff));
+        g.backoff = g.backoff.max(s.tcp_info().map_or(0, |t| t.backoff));
     }
     groups
         .into_iter()
@@ -172,7 +172,10 @@ fn writers(owner: &Process, socks: &[&Socket]) -> Option<String> {
         .tasks
         .iter()
         .filter(|t| t.syscall.as_deref().is_some_and(|c| SENDS.contains(&c)))
-        .filter(|t| t.inode.is_some_and(|i| socks.iter().any(|s| s.inode == i)))
+        .filter(|t| {
+            t.inode
+                .is_some_and(|i| socks.iter().any(|s| s.inode() == i))
+        })
         .collect();
     if blocked.is_empty() {
         return None;

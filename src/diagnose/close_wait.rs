@@ -87,7 +87,7 @@ struct Group<'a> {
 
 /// Time since the peer's FIN, from tcp_info: the last segment the peer sent.
 fn age_ms(s: &Socket) -> Option<u32> {
-    s.tcp_info?.last_ack_recv_ms
+    s.tcp_info()?.last_ack_recv_ms
 }
 
 /// Old enough (or of unknown age) to count as stuck rather than still closing.
@@ -104,8 +104,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let key = GroupKey {
             pid: owner.map(|p| p.pid),
             side_is_server: listener.is_some(),
-            queued: listener.is_some() && s.inode == 0,
-            endpoint: canonical(listener.map_or(s.remote, |l| l.local)),
+            queued: listener.is_some() && s.inode() == 0,
+            endpoint: canonical(listener.map_or(s.remote(), |l| l.local())),
         };
         let g = groups.entry(key).or_default();
         g.owner = owner;
@@ -119,7 +119,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             g.oldest_ms = Some(g.oldest_ms.map_or(a, |o| o.max(a)));
             g.newest_ms = Some(g.newest_ms.map_or(a, |n| n.min(a)));
         }
-        match s.recv_q {
+        match s.recv_q() {
             0 => g.eof_read += 1,
             1 => g.fin_unread += 1,
             n => {

@@ -10,7 +10,7 @@
 //! TIME-WAIT ports (1: all; 2, the default: loopback only), which softens it.
 
 use super::{Ceiling, Context, Finding, Rule, Severity, canonical, percent, who};
-use crate::snapshot::{Process, Sysctls, endpoint};
+use crate::snapshot::{Process, Socket, Sysctls, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -49,28 +49,45 @@ struct Group {
     time_wait: u64,
 }
 
+/// The destination a client-side socket uses a local port toward, from its
+/// source address: `None` for a listener or a connection accepted on one.
+/// One destination however it is spelt: a dual-stack socket writes IPv4 as
+/// `::ffff:a.b.c.d`.
+fn destination(cx: &Context, s: &Socket) -> Option<(IpAddr, SocketAddr)> {
+    if s.state() == TcpState::Listen || cx.index.listener_for(&s.local()).is_some() {
+        return None;
+    }
+    Some((s.local().ip().to_canonical(), canonical(s.remote())))
+}
+
 pub fn find(cx: &Context) -> Vec<Finding> {
     let Some(usable) = usable_ports(&cx.snapshot.kernel.sysctls) else {
         return Vec::new();
     };
-    // Hashed, not ordered: a million sockets go through here; the few groups
-    // that become findings are sorted afterwards.
-    let mut groups: FxHashMap<(IpAddr, SocketAddr), Group> = FxHashMap::default();
-    for (i, s) in cx.sockets() {
-        if s.state == TcpState::Listen || cx.index.listener_for(&s.local).is_some() {
-            continue;
+    // Counted first, hashed, not ordered: a million sockets go through here,
+    // and only the few groups that become findings keep their sockets.
+    let mut counts: FxHashMap<(IpAddr, SocketAddr), u64> = FxHashMap::default();
+    for (_, s) in cx.sockets() {
+        if let Some(key) = destination(cx, s) {
+            *counts.entry(key).or_default() += 1;
         }
-        // One destination however it is spelt: a dual-stack socket writes IPv4 as `::ffff:a.b.c.d`.
-        let key = (s.local.ip().to_canonical(), canonical(s.remote));
-        let g = groups.entry(key).or_default();
-        g.sockets.push(i);
-        g.time_wait += u64::from(s.state == TcpState::TimeWait);
     }
-    let mut worth: Vec<_> = groups
+    // Half the warning level is worth an info line.
+    let mut groups: FxHashMap<(IpAddr, SocketAddr), Group> = counts
         .into_iter()
-        // Half the warning level is worth an info line.
-        .filter(|(_, g)| percent(g.sockets.len() as u64, usable) >= cx.thresholds.ports_warn / 2)
+        .filter(|&(_, n)| percent(n, usable) >= cx.thresholds.ports_warn / 2)
+        .map(|(key, _)| (key, Group::default()))
         .collect();
+    if groups.is_empty() {
+        return Vec::new();
+    }
+    for (i, s) in cx.sockets() {
+        if let Some(g) = destination(cx, s).and_then(|key| groups.get_mut(&key)) {
+            g.sockets.push(i);
+            g.time_wait += u64::from(s.state() == TcpState::TimeWait);
+        }
+    }
+    let mut worth: Vec<_> = groups.into_iter().collect();
     worth.sort_unstable_by_key(|(key, _)| *key);
     worth
         .into_iter()
@@ -92,7 +109,7 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     // Owners are counted for the few groups that make a finding, not per socket.
     let mut owners: BTreeMap<u32, u64> = BTreeMap::new();
     for s in g.sockets.iter().filter_map(|&i| cx.snapshot.sockets.get(i)) {
-        if let Some(p) = cx.index.owner(s.inode) {
+        if let Some(p) = cx.index.owner(s) {
             *owners.entry(p.pid).or_default() += 1;
         }
     }

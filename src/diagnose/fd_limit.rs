@@ -8,6 +8,7 @@
 //! it: they are in no socket table, only in the fd count.
 
 use super::{Context, Finding, Rule, Severity, percent, who};
+use crate::snapshot::Process;
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -57,82 +58,97 @@ impl FdCause {
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
-    let t = cx.thresholds;
-    // Unclaimed CLOSE_WAIT sockets by holder, gathered once for every process.
-    let mut close_wait_of: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
+    let pressed: Vec<(&Process, u64)> = cx
+        .snapshot
+        .processes
+        .iter()
+        .filter_map(|p| {
+            let limit = p.fd_soft_limit?;
+            (percent(u64::from(p.fds), limit) >= cx.thresholds.fd_warn).then_some((p, limit))
+        })
+        .collect();
+    if pressed.is_empty() {
+        return Vec::new();
+    }
+    // Their unclaimed CLOSE_WAIT sockets, gathered in one pass.
+    let mut close_wait_of: FxHashMap<u32, Vec<usize>> =
+        pressed.iter().map(|(p, _)| (p.pid, Vec::new())).collect();
     for (i, s) in cx.in_state(TcpState::CloseWait) {
-        if let Some(o) = cx.index.owner(s.inode) {
-            close_wait_of.entry(o.pid).or_default().push(i);
+        if let Some(of) = cx
+            .index
+            .owner(s)
+            .and_then(|o| close_wait_of.get_mut(&o.pid))
+        {
+            of.push(i);
         }
     }
-    let mut out = Vec::new();
-    for p in &cx.snapshot.processes {
-        let Some(limit) = p.fd_soft_limit else {
-            continue;
-        };
-        let pct = percent(u64::from(p.fds), limit);
-        if pct < t.fd_warn {
-            continue;
-        }
-        let mix = cx.index.states_of(p.pid);
-        let close_wait = close_wait_of.remove(&p.pid).unwrap_or_default();
-        let tcp: u64 = mix.values().sum();
-        let mix_text: Vec<String> = mix.iter().map(|(st, n)| format!("{st} {n}")).collect();
-        let closed = u64::from(p.closed_tcp_fds);
-        let mut evidence = vec![
-            format!(
-                "{} has {} fds open of a soft limit of {limit} ({pct}%; hard limit {})",
-                who(Some(p)),
-                p.fds,
-                p.fd_hard_limit
-                    .map_or("unlimited".to_string(), |h| h.to_string())
-            ),
-            format!(
-                "its fds: {tcp} TCP sockets ({}), {}{} other",
-                if mix_text.is_empty() {
-                    "none".to_string()
-                } else {
-                    mix_text.join(", ")
-                },
-                if closed > 0 {
-                    format!("{closed} TCP sockets in no table (closed_not_released), ")
-                } else {
-                    String::new()
-                },
-                u64::from(p.fds).saturating_sub(tcp + closed)
-            ),
-        ];
-        let fills = |n: u64| n * 2 >= u64::from(p.fds);
-        let leak = fills(close_wait.len() as u64);
-        let cause = if leak {
-            evidence.push(format!(
-                "{} of them are CLOSE-WAIT sockets it never closed: that leak is the cause, \
-                 EMFILE (accept() failing) the symptom",
-                close_wait.len()
-            ));
-            FdCause::CloseWaitLeak
-        } else if fills(closed) {
-            evidence.push(format!(
-                "{closed} of them are TCP sockets whose connections the kernel already closed \
-                 (reset or timeout) and the process never did: that leak is the cause, EMFILE \
-                 the symptom"
-            ));
-            FdCause::ClosedNotReleased
-        } else {
-            FdCause::FdLimit
-        };
-        out.push(
-            Finding {
-                severity: Severity::grade(pct, t.fd_warn, t.fd_crit),
-                count: u64::from(p.fds),
-                evidence,
-                suggestion: cause.suggestion().to_string(),
-                cause: Some(cause.into()),
-                sockets: if leak { close_wait } else { Vec::new() },
-                ..Finding::of(&RULE, None)
-            }
-            .owned_by(Some(p)),
-        );
+    pressed
+        .into_iter()
+        .map(|(p, limit)| {
+            let close_wait = close_wait_of.remove(&p.pid).unwrap_or_default();
+            finding(cx, p, limit, close_wait)
+        })
+        .collect()
+}
+
+/// The finding of process `p`, at `limit`, holding these unclaimed CLOSE_WAIT sockets.
+fn finding(cx: &Context, p: &Process, limit: u64, close_wait: Vec<usize>) -> Finding {
+    let t = cx.thresholds;
+    let pct = percent(u64::from(p.fds), limit);
+    let mix = cx.index.states_of(p.pid);
+    let tcp: u64 = mix.values().sum();
+    let mix_text: Vec<String> = mix.iter().map(|(st, n)| format!("{st} {n}")).collect();
+    let closed = u64::from(p.closed_tcp_fds);
+    let mut evidence = vec![
+        format!(
+            "{} has {} fds open of a soft limit of {limit} ({pct}%; hard limit {})",
+            who(Some(p)),
+            p.fds,
+            p.fd_hard_limit
+                .map_or("unlimited".to_string(), |h| h.to_string())
+        ),
+        format!(
+            "its fds: {tcp} TCP sockets ({}), {}{} other",
+            if mix_text.is_empty() {
+                "none".to_string()
+            } else {
+                mix_text.join(", ")
+            },
+            if closed > 0 {
+                format!("{closed} TCP sockets in no table (closed_not_released), ")
+            } else {
+                String::new()
+            },
+            u64::from(p.fds).saturating_sub(tcp + closed)
+        ),
+    ];
+    let fills = |n: u64| n * 2 >= u64::from(p.fds);
+    let leak = fills(close_wait.len() as u64);
+    let cause = if leak {
+        evidence.push(format!(
+            "{} of them are CLOSE-WAIT sockets it never closed: that leak is the cause, \
+             EMFILE (accept() failing) the symptom",
+            close_wait.len()
+        ));
+        FdCause::CloseWaitLeak
+    } else if fills(closed) {
+        evidence.push(format!(
+            "{closed} of them are TCP sockets whose connections the kernel already closed \
+             (reset or timeout) and the process never did: that leak is the cause, EMFILE \
+             the symptom"
+        ));
+        FdCause::ClosedNotReleased
+    } else {
+        FdCause::FdLimit
+    };
+    Finding {
+        severity: Severity::grade(pct, t.fd_warn, t.fd_crit),
+        count: u64::from(p.fds),
+        evidence,
+        suggestion: cause.suggestion().to_string(),
+        cause: Some(cause.into()),
+        sockets: if leak { close_wait } else { Vec::new() },
+        ..Finding::of(&RULE, None)
     }
-    out
+    .owned_by(Some(p))
 }

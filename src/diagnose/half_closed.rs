@@ -7,7 +7,7 @@
 //! process holds any more (orphaned) is bounded by `tcp_fin_timeout`.
 
 use super::{Context, Finding, Rule, Severity, canonical, who};
-use crate::snapshot::endpoint;
+use crate::snapshot::{Socket, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
@@ -36,52 +36,83 @@ pub enum HalfClosedCause {
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
+    let mut out = pairs(cx);
+    out.extend(orphans(cx));
+    out
+}
+
+/// A socket's four-tuple, canonical, and the one its peer's socket has.
+fn ends(s: &Socket) -> (SocketAddr, SocketAddr) {
+    (canonical(s.local()), canonical(s.remote()))
+}
+
+fn peer_ends(s: &Socket) -> (SocketAddr, SocketAddr) {
+    (canonical(s.remote()), canonical(s.local()))
+}
+
+/// Half-closed connections with both ends here, by who never closes, who
+/// waits, and the server endpoint.
+fn pairs(cx: &Context) -> Vec<Finding> {
     let fin_wait2: FxHashMap<(SocketAddr, SocketAddr), usize> = cx
         .in_state(TcpState::FinWait2)
-        .map(|(i, s)| ((canonical(s.local), canonical(s.remote)), i))
+        .map(|(i, s)| (ends(s), i))
         .collect();
+    if fin_wait2.is_empty() {
+        return Vec::new();
+    }
     // (closer pid, waiter pid, server endpoint) → (close_wait, fin_wait2) socket pairs
     type Key = (Option<u32>, Option<u32>, SocketAddr);
     let mut pairs: BTreeMap<Key, Vec<(usize, usize)>> = BTreeMap::new();
     for (ci, cw) in cx.in_state(TcpState::CloseWait) {
-        let Some(&fi) = fin_wait2.get(&(canonical(cw.remote), canonical(cw.local))) else {
+        let Some(&fi) = fin_wait2.get(&peer_ends(cw)) else {
             continue;
         };
         let fw = &cx.snapshot.sockets[fi];
         // Orphaned: the peer closed fully, which is the CLOSE_WAIT leak's case, not this one.
-        let Some(waiter) = cx.index.owner(fw.inode) else {
+        let Some(waiter) = cx.index.owner(fw) else {
             continue;
         };
         let closer = cx.index.responsible(cw);
-        let server = canonical(cx.index.listener_of(cw).map_or(fw.local, |l| l.local));
+        let server = canonical(cx.index.listener_of(cw).map_or(fw.local(), |l| l.local()));
         pairs
             .entry((closer.map(|p| p.pid), Some(waiter.pid), server))
             .or_default()
             .push((ci, fi));
     }
-    let mut out: Vec<Finding> = pairs
+    pairs
         .into_iter()
         .map(|((closer, waiter, server), socks)| pair_finding(cx, closer, waiter, server, socks))
+        .collect()
+}
+
+/// FIN-WAIT-2 sockets no process holds, but for those whose other end is a
+/// local CLOSE_WAIT: they belong to that end's finding. Kept in memory are
+/// the orphans, never the CLOSE_WAIT sockets, which may be a million.
+fn orphans(cx: &Context) -> Option<Finding> {
+    let candidates: Vec<usize> = cx
+        .in_state(TcpState::FinWait2)
+        .filter(|(_, s)| s.inode() == 0)
+        .map(|(i, _)| i)
         .collect();
-    // Orphans whose other end is a local CLOSE_WAIT belong to that end's finding.
-    let local_close_wait: FxHashSet<(SocketAddr, SocketAddr)> = cx
+    let warn = cx.thresholds.half_closed_warn;
+    if (candidates.len() as u64) < warn {
+        return None;
+    }
+    let ends_of = |i: &usize| ends(&cx.snapshot.sockets[*i]);
+    let wanted: FxHashSet<(SocketAddr, SocketAddr)> = candidates.iter().map(ends_of).collect();
+    let answered: FxHashSet<(SocketAddr, SocketAddr)> = cx
         .snapshot
         .sockets
         .iter()
-        .filter(|s| s.state == TcpState::CloseWait)
-        .map(|s| (canonical(s.remote), canonical(s.local)))
+        .filter(|s| s.state() == TcpState::CloseWait)
+        .map(peer_ends)
+        .filter(|e| wanted.contains(e))
         .collect();
-    let orphans: Vec<usize> = cx
-        .in_state(TcpState::FinWait2)
-        .filter(|(_, s)| {
-            s.inode == 0 && !local_close_wait.contains(&(canonical(s.local), canonical(s.remote)))
-        })
-        .map(|(i, _)| i)
+    let orphans: Vec<usize> = candidates
+        .into_iter()
+        .filter(|i| !answered.contains(&ends_of(i)))
         .collect();
-    if orphans.len() as u64 >= cx.thresholds.half_closed_warn {
-        out.push(orphan_finding(cx, orphans));
-    }
-    out
+    (orphans.len() as u64 >= warn).then(|| orphan_finding(cx, orphans))
 }
 
 fn pair_finding(
@@ -98,7 +129,7 @@ fn pair_finding(
     let severity = Severity::grade(count, t.half_closed_warn, t.half_closed_crit);
     let unread = socks
         .iter()
-        .filter(|(ci, _)| cx.snapshot.sockets[*ci].recv_q > 0)
+        .filter(|(ci, _)| cx.snapshot.sockets[*ci].recv_q() > 0)
         .count();
     let evidence = vec![
         format!(

@@ -34,26 +34,26 @@ pub fn annotate(snapshot: &Snapshot, index: &Index, findings: &mut [Finding]) {
             _ => None,
         };
         if let Some(l) = listener {
-            let holders = index.shared_holders(l.inode).unwrap_or_default();
+            let holders = index.shared_holders(l.inode()).unwrap_or_default();
             let others: Vec<&Process> = others_than(f, holders).collect();
             if !others.is_empty() {
                 f.evidence.push(format!(
                     "listener {} is also held by {} (one socket, several fd tables: passed on \
                      or inherited); {} answers for it as the holder that accepts",
-                    endpoint(&l.local),
+                    endpoint(&l.local()),
                     list(&others),
-                    who(index.owner(l.inode))
+                    who(index.owner(l))
                 ));
             }
         }
         let mut others = BTreeMap::new();
         let (mut held, mut shared) = (0, 0);
         for s in f.sockets.iter().filter_map(|&i| snapshot.sockets.get(i)) {
-            if s.inode == 0 || s.state == TcpState::Listen {
+            if s.inode() == 0 || s.state() == TcpState::Listen {
                 continue;
             }
             held += 1;
-            if let Some(holders) = index.shared_holders(s.inode) {
+            if let Some(holders) = index.shared_holders(s.inode()) {
                 shared += 1;
                 others.extend(others_than(f, holders).map(|p| (p.pid, p)));
             }

@@ -23,7 +23,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let idle_ms = cx.thresholds.idle.saturating_mul(1000);
     let mut per_owner: BTreeMap<Option<u32>, (Vec<usize>, u64)> = BTreeMap::new();
     for (i, s) in cx.in_state(TcpState::Established) {
-        let Some(t) = s.tcp_info else { continue };
+        let Some(t) = s.tcp_info() else { continue };
         let silent = t
             .last_data_recv_ms
             .zip(t.last_data_sent_ms)
@@ -33,11 +33,11 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         };
         // Keep-alive covers it; any other timer means it is not idle but
         // stuck sending (retransmitting, or probing a closed window).
-        if s.timer != Timer::None {
+        if s.timer() != Timer::None {
             continue;
         }
         let e = per_owner
-            .entry(cx.index.owner(s.inode).map(|p| p.pid))
+            .entry(cx.index.owner(s).map(|p| p.pid))
             .or_default();
         e.0.push(i);
         e.1 = e.1.max(u64::from(silent));
@@ -49,7 +49,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             let peers: Vec<String> = sockets
                 .iter()
                 .take(3)
-                .map(|&i| endpoint(&cx.snapshot.sockets[i].remote))
+                .map(|&i| endpoint(&cx.snapshot.sockets[i].remote()))
                 .collect();
             Finding {
                 severity: Severity::Info,

@@ -51,8 +51,8 @@ const PRESSURE_SHIFT: u32 = 2;
 /// A socket the kernel keeps as a timewait socket: TIME-WAIT, or an orphaned
 /// FIN-WAIT-2 on the TIME-WAIT timer (`tcp_fin_timeout` ≤ 60 s).
 fn is_timewait_sock(s: &Socket) -> bool {
-    s.state == TcpState::TimeWait
-        || (s.state == TcpState::FinWait2 && s.inode == 0 && s.timer == Timer::TimeWait)
+    s.state() == TcpState::TimeWait
+        || (s.state() == TcpState::FinWait2 && s.inode() == 0 && s.timer() == Timer::TimeWait)
 }
 
 /// A watched counter's value since boot and, over a sampled window, how much it grew.
@@ -80,7 +80,7 @@ fn time_wait(cx: &Context) -> Vec<Finding> {
         .snapshot
         .sockets
         .iter()
-        .filter(|s| s.state == TcpState::FinWait2 && is_timewait_sock(s))
+        .filter(|s| s.state() == TcpState::FinWait2 && is_timewait_sock(s))
         .count() as u64;
     let count = time_wait + fin_wait2;
     let pct = percent(count, max);
@@ -138,10 +138,10 @@ fn orphans(cx: &Context) -> Vec<Finding> {
         .sockets
         .iter()
         .filter(|s| {
-            s.inode == 0
+            s.inode() == 0
                 && !is_timewait_sock(s)
                 && matches!(
-                    s.state,
+                    s.state(),
                     TcpState::FinWait1 | TcpState::FinWait2 | TcpState::LastAck | TcpState::Closing
                 )
         })

@@ -10,40 +10,73 @@
 //! holders stay listed in the evidence (see `holders`).
 
 use super::Index;
-use crate::snapshot::Process;
+use crate::snapshot::{Process, Socket};
 use crate::tcp::TcpState;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::net::SocketAddr;
 
 /// Makes the accepting holder answer for each shared listening socket.
 pub fn assign(index: &mut Index) {
-    let choices: Vec<_> = index
+    let listeners: Vec<_> = index
         .shared()
-        .filter(|(inode, _)| {
-            index
-                .socket(*inode)
-                .is_some_and(|s| s.state == TcpState::Listen)
-        })
-        .filter_map(|(inode, holders)| Some((inode, acceptor(index, inode, holders)?)))
+        .filter(|(s, _)| s.state() == TcpState::Listen)
+        .collect();
+    if listeners.is_empty() {
+        return;
+    }
+    let accepted = accepted(index, &listeners);
+    let choices: Vec<_> = listeners
+        .iter()
+        .filter_map(|&(l, holders)| Some((l.inode(), acceptor(l, holders, &accepted)?)))
         .collect();
     for (inode, p) in choices {
         index.answer_for(inode, p);
     }
 }
 
-/// The holder of listener `inode` that accepts from it.
-fn acceptor<'a>(index: &Index<'a>, inode: u64, holders: &[&'a Process]) -> Option<&'a Process> {
-    let listener = index.socket(inode)?;
+/// How many connections accepted from each shared listening address each
+/// process holds (one held twice, twice), in one pass over the sockets, not
+/// a lookup per inode of every holder. A kernel's table never repeats an
+/// inode; should an edited file, each socket with it counts.
+fn accepted(
+    index: &Index,
+    listeners: &[(&Socket, &[&Process])],
+) -> FxHashMap<(SocketAddr, u32), usize> {
+    let addresses: FxHashSet<SocketAddr> = listeners.iter().map(|(l, _)| l.local()).collect();
+    let mut accepted = FxHashMap::default();
+    for s in index.sockets() {
+        if s.inode() == 0 || s.state() == TcpState::Listen {
+            continue;
+        }
+        let Some(from) = index
+            .listener_for(&s.local())
+            .map(Socket::local)
+            .filter(|a| addresses.contains(a))
+        else {
+            continue;
+        };
+        let mut count = |p: &Process| *accepted.entry((from, p.pid)).or_default() += 1;
+        match index.shared_holders(s.inode()) {
+            Some(all) => all.iter().for_each(|p| count(p)),
+            None => index.owner(s).into_iter().for_each(count),
+        }
+    }
+    accepted
+}
+
+/// The holder of `listener` that accepts from it.
+fn acceptor<'a>(
+    listener: &Socket,
+    holders: &[&'a Process],
+    accepted: &FxHashMap<(SocketAddr, u32), usize>,
+) -> Option<&'a Process> {
+    let inode = listener.inode();
     let waits = |p: &Process| p.tasks.iter().any(|t| t.inode == Some(inode));
     let accepted = |p: &Process| {
-        p.socket_inodes
-            .iter()
-            .filter_map(|i| index.socket(*i))
-            .filter(|s| s.state != TcpState::Listen)
-            .filter(|s| {
-                index
-                    .listener_for(&s.local)
-                    .is_some_and(|l| l.local == listener.local)
-            })
-            .count()
+        accepted
+            .get(&(listener.local(), p.pid))
+            .copied()
+            .unwrap_or(0)
     };
     holders
         .iter()

@@ -284,7 +284,7 @@ impl<'a> Context<'a> {
 
     /// Unclaimed sockets in one state.
     pub fn in_state(&self, state: TcpState) -> impl Iterator<Item = (usize, &'a Socket)> + '_ {
-        self.sockets().filter(move |(_, s)| s.state == state)
+        self.sockets().filter(move |(_, s)| s.state() == state)
     }
 }
 

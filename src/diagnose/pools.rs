@@ -61,16 +61,16 @@ impl Pool<'_> {
 
 fn wait_of<'a>(index: &Index<'a>, t: &Task) -> (Wait, Option<&'a Socket>) {
     let call = t.syscall.as_deref().unwrap_or_default();
-    let socket = t.inode.and_then(|i| index.socket(i));
+    let socket = index.thread_socket(t);
     let wait = match (call, socket) {
         ("accept" | "accept4", _) => Wait::Accept,
         (c, Some(s)) if READS.contains(&c) => {
-            if s.state == crate::tcp::TcpState::Listen {
+            if s.state() == crate::tcp::TcpState::Listen {
                 Wait::Accept
-            } else if index.listener_for(&s.local).is_some() {
+            } else if index.listener_for(&s.local()).is_some() {
                 Wait::Client
             } else {
-                Wait::Dependency(super::canonical(s.remote))
+                Wait::Dependency(super::canonical(s.remote()))
             }
         }
         (c, _) if EPOLL.contains(&c) => Wait::EventLoop,
@@ -147,7 +147,7 @@ pub fn main_dependency(pool: &Pool) -> Option<(SocketAddr, usize)> {
 fn silence(sockets: &[&Socket], phrase: &str) -> String {
     sockets
         .iter()
-        .filter_map(|s| s.tcp_info?.last_data_recv_ms)
+        .filter_map(|s| s.tcp_info()?.last_data_recv_ms)
         .max()
         .map(|ms| format!(", {phrase} {}", human_duration(u64::from(ms) / 1000)))
         .unwrap_or_default()
@@ -169,11 +169,11 @@ pub fn evidence(pool: &Pool) -> String {
             let sockets: Vec<&Socket> = ts.iter().filter_map(|t| t.socket).collect();
             match wait {
                 Wait::Client => {
-                    let idle = sockets.iter().filter(|s| s.recv_q == 0).count();
+                    let idle = sockets.iter().filter(|s| s.recv_q() == 0).count();
                     let peers: Vec<String> = sockets
                         .iter()
                         .take(3)
-                        .map(|s| endpoint(&s.remote))
+                        .map(|s| endpoint(&s.remote()))
                         .collect();
                     format!(
                         "{n} of {total} threads blocked in {call}() on accepted clients ({idle} \

@@ -29,12 +29,19 @@ pub const RULE: Rule = Rule {
 /// Groups of more than this many are summarised, not listed.
 const MAX_LISTED: usize = 5;
 
-/// One stuck socket: its index, holder and the endpoint it is grouped under.
+/// One stuck socket: its index and holder (its endpoint is its group's).
 struct Stuck<'a> {
     index: usize,
     holder: &'a Process,
-    endpoint: SocketAddr,
-    server: bool,
+}
+
+/// The stuck sockets of one process across endpoints.
+struct Spread<'a> {
+    holder: &'a Process,
+    sockets: Vec<usize>,
+    per_endpoint: BTreeMap<SocketAddr, usize>,
+    /// Every one of them a client's (no local listener).
+    all_client: bool,
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
@@ -42,41 +49,43 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut per_listener: BTreeMap<(bool, SocketAddr), Vec<Stuck>> = BTreeMap::new();
     for (index, s) in cx.in_state(TcpState::CloseWait) {
         // Connections still queued (inode 0) belong to their listener's queue, not to a process.
-        let Some(holder) = cx.index.owner(s.inode) else {
+        let Some(holder) = cx.index.owner(s) else {
             continue;
         };
         if !is_stuck(cx, s) {
             continue;
         }
         let listener = cx.index.listener_of(s);
-        let endpoint = canonical(listener.map_or(s.remote, |l| l.local));
-        let server = listener.is_some();
+        let endpoint = canonical(listener.map_or(s.remote(), |l| l.local()));
         per_listener
-            .entry((server, endpoint))
+            .entry((listener.is_some(), endpoint))
             .or_default()
-            .push(Stuck {
-                index,
-                holder,
-                endpoint,
-                server,
-            });
+            .push(Stuck { index, holder });
     }
     let warn = cx.thresholds.close_wait_warn;
     let mut out = Vec::new();
-    let mut per_process: BTreeMap<u32, Vec<Stuck>> = BTreeMap::new();
+    let mut per_process: BTreeMap<u32, Spread> = BTreeMap::new();
     for ((server, at), group) in per_listener {
         if server && group.len() as u64 >= warn {
             out.push(listener_finding(cx, at, group));
-        } else {
-            for s in group {
-                per_process.entry(s.holder.pid).or_default().push(s);
-            }
+            continue;
+        }
+        for s in group {
+            let spread = per_process.entry(s.holder.pid).or_insert_with(|| Spread {
+                holder: s.holder,
+                sockets: Vec::new(),
+                per_endpoint: BTreeMap::new(),
+                all_client: true,
+            });
+            spread.sockets.push(s.index);
+            *spread.per_endpoint.entry(at).or_default() += 1;
+            spread.all_client &= !server;
         }
     }
     out.extend(
         per_process
             .into_values()
-            .filter(|g| g.len() as u64 >= warn)
+            .filter(|g| g.sockets.len() as u64 >= warn)
             .map(|g| process_finding(cx, g)),
     );
     out
@@ -135,7 +144,7 @@ fn listener_finding(cx: &Context, at: SocketAddr, group: Vec<Stuck>) -> Finding 
         Some(Some(pp)) if *pp != 1 && parents.iter().all(|x| *x == Some(*pp)) => cx
             .index
             .process(*pp)
-            .filter(|p| listener.is_some_and(|l| p.socket_inodes.contains(&l.inode))),
+            .filter(|p| listener.is_some_and(|l| p.socket_inodes.contains(&l.inode()))),
         _ => None,
     };
     let busiest = per_holder
@@ -143,7 +152,7 @@ fn listener_finding(cx: &Context, at: SocketAddr, group: Vec<Stuck>) -> Finding 
         .max_by_key(|(p, n)| (*n, std::cmp::Reverse(p.pid)))
         .map(|(p, _)| *p);
     let named = parent
-        .or_else(|| listener.and_then(|l| cx.index.owner(l.inode)))
+        .or_else(|| listener.and_then(|l| cx.index.owner(l)))
         .filter(|p| p.pid != 1 || per_holder.contains_key(&1))
         .or(busiest);
     let count = group.len() as u64;
@@ -177,18 +186,18 @@ fn listener_finding(cx: &Context, at: SocketAddr, group: Vec<Stuck>) -> Finding 
     .owned_by(named)
 }
 
-fn process_finding(cx: &Context, group: Vec<Stuck>) -> Finding {
-    let holder = group[0].holder;
-    let mut per_endpoint: BTreeMap<SocketAddr, usize> = BTreeMap::new();
-    for s in &group {
-        *per_endpoint.entry(s.endpoint).or_default() += 1;
-    }
+fn process_finding(cx: &Context, spread: Spread) -> Finding {
+    let Spread {
+        holder,
+        sockets,
+        per_endpoint,
+        all_client,
+    } = spread;
     let mut shown: Vec<String> = per_endpoint.keys().take(MAX_LISTED).map(endpoint).collect();
     if per_endpoint.len() > MAX_LISTED {
         shown.push(format!("{} more", per_endpoint.len() - MAX_LISTED));
     }
-    let count = group.len() as u64;
-    let all_client = group.iter().all(|s| !s.server);
+    let count = sockets.len() as u64;
     Finding {
         severity: severity(cx, count),
         count,
@@ -210,7 +219,7 @@ fn process_finding(cx: &Context, group: Vec<Stuck>) -> Finding {
                      connections before the servers close them (see close_wait_leak)."
             .to_string(),
         side: all_client.then_some(ConnSide::Client),
-        sockets: group.iter().map(|s| s.index).collect(),
+        sockets,
         ..Finding::of(&RULE, Some(TcpState::CloseWait))
     }
     .owned_by(Some(holder))

@@ -32,7 +32,7 @@ pub enum Stall {
 
 /// How a socket's sending is stalled, when its timer says so.
 pub fn of(s: &Socket) -> Option<Stall> {
-    match (s.timer, s.tcp_info) {
+    match (s.timer(), s.tcp_info()) {
         (Timer::ZeroWindowProbe, Some(t)) if t.probes >= PROBES_UNANSWERED => Some(Stall::PeerGone),
         (Timer::ZeroWindowProbe, _) => Some(Stall::PeerNotReading),
         (Timer::Retransmit, Some(t)) if t.retransmits > 0 => Some(Stall::PeerGone),
@@ -45,25 +45,23 @@ pub fn of(s: &Socket) -> Option<Stall> {
 pub fn peer_names(cx: &Context, socks: &[&Socket]) -> Vec<String> {
     // One connection per remote endpoint: its reversed four-tuple finds the peer's socket.
     let peers: BTreeMap<SocketAddr, SocketAddr> =
-        socks.iter().map(|s| (s.remote, s.local)).collect();
+        socks.iter().map(|s| (s.remote(), s.local())).collect();
     let shown: Vec<(SocketAddr, SocketAddr)> = peers
         .iter()
         .take(PEERS_SHOWN)
         .map(|(&remote, &local)| (remote, local))
         .collect();
     // One pass over the sockets for the few shown, not a map of them all.
-    let mut held: FxHashMap<(SocketAddr, SocketAddr), u64> = FxHashMap::default();
+    let mut held: FxHashMap<(SocketAddr, SocketAddr), &Socket> = FxHashMap::default();
     for s in &cx.snapshot.sockets {
-        if shown.contains(&(s.local, s.remote)) {
-            held.insert((s.local, s.remote), s.inode);
+        if shown.contains(&(s.local(), s.remote())) {
+            held.insert((s.local(), s.remote()), s);
         }
     }
     let mut names: Vec<String> = shown
         .iter()
         .map(|&(remote, local)| {
-            let owner = held
-                .get(&(remote, local))
-                .and_then(|&inode| cx.index.owner(inode));
+            let owner = held.get(&(remote, local)).and_then(|s| cx.index.owner(s));
             match owner {
                 Some(p) => format!("{} held by {}", endpoint(&remote), who(Some(p))),
                 None => endpoint(&remote),
@@ -79,12 +77,12 @@ pub fn peer_names(cx: &Context, socks: &[&Socket]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::TcpInfo;
+    use crate::snapshot::{SocketParts, TcpInfo};
     use crate::tcp::TcpState;
 
     fn sock(timer: Timer, retransmits: u8, probes: u8) -> Socket {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 80));
-        Socket {
+        Socket::from(SocketParts {
             state: TcpState::FinWait1,
             local: addr,
             remote: addr,
@@ -102,7 +100,7 @@ mod tests {
                 ..TcpInfo::default()
             }),
             cgroup_id: None,
-        }
+        })
     }
 
     /// As a real receiver that never reads shows it: persist timer, probes 0, backoff 5.

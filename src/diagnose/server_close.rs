@@ -25,8 +25,8 @@ pub const RULE: Rule = Rule {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let mut by_listener: BTreeMap<SocketAddr, Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.in_state(TcpState::TimeWait) {
-        if let Some(l) = cx.index.listener_for(&s.local) {
-            by_listener.entry(l.local).or_default().push(i);
+        if let Some(l) = cx.index.listener_for(&s.local()) {
+            by_listener.entry(l.local()).or_default().push(i);
         }
     }
     let sysctls = &cx.snapshot.kernel.sysctls;
@@ -63,7 +63,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             let owner = cx
                 .index
                 .listener_at(&listener)
-                .and_then(|l| cx.index.owner(l.inode));
+                .and_then(|l| cx.index.owner(l));
             Finding {
                 severity: if near_limit {
                     Severity::Warning

@@ -47,11 +47,11 @@ fn finding(cx: &Context, state: TcpState, sockets: Vec<usize>) -> Finding {
             .collect()
     };
     let (not_reading, gone) = (of(Stall::PeerNotReading), of(Stall::PeerGone));
-    let orphans = socks.iter().filter(|s| s.inode == 0).count();
-    let remotes: BTreeSet<_> = socks.iter().map(|s| s.remote.ip()).collect();
+    let orphans = socks.iter().filter(|s| s.inode() == 0).count();
+    let remotes: BTreeSet<_> = socks.iter().map(|s| s.remote().ip()).collect();
     let backoff = gone
         .iter()
-        .filter_map(|s| s.tcp_info.map(|t| t.backoff))
+        .filter_map(|s| s.tcp_info().map(|t| t.backoff))
         .max()
         .unwrap_or(0);
     let info = state.info();

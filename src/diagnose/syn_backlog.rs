@@ -25,8 +25,12 @@ pub const RULE: Rule = Rule {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let mut per_listener: BTreeMap<SocketAddr, Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {
-        if matches!(s.state, TcpState::SynRecv | TcpState::NewSynRecv) {
-            let key = canonical(cx.index.listener_for(&s.local).map_or(s.local, |l| l.local));
+        if matches!(s.state(), TcpState::SynRecv | TcpState::NewSynRecv) {
+            let key = canonical(
+                cx.index
+                    .listener_for(&s.local())
+                    .map_or(s.local(), |l| l.local()),
+            );
             per_listener.entry(key).or_default().push(i);
         }
     }
@@ -51,7 +55,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             };
             let sources: std::collections::BTreeSet<_> = sockets
                 .iter()
-                .map(|&i| cx.snapshot.sockets[i].remote.ip())
+                .map(|&i| cx.snapshot.sockets[i].remote().ip())
                 .collect();
             let mut evidence = vec![format!(
                 "{count} half-open connections (SYN-RECEIVED) on {} from {} source addresses{}",
@@ -62,10 +66,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                     .unwrap_or_default()
             )];
             if listeners.len() > 1 {
-                let holders: Vec<String> = listeners
-                    .iter()
-                    .map(|l| who(cx.index.owner(l.inode)))
-                    .collect();
+                let holders: Vec<String> =
+                    listeners.iter().map(|l| who(cx.index.owner(l))).collect();
                 evidence.push(format!(
                     "{} listeners share this address (SO_REUSEPORT): {}; the kernel does not \
                      say whose queue these handshakes wait in",
@@ -89,7 +91,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             }
             // With several listeners, no one of them can be named.
             .owned_by(match listeners[..] {
-                [l] => cx.index.owner(l.inode),
+                [l] => cx.index.owner(l),
                 _ => None,
             })
         })

@@ -37,12 +37,12 @@ struct Group {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let mut groups: BTreeMap<(Option<u32>, SocketAddr), Group> = BTreeMap::new();
     for (i, s) in cx.in_state(TcpState::SynSent) {
-        let owner = cx.index.owner(s.inode).map(|p| p.pid);
-        let g = groups.entry((owner, canonical(s.remote))).or_default();
+        let owner = cx.index.owner(s).map(|p| p.pid);
+        let g = groups.entry((owner, canonical(s.remote()))).or_default();
         g.sockets.push(i);
         // Without tcp_info (the /proc/net source) the count of retransmissions
         // is unknown: count the attempt, as an age-unknown CLOSE-WAIT is counted.
-        let retransmits = s.tcp_info.map(|t| t.retransmits);
+        let retransmits = s.tcp_info().map(|t| t.retransmits);
         if retransmits.is_none_or(|r| r > 0) {
             g.unanswered += 1;
         }

@@ -96,7 +96,7 @@ impl Window {
     /// How long `s` has held request bytes unread, by the samples up to
     /// `now_ms` (it must hold some now): `None` when no earlier sample did.
     pub fn unread_ms(&self, s: &crate::snapshot::Socket, now_ms: u64) -> Option<u64> {
-        let since = self.unread_since.get(&s.cookie?.get())?;
+        let since = self.unread_since.get(&s.cookie()?.get())?;
         Some(now_ms.saturating_sub(*since))
     }
 
@@ -162,7 +162,7 @@ impl Window {
             let present = (!f.sockets.is_empty()).then(|| {
                 f.sockets
                     .iter()
-                    .filter_map(|&i| snapshot.sockets.get(i)?.cookie)
+                    .filter_map(|&i| snapshot.sockets.get(i)?.cookie())
                     .filter(|c| self.first_seen.get(&c.get()).is_some_and(|&t| t <= oldest))
                     .count() as u64
             });
@@ -252,7 +252,7 @@ impl Window {
         let first_seen = snapshot
             .sockets
             .iter()
-            .filter_map(|s| s.cookie)
+            .filter_map(|s| s.cookie())
             .map(|c| {
                 let c = c.get();
                 (c, self.first_seen.get(&c).copied().unwrap_or(now))
@@ -263,7 +263,7 @@ impl Window {
             .sockets
             .iter()
             .filter(|s| s.has_unread_request())
-            .filter_map(|s| s.cookie)
+            .filter_map(|s| s.cookie())
             .map(|c| {
                 let c = c.get();
                 (c, self.unread_since.get(&c).copied().unwrap_or(now))

@@ -97,8 +97,8 @@ impl WorkerPoolCause {
 fn unread_request(cx: &Context, s: &Socket, min_age_ms: u64) -> bool {
     let now = cx.snapshot.meta.taken_at_ms;
     s.has_unread_request()
-        && (s.state != TcpState::Established
-            || s.tcp_info
+        && (s.state() != TcpState::Established
+            || s.tcp_info()
                 .and_then(|t| t.last_data_recv_ms)
                 .is_some_and(|ms| u64::from(ms) >= min_age_ms)
             || cx
@@ -112,16 +112,15 @@ pub(super) fn unread_groups(cx: &Context) -> BTreeMap<(u32, SocketAddr), Vec<usi
     let min_age_ms = cx.thresholds.unread_min_age.saturating_mul(1000);
     let mut groups: BTreeMap<(u32, SocketAddr), Vec<usize>> = BTreeMap::new();
     for (i, s) in cx.sockets() {
-        if s.inode == 0 || !unread_request(cx, s, min_age_ms) {
+        if s.inode() == 0 || !unread_request(cx, s, min_age_ms) {
             continue;
         }
-        let (Some(owner), Some(listener)) =
-            (cx.index.owner(s.inode), cx.index.listener_for(&s.local))
+        let (Some(owner), Some(listener)) = (cx.index.owner(s), cx.index.listener_for(&s.local()))
         else {
             continue;
         };
         groups
-            .entry((owner.pid, canonical(listener.local)))
+            .entry((owner.pid, canonical(listener.local())))
             .or_default()
             .push(i);
     }
@@ -157,8 +156,8 @@ pub(super) fn unread_evidence(
     let (mut closed, mut bytes) = (0, 0u64);
     for &i in sockets {
         let s = &cx.snapshot.sockets[i];
-        closed += u64::from(s.state == TcpState::CloseWait);
-        bytes += u64::from(s.recv_q);
+        closed += u64::from(s.state() == TcpState::CloseWait);
+        bytes += u64::from(s.recv_q());
     }
     let mut evidence = vec![
         format!(

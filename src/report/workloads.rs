@@ -38,7 +38,7 @@ fn cgroup_of<'a>(f: &Finding, snapshot: &'a Snapshot) -> Option<&'a str> {
     let paths: BTreeSet<&str> = f
         .sockets
         .iter()
-        .filter_map(|&i| snapshot.sockets.get(i)?.cgroup_id)
+        .filter_map(|&i| snapshot.sockets.get(i)?.cgroup_id())
         .filter_map(|id| snapshot.cgroups.get(&id).map(String::as_str))
         .collect();
     match paths.len() {
@@ -113,8 +113,8 @@ mod tests {
         let Some(mut s) = backlog() else {
             unreachable!("the fixture loads")
         };
-        for sock in s.sockets.iter_mut().filter(|x| x.inode == 0) {
-            sock.cgroup_id = Some(77);
+        for sock in s.sockets.iter_mut().filter(|x| x.inode() == 0) {
+            sock.edit(|sock| sock.cgroup_id = Some(77));
         }
         s.cgroups.insert(77, POD.to_string());
         let owned = s.clone();

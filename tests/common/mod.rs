@@ -322,9 +322,9 @@ pub fn listener_pid(s: &Snapshot, port: u16) -> u32 {
     let inode = s
         .sockets
         .iter()
-        .find(|x| x.state == TcpState::Listen && x.local.port() == port)
+        .find(|x| x.state() == TcpState::Listen && x.local().port() == port)
         .expect("a listener on that port")
-        .inode;
+        .inode();
     s.processes
         .iter()
         .find(|p| p.socket_inodes.contains(&inode))
