@@ -8,8 +8,8 @@
 
 pub mod btf;
 pub mod cgroup;
+pub mod dense;
 pub mod fd_iter;
-pub mod inodes;
 pub mod kernel;
 pub mod netns;
 pub mod owners;
@@ -24,7 +24,7 @@ pub mod workload;
 use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSource, Unreadable};
 use crate::tcp::TcpState;
 use crate::timings;
-use inodes::InodeSet;
+use dense::DenseSet;
 use rustc_hash::FxHashSet;
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
@@ -149,7 +149,7 @@ pub fn collect(
 
 /// The inodes of the snapshot's sockets, and of those whose owners' threads
 /// are worth reading.
-fn inodes(sockets: &[Socket]) -> (InodeSet, FxHashSet<u64>) {
+fn inodes(sockets: &[Socket]) -> (DenseSet, FxHashSet<u64>) {
     // One pass over the (large) socket records; the set is built from the dense copy.
     let mut held = Vec::with_capacity(sockets.len());
     let mut wants_tasks = FxHashSet::default();
@@ -159,7 +159,7 @@ fn inodes(sockets: &[Socket]) -> (InodeSet, FxHashSet<u64>) {
             wants_tasks.insert(s.inode());
         }
     }
-    (InodeSet::new(held.iter().copied()), wants_tasks)
+    (DenseSet::new(held.iter().copied()), wants_tasks)
 }
 
 /// A socket whose owner's threads are worth reading: requests waiting unread,

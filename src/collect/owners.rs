@@ -16,8 +16,8 @@
 //! fail a whole file for one field an older or newer kernel lacks.
 
 use super::FdScan;
+use super::dense::DenseSet;
 use super::fd_iter::FdIter;
-use super::inodes::InodeSet;
 use super::procfs::{cmdline_text, lossless_text, open_files_limit, socket_inode, trim_newline};
 use crate::snapshot::{Process, Unreadable};
 use crate::timings;
@@ -196,7 +196,7 @@ fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Pro
 pub fn owners(
     proc_root: &Path,
     tables: FdTables,
-    tcp_inodes: &InodeSet,
+    tcp_inodes: &DenseSet,
     wants_tasks: &FxHashSet<u64>,
     unreadable: &mut Unreadable,
 ) -> Vec<Process> {
@@ -683,7 +683,7 @@ mod tests {
         std::fs::hard_link(&ours, q.join("ns/net"))?;
         std::fs::write(other.join("ns/net"), "")?;
         let netns = std::fs::metadata(&ours)?.ino();
-        let tcp = InodeSet::new([7, 9].into_iter());
+        let tcp = DenseSet::new([7, 9].into_iter());
         let mut unreadable = Unreadable::default();
         let none = FxHashSet::default();
         let tables = scan_fd_tables(&root, Some(netns), FdScan::Proc);

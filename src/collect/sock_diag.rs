@@ -8,6 +8,7 @@
 //! than the crate's. Decoding is a pure function of the bytes so that it can be
 //! tested and fuzzed without a kernel.
 
+use super::dense::DenseSet;
 use crate::snapshot::{Socket, SocketParts, TcpInfo, Timer};
 use crate::tcp::TcpState;
 use netlink_packet_core::{
@@ -19,7 +20,6 @@ use netlink_packet_sock_diag::{
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
 };
 use netlink_sys::{Socket as NlSocket, SocketAddr as NlAddr, protocols::NETLINK_SOCK_DIAG};
-use rustc_hash::FxHashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU64;
@@ -336,8 +336,9 @@ pub fn decode_tcp_info(b: &[u8]) -> TcpInfo {
 
 /// Drops repeated sockets (a redone or overlapping dump); sockets without a cookie are kept.
 fn dedup_by_cookie(sockets: &mut Vec<Socket>) {
-    let mut seen = FxHashSet::with_capacity_and_hasher(sockets.len(), Default::default());
-    sockets.retain(|s| s.cookie().is_none_or(|c| seen.insert(c)));
+    let cookies = || sockets.iter().filter_map(|s| s.cookie()).map(|c| c.get());
+    let mut seen = DenseSet::empty_for(cookies());
+    sockets.retain(|s| s.cookie().is_none_or(|c| seen.insert(c.get())));
 }
 
 #[cfg(test)]
