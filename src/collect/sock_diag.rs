@@ -7,17 +7,25 @@
 //! expiry and its `tcp_info` parser fails on a kernel whose struct is shorter
 //! than the crate's. Decoding is a pure function of the bytes so that it can be
 //! tested and fuzzed without a kernel.
+//!
+//! Every dump walks the kernel's whole table of established sockets, shared by
+//! all network namespaces and both families, and that walk costs about as much
+//! as filling the replies of a namespace with a third of the host's sockets.
+//! So both families are asked for in one request, the legacy
+//! `TCPDIAG_GETSOCK`, which the kernel answers for IPv4 and IPv6 in one walk;
+//! `SOCK_DIAG_BY_FAMILY` takes one family a walk, and is used only where the
+//! legacy request is refused.
 
 use super::dense::DenseSet;
 use crate::snapshot::{Socket, SocketParts, TcpInfo, Timer};
 use crate::tcp::TcpState;
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
+    NetlinkBuffer, NlasIterator,
 };
 use netlink_packet_sock_diag::{
-    AF_INET, AF_INET6, INET_DIAG_INFO, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY, SockDiagMessage,
-    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+    AF_INET, AF_INET6, INET_DIAG_INFO, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY,
+    inet::{ExtensionFlags, StateFlags},
 };
 use netlink_sys::{Socket as NlSocket, SocketAddr as NlAddr, protocols::NETLINK_SOCK_DIAG};
 use std::io;
@@ -30,6 +38,15 @@ const DUMP_ATTEMPTS: usize = 3;
 const RECV_BUF: usize = 256 * 1024;
 /// Size of `struct inet_diag_msg`.
 const INET_DIAG_MSG_LEN: usize = 72;
+/// The legacy request (`linux/inet_diag.h`): a dump of it covers both families.
+/// Its replies carry the same `inet_diag_msg` under this message type.
+const TCPDIAG_GETSOCK: u16 = 18;
+/// Sizes of the netlink header, of `struct inet_diag_req` (the legacy request)
+/// and of `struct inet_diag_req_v2`; both requests end with the 48-byte
+/// `struct inet_diag_sockid`, left zero in a dump.
+const NLMSG_HDR_LEN: usize = 16;
+const INET_DIAG_REQ_LEN: usize = 60;
+const INET_DIAG_REQ_V2_LEN: usize = 56;
 /// The attribute carrying a full socket's cgroup v2 id (`linux/inet_diag.h`,
 /// Linux 5.7): sent with every full socket, no extension bit asks for it
 /// (`idiag_ext` has 8 bits, for attributes 1 to 8).
@@ -78,7 +95,26 @@ pub struct Dump {
     pub notes: Vec<String>,
 }
 
-/// Dumps every TCP socket, IPv4 then IPv6, in every state, with tcp_info.
+/// What one dump request asks the kernel for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// IPv4 and IPv6 in one walk (`TCPDIAG_GETSOCK`).
+    Both,
+    /// One family (`SOCK_DIAG_BY_FAMILY`), where the legacy request is refused.
+    Family(u8),
+}
+
+impl Request {
+    fn name(self) -> &'static str {
+        match self {
+            Request::Both => "IPv4 and IPv6",
+            Request::Family(AF_INET) => "IPv4",
+            Request::Family(_) => "IPv6",
+        }
+    }
+}
+
+/// Dumps every TCP socket, IPv4 and IPv6, in every state, with tcp_info.
 /// `expected` sizes the socket vector up front, so that a large table is not
 /// copied while it grows.
 pub fn dump(expected: usize) -> Result<Dump, SockDiagError> {
@@ -89,27 +125,46 @@ pub fn dump(expected: usize) -> Result<Dump, SockDiagError> {
         notes: Vec::new(),
     };
     let mut buf = Vec::with_capacity(RECV_BUF);
-    for (family, name) in [(AF_INET, "IPv4"), (AF_INET6, "IPv6")] {
-        let start = out.sockets.len();
-        for attempt in 1..=DUMP_ATTEMPTS {
-            out.sockets.truncate(start);
-            match dump_family(&nl, family, name, &mut buf, &mut out.sockets)? {
-                Outcome::Complete => break,
-                Outcome::NoSuchFamily => {
-                    out.notes
-                        .push(format!("{name}: not available in this kernel"));
-                    break;
-                }
-                Outcome::Interrupted if attempt < DUMP_ATTEMPTS => {}
-                Outcome::Interrupted => out.notes.push(format!(
-                    "{name}: the kernel marked the dump interrupted {DUMP_ATTEMPTS} times \
-                     (sockets changing fast); the last one is used, de-duplicated by cookie"
-                )),
+    match dump_request(&nl, Request::Both, &mut buf, &mut out) {
+        // A kernel without the legacy request: one family at a time.
+        Err(SockDiagError::Refused { .. }) => {
+            out.sockets.clear();
+            for family in [AF_INET, AF_INET6] {
+                dump_request(&nl, Request::Family(family), &mut buf, &mut out)?;
             }
         }
+        done => done?,
     }
     dedup_by_cookie(&mut out.sockets);
     Ok(out)
+}
+
+/// One request's dump, redone while the kernel marks it interrupted.
+fn dump_request(
+    nl: &NlSocket,
+    request: Request,
+    buf: &mut Vec<u8>,
+    out: &mut Dump,
+) -> Result<(), SockDiagError> {
+    let name = request.name();
+    let start = out.sockets.len();
+    for attempt in 1..=DUMP_ATTEMPTS {
+        out.sockets.truncate(start);
+        match dump_once(nl, request, buf, &mut out.sockets)? {
+            Outcome::Complete => break,
+            Outcome::NoSuchFamily => {
+                out.notes
+                    .push(format!("{name}: not available in this kernel"));
+                break;
+            }
+            Outcome::Interrupted if attempt < DUMP_ATTEMPTS => {}
+            Outcome::Interrupted => out.notes.push(format!(
+                "{name}: the kernel marked the dump interrupted {DUMP_ATTEMPTS} times \
+                 (sockets changing fast); the last one is used, de-duplicated by cookie"
+            )),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -119,15 +174,14 @@ enum Outcome {
     NoSuchFamily,
 }
 
-fn dump_family(
+fn dump_once(
     nl: &NlSocket,
-    family: u8,
-    name: &'static str,
+    request: Request,
     buf: &mut Vec<u8>,
     out: &mut Vec<Socket>,
 ) -> Result<Outcome, SockDiagError> {
-    let request = request_bytes(family);
-    nl.send_to(&request, &NlAddr::new(0, 0), 0)
+    let name = request.name();
+    nl.send_to(&request_bytes(request), &NlAddr::new(0, 0), 0)
         .map_err(|source| SockDiagError::Send {
             family: name,
             source,
@@ -162,7 +216,9 @@ fn dump_family(
             Datagram::Error(errno) => {
                 let source = io::Error::from_raw_os_error(errno);
                 // A kernel without IPv6 (or without the inet6 diag module) says so this way.
-                if family == AF_INET6 && [libc::ENOENT, libc::EAFNOSUPPORT].contains(&errno) {
+                if request == Request::Family(AF_INET6)
+                    && [libc::ENOENT, libc::EAFNOSUPPORT].contains(&errno)
+                {
                     return Ok(Outcome::NoSuchFamily);
                 }
                 return Err(SockDiagError::Refused {
@@ -174,27 +230,32 @@ fn dump_family(
     }
 }
 
-fn request_bytes(family: u8) -> Vec<u8> {
-    let socket_id = if family == AF_INET {
-        SocketId::new_v4()
-    } else {
-        SocketId::new_v6()
+/// The request as the kernel reads it: a dump of every TCP state with tcp_info.
+fn request_bytes(request: Request) -> Vec<u8> {
+    let (kind, body) = match request {
+        // struct inet_diag_req: family (ignored by a dump), src_len, dst_len,
+        // ext, the sockid, states, dbs.
+        Request::Both => {
+            let mut b = vec![0; INET_DIAG_REQ_LEN];
+            b[3] = ExtensionFlags::INFO.bits();
+            b[52..56].copy_from_slice(&StateFlags::all().bits().to_ne_bytes());
+            (TCPDIAG_GETSOCK, b)
+        }
+        // struct inet_diag_req_v2: family, protocol, ext, pad, states, the sockid.
+        Request::Family(family) => {
+            let mut b = vec![0; INET_DIAG_REQ_V2_LEN];
+            b[..3].copy_from_slice(&[family, IPPROTO_TCP, ExtensionFlags::INFO.bits()]);
+            b[4..8].copy_from_slice(&StateFlags::all().bits().to_ne_bytes());
+            (SOCK_DIAG_BY_FAMILY, b)
+        }
     };
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut msg = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(SockDiagMessage::InetRequest(InetRequest {
-            family,
-            protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::INFO,
-            states: StateFlags::all(),
-            socket_id,
-        })),
-    );
-    msg.finalize();
-    let mut bytes = vec![0; msg.buffer_len()];
-    msg.serialize(&mut bytes);
+    let len = NLMSG_HDR_LEN + body.len();
+    let mut bytes = Vec::with_capacity(len);
+    bytes.extend(u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
+    bytes.extend(kind.to_ne_bytes());
+    bytes.extend((NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    bytes.extend([0; 8]); // sequence number and port id: the kernel fills the port
+    bytes.extend(body);
     bytes
 }
 
@@ -231,7 +292,7 @@ pub fn decode_datagram(mut bytes: &[u8], out: &mut Vec<Socket>) -> Result<Datagr
                 }
             }
             NLMSG_NOOP | NLMSG_OVERRUN => {}
-            SOCK_DIAG_BY_FAMILY => {
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => {
                 if let Some(socket) = decode_socket(msg.payload())? {
                     out.push(socket);
                 }
@@ -482,13 +543,36 @@ mod tests {
     }
 
     #[test]
-    fn request_is_a_dump_of_all_tcp_states_with_info() {
-        let bytes = request_bytes(AF_INET6);
-        let nl = NetlinkBuffer::new_checked(&bytes[..]).unwrap_or_else(|_| unreachable!());
+    fn requests_are_dumps_of_all_tcp_states_with_info() {
+        let states = StateFlags::all().bits().to_ne_bytes();
+        let both = request_bytes(Request::Both);
+        let nl = NetlinkBuffer::new_checked(&both[..]).unwrap_or_else(|_| unreachable!());
+        assert_eq!(nl.message_type(), TCPDIAG_GETSOCK);
+        assert_eq!(nl.flags(), NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(nl.length() as usize, both.len());
+        let p = nl.payload();
+        assert_eq!(p.len(), INET_DIAG_REQ_LEN);
+        assert_eq!(p[3], ExtensionFlags::INFO.bits());
+        assert_eq!(p[52..56], states);
+
+        let v6 = request_bytes(Request::Family(AF_INET6));
+        let nl = NetlinkBuffer::new_checked(&v6[..]).unwrap_or_else(|_| unreachable!());
         assert_eq!(nl.message_type(), SOCK_DIAG_BY_FAMILY);
         assert_eq!(nl.flags(), NLM_F_REQUEST | NLM_F_DUMP);
         let p = nl.payload();
-        assert_eq!((p[0], p[1]), (AF_INET6, IPPROTO_TCP));
-        assert_eq!(p[2], ExtensionFlags::INFO.bits());
+        assert_eq!(p.len(), INET_DIAG_REQ_V2_LEN);
+        assert_eq!(
+            (p[0], p[1], p[2]),
+            (AF_INET6, IPPROTO_TCP, ExtensionFlags::INFO.bits())
+        );
+        assert_eq!(p[4..8], states);
+    }
+
+    #[test]
+    fn legacy_replies_decode_like_the_others() {
+        let mut out = Vec::new();
+        let d = message(TCPDIAG_GETSOCK, 2, &inet_diag_msg(1, 0, 0, 0, 7, &[]));
+        assert!(decode_datagram(&d, &mut out).is_ok());
+        assert_eq!(out[0].inode, 7);
     }
 }
