@@ -573,6 +573,6 @@ mod tests {
         let mut out = Vec::new();
         let d = message(TCPDIAG_GETSOCK, 2, &inet_diag_msg(1, 0, 0, 0, 7, &[]));
         assert!(decode_datagram(&d, &mut out).is_ok());
-        assert_eq!(out[0].inode, 7);
+        assert_eq!(out[0].inode(), 7);
     }
 }
