@@ -1,4 +1,4 @@
-//! Which process holds which socket: the `/proc/PID/fd` scan.
+//! Which process holds which socket: the fd-table scan.
 //!
 //! The kernel's socket table names no processes; the only link is the socket
 //! inode that `/proc/PID/fd/N` points at (`socket:[INODE]`). This scan is the
@@ -7,13 +7,14 @@
 //! task-file iterator ([`super::fd_iter`]), a fraction of the cost and with
 //! no dentries created on a cold cache; otherwise, it spends one
 //! `readlinkat` per fd on an open directory fd, with no allocation per fd.
-//! Either way the work is spread over the available cores. Only processes that hold a TCP socket of
-//! the snapshot, or a TCP socket the kernel already closed (see
-//! [`super::unreleased`]), are kept, and only then are their names, limits
-//! and thread counts read. A process that exits mid-scan or that we may not read is
-//! counted, never fatal and never silently dropped. `status` and `limits` are
-//! read for the one or two fields used, not through procfs, whose parsers
-//! fail a whole file for one field an older or newer kernel lacks.
+//! Either way the work is spread over the available cores. Only processes
+//! that hold a TCP socket of the snapshot, or a TCP socket the kernel
+//! already closed (see [`super::unreleased`]), are kept, and only then are
+//! their names, limits and thread counts read. A process that exits
+//! mid-scan or that we may not read is counted, never fatal and never
+//! silently dropped. `status` and `limits` are read for the one or two
+//! fields used, not through procfs, whose parsers fail a whole file for one
+//! field an older or newer kernel lacks.
 
 use super::FdScan;
 use super::dense::DenseSet;
