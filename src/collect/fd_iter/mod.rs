@@ -61,6 +61,8 @@ pub enum FdIterError {
     },
     #[error("it does not number processes as this /proc does (another pid namespace)")]
     OtherPidNamespace,
+    #[error("the kernel iterated more than the one process asked for (before Linux 6.1)")]
+    NotOneProcess,
 }
 
 /// The loaded iterator program, ready to read one process's fd table at a time.
@@ -138,9 +140,12 @@ impl FdIter {
     }
 }
 
-/// Reads an iterator to its end: one record per fd.
+/// Reads an iterator to its end: one record per fd, all of one process (a
+/// kernel that ignores the process asked for, before Linux 6.1, would
+/// report every process's fds as this one's).
 fn read_table(mut file: std::fs::File) -> Result<FdTable, FdIterError> {
     let mut table = FdTable::default();
+    let mut tgid = None;
     let mut buf = [0u8; 32 * 1024];
     let mut kept = 0;
     loop {
@@ -159,6 +164,9 @@ fn read_table(mut file: std::fs::File) -> Result<FdTable, FdIterError> {
         let whole = filled - filled % RECORD;
         for r in buf[..whole].chunks_exact(RECORD) {
             let word = |i: usize| u32::from_ne_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+            if *tgid.get_or_insert(word(0)) != word(0) {
+                return Err(FdIterError::NotOneProcess);
+            }
             table.fds += 1;
             let inode = u64::from(word(8)) | (u64::from(word(12)) << 32);
             if inode != 0 {
@@ -273,5 +281,45 @@ impl Offsets {
             i_mode: sized("inode", "i_mode", 2)?,
             i_ino: sized("inode", "i_ino", 8)?,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// An iterator's output as a file: records of (pid, fd, inode).
+    fn records(name: &str, recs: &[(u32, u32, u64)]) -> std::fs::File {
+        let path =
+            std::env::temp_dir().join(format!("connleak-fd-iter-{name}-{}", std::process::id()));
+        let mut bytes = Vec::new();
+        for &(pid, fd, inode) in recs {
+            bytes.extend_from_slice(&pid.to_ne_bytes());
+            bytes.extend_from_slice(&fd.to_ne_bytes());
+            bytes.extend_from_slice(&inode.to_ne_bytes());
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_table_counts_every_fd_and_keeps_the_sockets() {
+        let t = read_table(records("one", &[(9, 0, 0), (9, 3, 77), (9, 4, 0)])).unwrap();
+        assert_eq!(
+            t,
+            FdTable {
+                fds: 3,
+                sockets: vec![(3, 77)]
+            }
+        );
+    }
+
+    #[test]
+    fn fds_of_another_process_are_refused_not_counted() {
+        let mixed = read_table(records("mixed", &[(9, 0, 0), (10, 0, 5)]));
+        assert!(matches!(mixed, Err(FdIterError::NotOneProcess)));
     }
 }
