@@ -141,10 +141,9 @@ impl<'a> Btf<'a> {
     /// Follows typedefs and qualifiers to the id of the type they name.
     fn resolve(&self, mut id: u32) -> Option<u32> {
         for _ in 0..32 {
-            match self.record(id)?.kind {
-                TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG => {
-                    id = self.record(id)?.size_or_type
-                }
+            let t = self.record(id)?;
+            match t.kind {
+                TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG => id = t.size_or_type,
                 _ => return Some(id),
             }
         }
