@@ -5,12 +5,15 @@
 //! the filter leaves out is counted in the report (`filtered`), with the
 //! worst severity among it. The report's status stays that of every finding.
 //! A `--workload` glob (`*`, `?`) matches a workload's name, pod, container
-//! or container id; a finding is of it when its workload is.
+//! or container id; a finding is of it when its workload is. An incident
+//! stays whole: a root cause is shown with its consequences when any of
+//! them is of the filter.
 
-use crate::diagnose::Finding;
+use crate::diagnose::{Finding, Severity};
 use crate::report::{Filtered, Report};
 use crate::snapshot::{Snapshot, Workload};
 use crate::tcp::TcpState;
+use std::collections::HashMap;
 
 /// What to narrow a report to; empty lists keep everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,10 +87,13 @@ impl Filter {
         if self.is_empty() {
             return;
         }
-        let (kept, hidden): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut report.findings)
+        let keep = whole_incidents(&report.findings, |f| self.matches(f, snapshot));
+        let (kept, hidden): (Vec<_>, Vec<_>) = std::mem::take(&mut report.findings)
             .into_iter()
-            .partition(|f| self.matches(f, snapshot));
-        report.findings = kept;
+            .zip(keep)
+            .partition(|(_, k)| *k);
+        report.findings = kept.into_iter().map(|(f, _)| f).collect();
+        let hidden: Vec<Finding> = hidden.into_iter().map(|(f, _)| f).collect();
         let before = report.processes.len();
         report
             .processes
@@ -95,10 +101,42 @@ impl Filter {
         report.filtered = Some(Filtered {
             filter: self.describe(),
             findings: hidden.len() as u64,
+            problems: hidden
+                .iter()
+                .filter(|f| f.caused_by.is_none() && f.severity >= Severity::Warning)
+                .count() as u64,
             worst: hidden.iter().map(|f| f.severity).max(),
             processes: (before - report.processes.len()) as u64,
         });
     }
+}
+
+/// Which findings to keep: those of every incident (a root cause and all it
+/// causes) that has one finding `matching`, so that a filter never shows a
+/// consequence without its cause, nor a cause without what it causes.
+fn whole_incidents(findings: &[Finding], matching: impl Fn(&Finding) -> bool) -> Vec<bool> {
+    let at: HashMap<&str, usize> = findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.id.as_str(), i))
+        .collect();
+    let root = |mut i: usize| {
+        for _ in 0..findings.len() {
+            match findings[i].caused_by.as_deref().and_then(|c| at.get(c)) {
+                Some(&c) => i = c,
+                None => break,
+            }
+        }
+        i
+    };
+    let roots: Vec<usize> = (0..findings.len()).map(root).collect();
+    let mut wanted = vec![false; findings.len()];
+    for (i, f) in findings.iter().enumerate() {
+        if matching(f) {
+            wanted[roots[i]] = true;
+        }
+    }
+    roots.iter().map(|&r| wanted[r]).collect()
 }
 
 /// Whether `text` matches `pattern`, where `*` stands for any run of

@@ -1,6 +1,6 @@
 //! connleak finds TCP connection leaks on a Linux host and says why they happen.
 //!
-//! The pipeline is **collect → snapshot → diagnose → report → render**:
+//! The pipeline is **collect → snapshot → diagnose → link → report → render**:
 //!
 //! - [`collect`] is the only code that touches the system: sockets from the
 //!   kernel's sock_diag netlink interface, owners from `/proc/PID/fd`, sysctls
@@ -10,6 +10,8 @@
 //!   tested on fixtures.
 //! - [`diagnose`] holds one pure rule per cause, speaking TCP's state machine
 //!   as modelled in [`tcp`].
+//! - [`link`] joins the findings into incidents: a finding another one
+//!   explains becomes its consequence (`caused_by`), under its root cause.
 //! - [`report::Report`] is the JSON contract; [`render`] turns it into text.
 //! - [`output`] delivers the text to stdout or a file without ever
 //!   destroying what is at the target (a device, a FIFO, a directory).
@@ -20,6 +22,7 @@ pub mod diagnose;
 pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod link;
 pub mod output;
 pub mod pipeline;
 pub mod plan;

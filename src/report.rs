@@ -62,6 +62,8 @@ pub struct Filtered {
     pub filter: String,
     /// Findings outside the filter, and the worst of them.
     pub findings: u64,
+    /// Of them, the root causes at warning or worse: the problems outside the filter.
+    pub problems: u64,
     pub worst: Option<Severity>,
     /// Processes outside the filter.
     pub processes: u64,
@@ -113,7 +115,8 @@ impl Report {
     /// The report of `snapshot`, the newest sample of `window`.
     pub fn build_in(snapshot: &Snapshot, thresholds: Thresholds, window: &Window) -> Report {
         let index = Index::new(snapshot);
-        let mut findings = diagnose_indexed(snapshot, &index, thresholds, window);
+        let found = diagnose_indexed(snapshot, &index, thresholds, window);
+        let mut findings = crate::link::link(snapshot, &index, found);
         workloads::attribute(&mut findings, snapshot);
         let status = status_of(&findings);
         let states: BTreeMap<TcpState, u64> = TcpState::ALL

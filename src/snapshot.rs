@@ -56,6 +56,21 @@ pub struct Netns {
     pub inode: Option<u64>,
     /// Its `ip netns` name, when it has one.
     pub name: Option<String>,
+    /// Whether it is the host's initial namespace (that of pid 1), whose
+    /// counters run since boot; `None` when that could not be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<bool>,
+}
+
+impl Netns {
+    /// Since when its kernel counters count, as the evidence says it.
+    pub fn counted_since(&self) -> &'static str {
+        match self.initial {
+            Some(true) => "since boot",
+            Some(false) => "since this network namespace was created",
+            None => "since this network namespace was created (since boot, for the host's)",
+        }
+    }
 }
 
 /// Where the socket table came from.
@@ -296,6 +311,10 @@ pub struct Sysctls {
     pub somaxconn: Option<u32>,
     pub tcp_max_orphans: Option<u64>,
     pub tcp_syncookies: Option<u32>,
+    /// Caps each listener's SYN queue; with SYN cookies off, its last quarter
+    /// is kept for peers already proven alive.
+    #[serde(default)]
+    pub tcp_max_syn_backlog: Option<u32>,
 }
 
 /// What could not be read, counted so that the report never pretends to be complete.

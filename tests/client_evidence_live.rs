@@ -277,8 +277,14 @@ fn blocked_writers_name_the_peer_not_reading() {
     assert_eq!(f["severity"], "warning");
     assert_eq!(f["remote"], "127.0.0.1:7101");
     let evidence = f["evidence"].to_string();
+    // The peer is the local process at the other end, named once with its count.
+    assert_eq!(f["peers"][0]["pid"], sink["pid"], "{f:#}");
+    assert_eq!(f["peers"][0]["connections"], 5, "{f:#}");
     assert!(
-        evidence.contains(&format!("127.0.0.1:7101 held by pid {}", sink["pid"])),
+        evidence.contains(&format!(
+            "toward pid {} (python3) at 127.0.0.1",
+            sink["pid"]
+        )),
         "{evidence}"
     );
     assert!(evidence.contains("5 threads of pid"), "{evidence}");

@@ -230,10 +230,9 @@ fn blocked_send_tells_not_reading_from_gone() {
     let f = only(&diagnose(&s, Thresholds::default()), "blocked_send").clone();
     assert_eq!(f.cause, Some(BlockedSendCause::PeerNotReading.into()));
     assert_eq!((f.count, f.severity), (6, Severity::Warning));
-    assert!(
-        f.evidence[1].contains("127.0.0.1:7100 held by pid"),
-        "{f:#?}"
-    );
+    assert!(f.evidence[0].contains("toward pid "), "{f:#?}");
+    assert!(f.evidence[1].contains("127.0.0.1:7100 (6)"), "{f:#?}");
+    assert_eq!(f.peers.len(), 1, "one peer process: {f:#?}");
     let mut gone = s.clone();
     for sock in gone
         .sockets

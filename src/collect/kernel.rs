@@ -34,6 +34,7 @@ pub fn read(proc_root: &Path, unreadable: &mut Unreadable) -> Kernel {
         somaxconn: num(sysctl("net/core/somaxconn")),
         tcp_max_orphans: num(sysctl("net/ipv4/tcp_max_orphans")),
         tcp_syncookies: num(sysctl("net/ipv4/tcp_syncookies")),
+        tcp_max_syn_backlog: num(sysctl("net/ipv4/tcp_max_syn_backlog")),
     };
     let mut counters = BTreeMap::new();
     for file in ["netstat", "snmp"] {

@@ -242,5 +242,14 @@ fn netns(proc_root: &Path, host_root: &Path) -> Netns {
             .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == ino))
             .map(|e| e.file_name().to_string_lossy().into_owned())
     });
-    Netns { inode, name }
+    // The initial namespace is the one of pid 1 (of the host's pid namespace).
+    let initial = inode.and_then(|ino| {
+        let init = std::fs::metadata(proc_root.join("1/ns/net")).ok()?;
+        Some(init.ino() == ino)
+    });
+    Netns {
+        inode,
+        name,
+        initial,
+    }
 }

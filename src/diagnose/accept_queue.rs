@@ -190,14 +190,14 @@ fn counter_evidence(cx: &Context, moved: Option<i64>, evidence: &mut Vec<String>
         k.counter("TcpExt", "ListenDrops"),
     ) {
         evidence.push(format!(
-            "ListenOverflows {o}, ListenDrops {d} in this network namespace since it was \
-             created (since boot, for the host's)"
+            "ListenOverflows {o}, ListenDrops {d} {}",
+            cx.snapshot.meta.netns.counted_since()
         ));
     }
     if let Some(d) = moved {
         evidence.push(format!(
             "ListenOverflows grew by {d} during the sampled window: handshakes dropped on a \
-             full accept queue now, not only since boot"
+             full accept queue now"
         ));
     }
 }

@@ -10,13 +10,13 @@
 //! data has moved (not reading) or nothing was heard (gone) for
 //! `--send-stall-secs`.
 
+use super::peers::{self, Ends, PeerKey};
 use super::send_stall::{self, Stall};
-use super::{Context, Finding, Rule, Severity, canonical, human_duration, who};
-use crate::snapshot::{Process, Socket, Task, endpoint};
+use super::{Context, Finding, Rule, Severity, human_duration, plural, who};
+use crate::snapshot::{Process, Socket, Task};
 use crate::tcp::TcpState;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "blocked_send",
@@ -85,20 +85,23 @@ fn stalled_ms(s: &Socket, stall: Stall) -> Option<u32> {
 
 pub fn find(cx: &Context) -> Vec<Finding> {
     let min_ms = cx.thresholds.send_stall_secs.saturating_mul(1000);
-    type Key = (Option<u32>, SocketAddr, BlockedSendCause);
+    let stalled: Vec<(usize, Stall, u32)> = cx
+        .in_state(TcpState::Established)
+        .filter(|(_, s)| s.send_q() > 0)
+        .filter_map(|(i, s)| {
+            let stall = send_stall::of(s)?;
+            let ms = stalled_ms(s, stall).filter(|&ms| u64::from(ms) >= min_ms)?;
+            Some((i, stall, ms))
+        })
+        .collect();
+    let indexes: Vec<usize> = stalled.iter().map(|&(i, ..)| i).collect();
+    let ends = Ends::find(cx, &indexes);
+    type Key = (Option<u32>, PeerKey, BlockedSendCause);
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
-    for (i, s) in cx.in_state(TcpState::Established) {
-        if s.send_q() == 0 {
-            continue;
-        }
-        let Some(stall) = send_stall::of(s) else {
-            continue;
-        };
-        let Some(ms) = stalled_ms(s, stall).filter(|&ms| u64::from(ms) >= min_ms) else {
-            continue;
-        };
+    for (i, stall, ms) in stalled {
+        let s = &cx.snapshot.sockets[i];
         let owner = cx.index.owner(s).map(|p| p.pid);
-        let key = (owner, canonical(s.remote()), BlockedSendCause::of(stall));
+        let key = (owner, ends.key(i, s), BlockedSendCause::of(stall));
         let g = groups.entry(key).or_default();
         g.sockets.push(i);
         g.bytes += u64::from(s.send_q());
@@ -107,14 +110,14 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     }
     groups
         .into_iter()
-        .map(|((pid, remote, cause), g)| finding(cx, pid, remote, cause, g))
+        .map(|((pid, _, cause), g)| finding(cx, &ends, pid, cause, g))
         .collect()
 }
 
 fn finding(
     cx: &Context,
+    ends: &Ends,
     pid: Option<u32>,
-    remote: SocketAddr,
     cause: BlockedSendCause,
     g: Group,
 ) -> Finding {
@@ -122,23 +125,25 @@ fn finding(
     let count = g.sockets.len() as u64;
     let socks: Vec<&Socket> = g.sockets.iter().map(|&i| &cx.snapshot.sockets[i]).collect();
     let age = human_duration(u64::from(g.oldest_ms) / 1000);
+    let peers = peers::list(cx, ends, &g.sockets);
+    let (remote, endpoints) = peers::endpoints(cx, &g.sockets);
     let mut evidence = vec![format!(
-        "{} has {count} ESTABLISHED connections toward {} with {} bytes in Send-Q that do not \
-         move",
+        "{} has {} toward {} with {} bytes in Send-Q that do not move",
         who(owner),
-        endpoint(&remote),
+        plural(count, "ESTABLISHED connection"),
+        peers::describe(&peers),
         g.bytes
     )];
     evidence.push(match cause {
         BlockedSendCause::PeerNotReading => format!(
             "the peer's receive window is closed and it answers every zero-window probe: it is \
-             alive and does not read; no data moved for {age} (probe backoff {}); peers: {}",
-            g.backoff,
-            send_stall::peer_names(cx, &socks).join(", ")
+             alive and does not read; no data moved for {age} (probe backoff {}); endpoints \
+             {endpoints}",
+            g.backoff
         ),
         BlockedSendCause::PeerGone => format!(
             "retransmitting unanswered with backoff (up to {}); nothing heard from the peer for \
-             {age}: the peer or the path is gone",
+             {age}: the peer or the path is gone; endpoints {endpoints}",
             g.backoff
         ),
     });
@@ -153,11 +158,12 @@ fn finding(
             Severity::Info
         },
         count,
-        remote: Some(remote),
+        remote,
         evidence,
         suggestion: cause.suggestion().to_string(),
         oldest_s: Some(u64::from(g.oldest_ms) / 1000),
         cause: Some(cause.into()),
+        peers,
         sockets: g.sockets,
         ..Finding::of(&RULE, Some(TcpState::Established))
     }

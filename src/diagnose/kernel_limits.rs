@@ -55,17 +55,16 @@ fn is_timewait_sock(s: &Socket) -> bool {
         || (s.state() == TcpState::FinWait2 && s.inode() == 0 && s.timer() == Timer::TimeWait)
 }
 
-/// A watched counter's value since boot and, over a sampled window, how much it grew.
+/// A watched counter's value (since the namespace began counting) and, over a sampled window, how much it grew.
 fn counter_text(cx: &Context, name: &str, what: &str) -> (Option<i64>, String) {
     let total = cx.snapshot.kernel.counter("TcpExt", name).unwrap_or(0);
     let moved = cx.window.counter_delta(cx.snapshot, "TcpExt", name);
+    let since = cx.snapshot.meta.netns.counted_since();
     let text = match moved {
         Some(d) => {
-            format!("{name} grew by {d} during the sampled window ({total} since boot): {what}")
+            format!("{name} grew by {d} during the sampled window ({total} {since}): {what}")
         }
-        None => {
-            format!("{name} {total} since boot (context: a single run cannot tell when): {what}")
-        }
+        None => format!("{name} {total} {since} (context: a single run cannot tell when): {what}"),
     };
     (moved, text)
 }

@@ -16,11 +16,13 @@ mod farewell;
 mod fd_limit;
 mod half_closed;
 mod holders;
+mod identity;
 mod idioms;
 mod idle;
 mod index;
 mod kernel_limits;
 mod listener_holder;
+mod peers;
 mod pools;
 mod rollup;
 mod send_stall;
@@ -38,6 +40,7 @@ pub use close_wait::CloseWaitCause;
 pub use fd_limit::FdCause;
 pub use half_closed::HalfClosedCause;
 pub use index::Index;
+pub use peers::{Peer, is_local_destination};
 pub use window::{Span, Trend, Window};
 pub use worker_pool::WorkerPoolCause;
 
@@ -139,9 +142,15 @@ impl From<HalfClosedCause> for Cause {
 /// One diagnosed cause: the JSON contract's `findings[]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
+    /// Names the finding within its report, the same from one sample to the
+    /// next while it lasts: kind, owner, endpoint and peer (`identity::identify`).
+    pub id: String,
     /// The kind, as its rule names it ([`Rule::kind`]).
     pub kind: &'static str,
     pub severity: Severity,
+    /// The `id` of the finding that explains this one (its root cause or a
+    /// step toward it); `None` for a root cause. Set by the link stage.
+    pub caused_by: Option<String>,
     pub pid: Option<u32>,
     pub comm: Option<String>,
     /// The systemd unit, container or pod of its owner (or, for connections
@@ -167,6 +176,10 @@ pub struct Finding {
     pub peer_pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_comm: Option<String>,
+    /// The peers of a finding grouped by what the engineer acts on: one
+    /// entry per peer host, or per local process at the other end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Peer>,
     /// Change of `count` per second over a sampled window (`--samples`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub growth_per_s: Option<f64>,
@@ -191,7 +204,7 @@ fn endpoint_text<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok
 
 /// The address a finding names: IPv4-mapped IPv6 as the IPv4 address it is,
 /// so that both spellings of one endpoint group together.
-fn canonical(addr: SocketAddr) -> SocketAddr {
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
@@ -199,8 +212,10 @@ impl Finding {
     /// A finding of `rule`'s kind with everything else empty, to fill with struct update syntax.
     pub fn of(rule: &Rule, state: Option<TcpState>) -> Finding {
         Finding {
+            id: String::new(),
             kind: rule.kind,
             severity: Severity::Info,
+            caused_by: None,
             pid: None,
             comm: None,
             workload: None,
@@ -215,6 +230,7 @@ impl Finding {
             oldest_s: None,
             peer_pid: None,
             peer_comm: None,
+            peers: Vec::new(),
             growth_per_s: None,
             trend: None,
             sockets: Vec::new(),
@@ -258,6 +274,21 @@ impl Ceiling {
             warn_pct,
         }
     }
+}
+
+/// The kinds of finding, by the rules that make them: what the link stage
+/// and the renderers name.
+pub mod kind {
+    pub const ACCEPT_QUEUE_FULL: &str = super::accept_queue::RULE.kind;
+    pub const BLOCKED_SEND: &str = super::blocked_send::RULE.kind;
+    pub const CLOSE_WAIT_LEAK: &str = super::close_wait::RULE.kind;
+    pub const CLOSED_NOT_RELEASED: &str = super::unreleased::RULE.kind;
+    pub const CONNECT_UNANSWERED: &str = super::syn_sent::RULE.kind;
+    pub const FD_EXHAUSTION: &str = super::fd_limit::RULE.kind;
+    pub const NO_KEEPALIVE_IDLE: &str = super::idle::RULE.kind;
+    pub const STALLED_CLOSE: &str = super::stalled_close::RULE.kind;
+    pub const SYN_BACKLOG: &str = super::syn_backlog::RULE.kind;
+    pub const WORKER_POOL_EXHAUSTED: &str = super::worker_pool::RULE.kind;
 }
 
 /// What a rule sees.
@@ -394,6 +425,8 @@ pub fn diagnose_indexed<'a>(
         f.severity > Severity::Info || f.sockets.is_empty() || !f.sockets.iter().all(claimed)
     });
     holders::annotate(snapshot, index, &mut findings);
+    order(&mut findings);
+    identity::identify(&mut findings);
     window.apply(snapshot, &mut findings);
     order(&mut findings);
     findings
@@ -401,12 +434,15 @@ pub fn diagnose_indexed<'a>(
 
 /// Worst first, then largest first.
 fn order(findings: &mut [Finding]) {
-    findings.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(b.count.cmp(&a.count))
-            .then(a.pid.cmp(&b.pid))
-    });
+    findings.sort_by(worst_first);
+}
+
+/// The report's order of two findings: worst first, then largest first, then by pid.
+pub fn worst_first(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    b.severity
+        .cmp(&a.severity)
+        .then(b.count.cmp(&a.count))
+        .then(a.pid.cmp(&b.pid))
 }
 
 /// `n` as a percentage of `of` (0 when `of` is 0).
@@ -419,6 +455,15 @@ pub fn who(p: Option<&Process>) -> String {
     match p {
         Some(p) => format!("pid {} ({})", p.pid, p.comm),
         None => "no process we could see".to_string(),
+    }
+}
+
+/// "1 process", "3 processes", "0 problems".
+pub fn plural(n: u64, word: &str) -> String {
+    match (n, word.ends_with('s')) {
+        (1, _) => format!("1 {word}"),
+        (_, true) => format!("{n} {word}es"),
+        (_, false) => format!("{n} {word}s"),
     }
 }
 
@@ -445,6 +490,9 @@ mod tests {
         assert_eq!(human_duration(125), "2 min 5 s");
         assert_eq!(human_duration(7300), "2 h 1 min");
         assert_eq!(human_duration(90000), "1 d 1 h");
+        assert_eq!(plural(1, "process"), "1 process");
+        assert_eq!(plural(3, "process"), "3 processes");
+        assert_eq!(plural(0, "problem"), "0 problems");
     }
 
     #[test]

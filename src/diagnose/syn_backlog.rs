@@ -2,13 +2,24 @@
 //!
 //! A SYN-RECEIVED entry is a handshake this host answered (SYN-ACK) whose
 //! final ACK never came: a SYN flood, or clients whose replies are lost on the
-//! way back. They are bounded by the listener's backlog; past it the kernel
-//! drops SYNs or answers with SYN cookies (`tcp_syncookies`).
+//! way back. The severity comes from the effect, not the count:
+//!
+//! - The SYN queue's effective cap is the listener's backlog and, with SYN
+//!   cookies off, `tcp_max_syn_backlog` less the quarter the kernel keeps for
+//!   peers already proven alive. At that cap, and with cookies off, every new
+//!   handshake from an unproven peer (a legitimate client among them) is
+//!   dropped (`ListenDrops`, `TCPReqQFullDrop`): legitimate work fails, the
+//!   finding is critical.
+//! - With cookies on, past the backlog the kernel answers with SYN cookies
+//!   and handshakes still complete: the defence absorbs the flood. That is
+//!   a warning, never critical.
+//! - Evidence quotes the counters that moved (over the window, or since the
+//!   namespace began counting), never the ones at zero.
 
-use super::{Context, Finding, Rule, Severity, canonical, who};
-use crate::snapshot::{Socket, endpoint};
+use super::{Context, Finding, Rule, Severity, canonical, plural, who};
+use crate::snapshot::{Kernel, Socket, endpoint};
 use crate::tcp::TcpState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
@@ -16,11 +27,53 @@ pub const RULE: Rule = Rule {
     title: "half-open handshakes (SYN-RECEIVED) pile up on a listener",
     about: "SYN-RECEIVED entries piling up on a listener: handshakes whose final ACK never \
             arrives, from a SYN flood or from clients whose replies are lost on the way back. \
-            Past the backlog the kernel drops SYNs (TCPReqQFullDrop) or answers with SYN \
-            cookies (tcp_syncookies, SyncookiesSent). Keep tcp_syncookies=1, look at the \
-            sources, filter them upstream, check the return path.",
+            The SYN queue holds at most the listener's backlog and, with tcp_syncookies=0, \
+            three quarters of tcp_max_syn_backlog for peers not yet proven alive. At that cap \
+            with cookies off, new handshakes are dropped (ListenDrops, TCPReqQFullDrop): \
+            legitimate connects fail, critical. With cookies on, past the backlog SYN cookies \
+            answer (SyncookiesSent) and handshakes complete: a warning, absorbed. Keep \
+            tcp_syncookies=1, look at the sources, filter them upstream, check the return path.",
     run: find,
 };
+
+/// The counters a SYN queue's overflow moves, and what each says.
+const DROPS: &[&str] = &["ListenDrops", "TCPReqQFullDrop"];
+const COOKIES: &[&str] = &["SyncookiesSent", "TCPReqQFullDoCookies"];
+
+/// What the kernel does with a handshake past the SYN queue's cap.
+struct Queue {
+    /// The listener's backlog (its Send-Q), when known.
+    backlog: Option<u64>,
+    /// `tcp_syncookies`: 0 off, 1 past the backlog, 2 always.
+    cookies: Option<u32>,
+    /// How many half-open handshakes from unproven peers the queue takes.
+    cap: Option<u64>,
+}
+
+impl Queue {
+    fn of(k: &Kernel, backlog: Option<u64>) -> Queue {
+        let cookies = k.sysctls.tcp_syncookies;
+        // Without cookies, the last quarter of tcp_max_syn_backlog is kept for proven peers.
+        let unproven = k
+            .sysctls
+            .tcp_max_syn_backlog
+            .filter(|_| cookies == Some(0))
+            .map(|m| u64::from(m) - u64::from(m) / 4 + 1);
+        let cap = match (backlog, unproven) {
+            (Some(b), Some(u)) => Some(b.min(u)),
+            (b, u) => b.or(u),
+        };
+        Queue {
+            backlog,
+            cookies,
+            cap,
+        }
+    }
+
+    fn cookies_on(&self) -> bool {
+        self.cookies.is_some_and(|c| c > 0)
+    }
+}
 
 pub fn find(cx: &Context) -> Vec<Finding> {
     let mut per_listener: BTreeMap<SocketAddr, Vec<usize>> = BTreeMap::new();
@@ -34,86 +87,200 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             per_listener.entry(key).or_default().push(i);
         }
     }
-    let k = &cx.snapshot.kernel;
     // Fewer half-open connections than this are routine at any real load.
     let min = cx.thresholds.syn_backlog_min;
+    let moved = moved_counters(cx);
     per_listener
         .into_iter()
         .filter(|(_, v)| v.len() as u64 >= min)
-        .map(|(local, sockets)| {
-            let count = sockets.len() as u64;
-            let listeners: Vec<&Socket> = cx.index.listeners_at(&local).collect();
-            let listener = listeners.first().copied();
-            let backlog = listener
-                .and_then(|l| cx.snapshot.backlog(l))
-                .map(u64::from)
-                .filter(|&b| b > 0);
-            let severity = match backlog {
-                Some(b) if count * 2 >= b => Severity::Warning,
-                None if count >= min.saturating_mul(4) => Severity::Warning,
-                _ => Severity::Info,
-            };
-            let sources: std::collections::BTreeSet<_> = sockets
-                .iter()
-                .map(|&i| cx.snapshot.sockets[i].remote().ip())
-                .collect();
-            let mut evidence = vec![format!(
-                "{count} half-open connections (SYN-RECEIVED) on {} from {} source addresses{}",
-                endpoint(&local),
-                sources.len(),
-                backlog
-                    .map(|b| format!("; listener backlog {b}"))
-                    .unwrap_or_default()
-            )];
-            if listeners.len() > 1 {
-                let holders: Vec<String> =
-                    listeners.iter().map(|l| who(cx.index.owner(l))).collect();
-                evidence.push(format!(
-                    "{} listeners share this address (SO_REUSEPORT): {}; the kernel does not \
-                     say whose queue these handshakes wait in",
-                    listeners.len(),
-                    holders.join(", ")
-                ));
+        .map(|(local, sockets)| finding(cx, local, sockets, &moved))
+        .collect()
+}
+
+/// The SYN-queue counters that moved: by how much over the sampled window
+/// (`true`), or their value since the namespace began counting (`false`).
+fn moved_counters(cx: &Context) -> Vec<(&'static str, i64, bool)> {
+    DROPS
+        .iter()
+        .chain(COOKIES)
+        .filter_map(|&n| {
+            if cx.window.is_empty() {
+                let v = cx.snapshot.kernel.counter("TcpExt", n)?;
+                (v > 0).then_some((n, v, false))
+            } else {
+                let d = cx.window.counter_delta(cx.snapshot, "TcpExt", n)?;
+                (d > 0).then_some((n, d, true))
             }
-            kernel_evidence(k, &mut evidence);
-            Finding {
-                severity,
-                count,
-                local: Some(local),
-                evidence,
-                suggestion: "Look at where the SYNs come from (few sources: a flood or a broken \
-                             client; many: lost replies or an overloaded path). Keep \
-                             tcp_syncookies=1; filter floods upstream."
-                    .to_string(),
-                side: Some(super::ConnSide::Server),
-                sockets,
-                ..Finding::of(&RULE, Some(TcpState::SynRecv))
-            }
-            // With several listeners, no one of them can be named.
-            .owned_by(match listeners[..] {
-                [l] => cx.index.owner(l),
-                _ => None,
-            })
         })
         .collect()
 }
 
-/// The SYN-queue counters and what happens past the backlog (SYN cookies or drops).
-fn kernel_evidence(k: &crate::snapshot::Kernel, evidence: &mut Vec<String>) {
-    let counter = |n: &str| k.counter("TcpExt", n).map(|v| format!("{n} {v}"));
-    let counters: Vec<String> = ["TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent"]
+fn finding(
+    cx: &Context,
+    local: SocketAddr,
+    sockets: Vec<usize>,
+    moved: &[(&'static str, i64, bool)],
+) -> Finding {
+    let count = sockets.len() as u64;
+    let listeners: Vec<&Socket> = cx.index.listeners_at(&local).collect();
+    let backlog = listeners
+        .first()
+        .and_then(|l| cx.snapshot.backlog(l))
+        .map(u64::from)
+        .filter(|&b| b > 0);
+    let q = Queue::of(&cx.snapshot.kernel, backlog);
+    let at_cap = q.cap.is_some_and(|c| count >= c);
+    // Counters tell what happens now only over a window; since the
+    // namespace began counting, they are context.
+    let now = |names: &[&str]| moved.iter().any(|(n, _, w)| *w && names.contains(n));
+    let (dropping, cookies) = (now(DROPS), now(COOKIES));
+    let (severity, effect) = effect(
+        &q,
+        count,
+        at_cap,
+        dropping,
+        cookies,
+        cx.thresholds.syn_backlog_min,
+    );
+    let sources: BTreeSet<_> = sockets
         .iter()
-        .filter_map(|n| counter(n))
+        .map(|&i| cx.snapshot.sockets[i].remote().ip())
         .collect();
-    if !counters.is_empty() {
+    let mut evidence = vec![format!(
+        "{count} half-open connections (SYN-RECEIVED) on {} from {}{}",
+        endpoint(&local),
+        plural(sources.len() as u64, "source address"),
+        q.cap
+            .map(|c| format!("; the SYN queue takes {c} from unproven peers"))
+            .unwrap_or_default()
+    )];
+    evidence.push(queue_line(&q, &cx.snapshot.kernel));
+    evidence.push(effect);
+    if let Some(line) = counters_line(cx, moved) {
+        evidence.push(line);
+    }
+    if listeners.len() > 1 {
+        let holders: Vec<String> = listeners.iter().map(|l| who(cx.index.owner(l))).collect();
         evidence.push(format!(
-            "{} in this network namespace since it was created (since boot, for the host's)",
-            counters.join(", ")
+            "{} listeners share this address (SO_REUSEPORT): {}; the kernel does not say whose \
+             queue these handshakes wait in",
+            listeners.len(),
+            holders.join(", ")
         ));
     }
-    evidence.push(match k.sysctls.tcp_syncookies {
-        Some(0) => "net.ipv4.tcp_syncookies = 0: past the backlog, SYNs are dropped".to_string(),
+    Finding {
+        severity,
+        count,
+        local: Some(local),
+        evidence,
+        suggestion: suggestion(&q).to_string(),
+        side: Some(super::ConnSide::Server),
+        sockets,
+        ..Finding::of(&RULE, Some(TcpState::SynRecv))
+    }
+    // With several listeners, no one of them can be named.
+    .owned_by(match listeners[..] {
+        [l] => cx.index.owner(l),
+        _ => None,
+    })
+}
+
+/// The severity, from what happens to new handshakes, and the line that says it.
+fn effect(
+    q: &Queue,
+    count: u64,
+    at_cap: bool,
+    dropping: bool,
+    cookies: bool,
+    min: u64,
+) -> (Severity, String) {
+    if q.cookies_on() && (at_cap || cookies) {
+        return (
+            Severity::Warning,
+            "absorbed: past the backlog SYN cookies answer, so legitimate handshakes still \
+             complete (without TCP options such as window scaling); not critical while the \
+             cookies hold"
+                .to_string(),
+        );
+    }
+    if !q.cookies_on() && at_cap {
+        return (
+            Severity::Critical,
+            "the SYN queue is at its cap with SYN cookies off: every new handshake from a peer \
+             not yet proven alive is dropped, legitimate clients among them"
+                .to_string(),
+        );
+    }
+    if dropping {
+        return (
+            Severity::Warning,
+            "handshakes were dropped: the SYN queue overflowed".to_string(),
+        );
+    }
+    let half = q
+        .cap
+        .map_or(count >= min.saturating_mul(4), |c| count * 2 >= c);
+    let severity = if half {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    (
+        severity,
+        "no handshake dropped yet: the SYN queue has room".to_string(),
+    )
+}
+
+fn queue_line(q: &Queue, k: &Kernel) -> String {
+    let cookies = match q.cookies {
+        Some(0) => "net.ipv4.tcp_syncookies = 0: past the cap, SYNs are dropped".to_string(),
         Some(n) => format!("net.ipv4.tcp_syncookies = {n}: past the backlog, SYN cookies answer"),
         None => "tcp_syncookies unknown".to_string(),
-    });
+    };
+    let parts = [
+        q.backlog.map(|b| format!("listener backlog {b}")),
+        k.sysctls
+            .tcp_max_syn_backlog
+            .map(|m| format!("net.ipv4.tcp_max_syn_backlog = {m}")),
+        Some(cookies),
+    ];
+    parts.into_iter().flatten().collect::<Vec<_>>().join("; ")
+}
+
+/// The counters that moved, and since when.
+fn counters_line(cx: &Context, moved: &[(&'static str, i64, bool)]) -> Option<String> {
+    if moved.is_empty() {
+        return None;
+    }
+    let windowed = moved.iter().any(|&(.., w)| w);
+    let shown: Vec<String> = moved
+        .iter()
+        .map(|(n, v, w)| {
+            if *w {
+                format!("{n} grew by {v}")
+            } else {
+                format!("{n} {v}")
+            }
+        })
+        .collect();
+    Some(if windowed {
+        format!("{} during the sampled window", shown.join(", "))
+    } else {
+        format!(
+            "{} {} (the namespace's, every listener's)",
+            shown.join(", "),
+            cx.snapshot.meta.netns.counted_since()
+        )
+    })
+}
+
+fn suggestion(q: &Queue) -> &'static str {
+    if q.cookies_on() {
+        "Look at where the SYNs come from (few sources: a flood or a broken client; many: lost \
+         replies or an overloaded path) and filter floods upstream; keep tcp_syncookies=1."
+    } else {
+        "Turn SYN cookies on (sysctl net.ipv4.tcp_syncookies=1) so that legitimate handshakes \
+         complete during the flood, then look at where the SYNs come from and filter them \
+         upstream."
+    }
 }

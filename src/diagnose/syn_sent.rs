@@ -7,12 +7,16 @@
 //! host is down, a firewall drops it, or the route leads nowhere. Each such
 //! attempt is a `connect()` (and often a thread) waiting up to
 //! `tcp_syn_retries` (about two minutes by default) before it fails.
+//! Toward a listener on this host the silence is the listener's own: its
+//! queues drop the handshakes, and no route or firewall is to blame.
+//! Attempts are grouped by the peer: one host, or the local process that
+//! listens.
 
-use super::{Context, Finding, Rule, Severity, canonical, who};
+use super::peers::{self, Ends, PeerKey};
+use super::{Context, Finding, Rule, Severity, plural, who};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "connect_unanswered",
@@ -35,10 +39,13 @@ struct Group {
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
-    let mut groups: BTreeMap<(Option<u32>, SocketAddr), Group> = BTreeMap::new();
-    for (i, s) in cx.in_state(TcpState::SynSent) {
+    let attempts: Vec<usize> = cx.in_state(TcpState::SynSent).map(|(i, _)| i).collect();
+    let ends = Ends::find(cx, &attempts);
+    let mut groups: BTreeMap<(Option<u32>, PeerKey), Group> = BTreeMap::new();
+    for i in attempts {
+        let s = &cx.snapshot.sockets[i];
         let owner = cx.index.owner(s).map(|p| p.pid);
-        let g = groups.entry((owner, canonical(s.remote()))).or_default();
+        let g = groups.entry((owner, ends.key(i, s))).or_default();
         g.sockets.push(i);
         // Without tcp_info (the /proc/net source) the count of retransmissions
         // is unknown: count the attempt, as an age-unknown CLOSE-WAIT is counted.
@@ -52,43 +59,70 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     groups
         .into_iter()
         .filter(|(_, g)| g.unanswered >= t.syn_sent_warn)
-        .map(|((pid, remote), g)| {
-            let owner = pid.and_then(|pid| cx.index.process(pid));
-            let count = g.sockets.len() as u64;
-            Finding {
-                severity: Severity::grade(g.unanswered, t.syn_sent_warn, t.syn_sent_crit),
-                count,
-                remote: Some(remote),
-                evidence: vec![
-                    format!(
-                        "{} has {count} connection attempts (SYN-SENT) toward {}; {} of them \
-                         retransmitting their SYN (up to {} times): nothing answers, not even \
-                         a refusal (RST)",
-                        who(owner),
-                        endpoint(&remote),
-                        g.unanswered,
-                        g.max_retransmits
-                    ),
-                    format!(
-                        "a closed port refuses at once; silence means the host is down, a \
-                         firewall drops the SYNs or the route leads nowhere; each attempt's \
-                         wait: {}",
-                        TcpState::SynSent.info().bound.describe()
-                    ),
-                ],
-                suggestion: format!(
-                    "The dependency at {} does not answer: check that it is up and reachable \
-                     from this host (routes, firewalls, security groups, its listen backlog). \
-                     Give the client a connect timeout of seconds, not the kernel's two \
-                     minutes, and a circuit breaker so that callers fail fast instead of \
-                     piling up.",
-                    endpoint(&remote)
-                ),
-                side: Some(super::ConnSide::Client),
-                sockets: g.sockets,
-                ..Finding::of(&RULE, Some(TcpState::SynSent))
-            }
-            .owned_by(owner)
-        })
+        .map(|((pid, peer), g)| finding(cx, &ends, pid, peer, g))
         .collect()
+}
+
+fn finding(cx: &Context, ends: &Ends, pid: Option<u32>, peer: PeerKey, g: Group) -> Finding {
+    let t = cx.thresholds;
+    let owner = pid.and_then(|pid| cx.index.process(pid));
+    let count = g.sockets.len() as u64;
+    let peers = peers::list(cx, ends, &g.sockets);
+    let (remote, endpoints) = peers::endpoints(cx, &g.sockets);
+    let listener = g.sockets.first().and_then(|&i| ends.process(i));
+    let mut evidence = vec![format!(
+        "{} has {count} connection attempts (SYN-SENT) toward {}; {} of them retransmitting \
+         their SYN (up to {}): nothing answers, not even a refusal (RST)",
+        who(owner),
+        peers::describe(&peers),
+        g.unanswered,
+        plural(u64::from(g.max_retransmits), "time")
+    )];
+    evidence.push(format!("toward {endpoints}"));
+    let suggestion = match (peer, listener) {
+        (PeerKey::Process(_), Some(l)) => {
+            evidence.push(format!(
+                "the destination is a listener of {} on this host: it answers no handshake \
+                 because its queues drop them (a full accept queue, or a full SYN queue); no \
+                 route or firewall is involved",
+                who(Some(l))
+            ));
+            format!(
+                "The listener of {} on this host drops these handshakes: see why it stopped \
+                 accepting (its accept queue, its threads). Give the client a connect timeout of \
+                 seconds so that callers fail fast.",
+                who(Some(l))
+            )
+        }
+        _ => {
+            evidence.push(format!(
+                "a closed port refuses at once; silence means the host is down, a firewall \
+                 drops the SYNs or the route leads nowhere; each attempt's wait: {}",
+                TcpState::SynSent.info().bound.describe()
+            ));
+            let at = match (remote, peers.first()) {
+                (Some(r), _) => endpoint(&r),
+                (None, Some(p)) => p.host.to_string(),
+                (None, None) => "the destination".to_string(),
+            };
+            format!(
+                "The dependency at {at} does not answer: check that it is up and \
+                 reachable from this host (routes, firewalls, security groups, its listen \
+                 backlog). Give the client a connect timeout of seconds, not the kernel's two \
+                 minutes, and a circuit breaker so that callers fail fast instead of piling up."
+            )
+        }
+    };
+    Finding {
+        severity: Severity::grade(g.unanswered, t.syn_sent_warn, t.syn_sent_crit),
+        count,
+        remote,
+        evidence,
+        suggestion,
+        side: Some(super::ConnSide::Client),
+        peers,
+        sockets: g.sockets,
+        ..Finding::of(&RULE, Some(TcpState::SynSent))
+    }
+    .owned_by(owner)
 }

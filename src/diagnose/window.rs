@@ -18,7 +18,6 @@ use crate::snapshot::{Snapshot, WATCHED_COUNTERS};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 
 /// How a finding's (or a process's) count moved over the window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,16 +40,11 @@ pub struct Span {
     pub counter_deltas: BTreeMap<String, i64>,
 }
 
-/// What makes a finding the same one in another sample: kind, owner, endpoints.
-type Key = (
-    &'static str,
-    Option<u32>,
-    Option<SocketAddr>,
-    Option<SocketAddr>,
-);
+/// What makes a finding the same one in another sample: its id.
+type Key = String;
 
 fn key(f: &Finding) -> Key {
-    (f.kind, f.pid, f.local, f.remote)
+    f.id.clone()
 }
 
 /// One earlier sample, summarised.

@@ -3,7 +3,7 @@
 //! `-v`) one finding a line. Quiet about healthy details.
 
 use super::text::escape;
-use crate::diagnose::{Finding, Severity, Thresholds};
+use crate::diagnose::{Finding, Severity, Thresholds, plural};
 use crate::report::{Labelled, Status, worst};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
@@ -62,8 +62,9 @@ fn summary(reports: &[Labelled]) -> String {
             .iter()
             .flat_map(|l| l.report.findings.iter().map(move |f| (l, f)))
     };
+    // A problem is an incident: its root cause, named with what it causes.
     let problems: Vec<_> = findings()
-        .filter(|(_, f)| f.severity >= Severity::Warning)
+        .filter(|(_, f)| f.caused_by.is_none() && f.severity >= Severity::Warning)
         .collect();
     let mut summary = if problems.is_empty() {
         let sockets: u64 = reports.iter().map(|l| l.report.summary.sockets).sum();
@@ -71,19 +72,19 @@ fn summary(reports: &[Labelled]) -> String {
             0 => format!("no leak found in {sockets} TCP sockets"),
             n => format!(
                 "{} below the thresholds in {sockets} TCP sockets",
-                count_of(n as u64, "finding")
+                plural(n as u64, "finding")
             ),
         }
     } else {
         let named: Vec<String> = problems
             .iter()
             .take(NAMED)
-            .map(|(l, f)| name(l, f))
+            .map(|(l, f)| format!("{}{}", name(l, f), causing(&l.report.findings, f)))
             .collect();
         let more = problems.len().saturating_sub(NAMED);
         format!(
             "{}: {}{}",
-            count_of(problems.len() as u64, "finding"),
+            plural(problems.len() as u64, "finding"),
             named.join("; "),
             if more > 0 {
                 format!("; and {more} more")
@@ -99,7 +100,7 @@ fn summary(reports: &[Labelled]) -> String {
         if hidden.findings > 0 {
             summary.push_str(&format!(
                 "; {} outside {}{}{}",
-                count_of(hidden.findings, "finding"),
+                plural(hidden.findings, "finding"),
                 escape(&hidden.filter),
                 ns.as_ref()
                     .map(|n| format!(" in netns {n}"))
@@ -125,9 +126,25 @@ fn summary(reports: &[Labelled]) -> String {
     summary
 }
 
-/// "1 finding", "3 findings".
-fn count_of(n: u64, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+/// ", causing accept_queue_full, connect_unanswered": the kinds of what a
+/// root cause causes, directly or not (each kind once).
+fn causing(findings: &[Finding], root: &Finding) -> String {
+    let mut ids = vec![root.id.as_str()];
+    let mut kinds: Vec<&str> = Vec::new();
+    // A consequence follows its cause in report order.
+    for f in findings {
+        if f.caused_by.as_deref().is_some_and(|c| ids.contains(&c)) {
+            ids.push(&f.id);
+            if !kinds.contains(&f.kind) {
+                kinds.push(f.kind);
+            }
+        }
+    }
+    if kinds.is_empty() {
+        String::new()
+    } else {
+        format!(", causing {}", kinds.join(", "))
+    }
 }
 
 /// One problem as the status line names it: kind, namespace, workload and

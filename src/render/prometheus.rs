@@ -98,6 +98,7 @@ struct Exposition {
     process_fd_limit: Family,
     process_closed: Family,
     findings: Family,
+    root_findings: Family,
     finding_sockets: Family,
     netns_workload: Family,
     counters: Family,
@@ -138,6 +139,11 @@ impl Exposition {
                 "connleak_findings",
                 "Findings by kind, severity and workload.",
             ),
+            root_findings: Family::gauge(
+                "connleak_root_findings",
+                "Findings that are root causes (no other finding explains them), by kind, \
+                 severity and workload; the rest are their consequences.",
+            ),
             finding_sockets: Family::gauge(
                 "connleak_finding_sockets",
                 "Sockets (or fds) the findings count, by kind, severity and workload.",
@@ -150,7 +156,7 @@ impl Exposition {
                 kind: "counter",
                 ..Family::gauge(
                     "connleak_kernel_counter_total",
-                    "Kernel TCP counters of the namespace since boot.",
+                    "Kernel TCP counters of the network namespace, since it was created.",
                 )
             },
             unreadable: Family::gauge(
@@ -226,7 +232,7 @@ impl Exposition {
 
     /// Findings and the sockets they count, by kind, severity and workload.
     fn add_findings(&mut self, r: &Report, l: &Labels) {
-        let mut by_kind: BTreeMap<(&str, &str, &str), (u64, u64)> = BTreeMap::new();
+        let mut by_kind: BTreeMap<(&str, &str, &str), (u64, u64, u64)> = BTreeMap::new();
         for x in &r.findings {
             let key = (
                 x.kind,
@@ -235,14 +241,16 @@ impl Exposition {
             );
             let e = by_kind.entry(key).or_default();
             e.0 += 1;
-            e.1 += x.count;
+            e.1 += u64::from(x.caused_by.is_none());
+            e.2 += x.count;
         }
-        for ((kind, sev, workload), (n, count)) in by_kind {
+        for ((kind, sev, workload), (n, roots, count)) in by_kind {
             let labels = l.with(&format!(
                 "kind=\"{kind}\",severity=\"{sev}\",workload=\"{}\"",
                 label(workload)
             ));
             self.findings.add(labels.clone(), n);
+            self.root_findings.add(labels.clone(), roots);
             self.finding_sockets.add(labels, count);
         }
     }
@@ -257,7 +265,7 @@ impl Exposition {
         }
     }
 
-    fn families(&self) -> [&Family; 14] {
+    fn families(&self) -> [&Family; 15] {
         [
             &self.up,
             &self.status,
@@ -268,6 +276,7 @@ impl Exposition {
             &self.process_fd_limit,
             &self.process_closed,
             &self.findings,
+            &self.root_findings,
             &self.finding_sockets,
             &self.netns_workload,
             &self.counters,

@@ -3,8 +3,8 @@
 //! colour only when the caller says so (a terminal, and no `NO_COLOR`); every
 //! string from outside escaped.
 
-use super::text::{escape, per_minute, plural, sparkline, wrap};
-use crate::diagnose::{Finding, Severity};
+use super::text::{escape, per_minute, sparkline, wrap};
+use crate::diagnose::{Finding, Severity, plural};
 use crate::report::{Labelled, Report, Status};
 use crate::snapshot::SocketSource;
 use crate::tcp::TcpState;
@@ -62,40 +62,7 @@ pub fn write_all(out: &mut impl Write, reports: &[Labelled], style: Style) -> io
 /// The human report of one namespace.
 pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
     let width = usize::from(style.width.max(40));
-    let worth = r
-        .findings
-        .iter()
-        .filter(|f| f.severity >= Severity::Warning)
-        .count();
-    let place = match (&r.host, &r.netns.name) {
-        (Some(h), Some(ns)) => format!("{} (netns {})", escape(h), escape(ns)),
-        (Some(h), None) => escape(h).into_owned(),
-        (None, Some(ns)) => format!("netns {}", escape(ns)),
-        (None, None) => "this host".to_string(),
-    };
-    let head = format!(
-        "connleak: {} - {} on {place} at {}",
-        style.status(r.status),
-        plural(worth as u64, "problem"),
-        r.taken_at
-    );
-    wrap(out, &head, "", "  ", width)?;
-    let source = match r.source {
-        SocketSource::SockDiag => "sock_diag",
-        SocketSource::ProcNet => "/proc/net/tcp (no socket ages)",
-    };
-    let read = format!(
-        "{} read via {source} in {} ms{}",
-        plural(r.summary.sockets, "TCP socket"),
-        r.duration_ms,
-        r.kernel
-            .as_deref()
-            .map(|k| format!("; kernel {}", escape(k)))
-            .unwrap_or_default()
-    );
-    wrap(out, &read, "  ", "    ", width)?;
-    writeln!(out)?;
-
+    write_heading(out, r, style, width)?;
     let filter = r.filtered.as_ref();
     if let Some(f) = filter.filter(|f| f.findings > 0) {
         let line = format!(
@@ -119,8 +86,9 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
         }
         writeln!(out)?;
     }
-    for f in &r.findings {
-        write_finding(out, f, style, width)?;
+    let depths = depths(&r.findings);
+    for (f, depth) in r.findings.iter().zip(depths) {
+        write_finding(out, f, depth, style, width)?;
     }
     match filter {
         Some(f) if r.processes.is_empty() && f.processes > 0 => {
@@ -131,6 +99,55 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
     writeln!(out)?;
     wrap(out, &states_line(r), "", "  ", width)?;
     write_unreadable(out, r, width)
+}
+
+/// The status line (problems, place, time) and how the sockets were read.
+fn write_heading(out: &mut impl Write, r: &Report, style: Style, width: usize) -> io::Result<()> {
+    // A problem is an incident: a root cause at warning or worse (a root is
+    // as severe as the worst of its consequences).
+    let worth = r
+        .findings
+        .iter()
+        .filter(|f| f.caused_by.is_none() && f.severity >= Severity::Warning)
+        .count() as u64;
+    let problems = match r.filtered.as_ref() {
+        Some(f) if worth == 0 && f.problems > 0 => {
+            format!(
+                "{} outside {}",
+                plural(f.problems, "problem"),
+                escape(&f.filter)
+            )
+        }
+        _ => plural(worth, "problem"),
+    };
+    let place = match (&r.host, &r.netns.name) {
+        (Some(h), Some(ns)) => format!("{} (netns {})", escape(h), escape(ns)),
+        (Some(h), None) => escape(h).into_owned(),
+        (None, Some(ns)) => format!("netns {}", escape(ns)),
+        (None, None) => "this host".to_string(),
+    };
+    let head = format!(
+        "connleak: {} - {} on {place} at {}",
+        style.status(r.status),
+        problems,
+        r.taken_at
+    );
+    wrap(out, &head, "", "  ", width)?;
+    let source = match r.source {
+        SocketSource::SockDiag => "sock_diag",
+        SocketSource::ProcNet => "/proc/net/tcp (no socket ages)",
+    };
+    let read = format!(
+        "{} read via {source} in {} ms{}",
+        plural(r.summary.sockets, "TCP socket"),
+        r.duration_ms,
+        r.kernel
+            .as_deref()
+            .map(|k| format!("; kernel {}", escape(k)))
+            .unwrap_or_default()
+    );
+    wrap(out, &read, "  ", "    ", width)?;
+    writeln!(out)
 }
 
 /// Sockets by state, and how many no process holds: TIME_WAIT sockets are
@@ -180,12 +197,46 @@ fn states_line(r: &Report) -> String {
     )
 }
 
-fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) -> io::Result<()> {
+/// How deep each finding sits under its root cause (0 for a root), in
+/// report order, where a consequence follows its cause.
+fn depths(findings: &[Finding]) -> Vec<usize> {
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    findings
+        .iter()
+        .map(|f| {
+            let d = f
+                .caused_by
+                .as_deref()
+                .and_then(|c| at.get(c))
+                .map_or(0, |d| d + 1);
+            at.insert(&f.id, d);
+            d
+        })
+        .collect()
+}
+
+/// One finding; a consequence (`depth` > 0) indented under its cause.
+fn write_finding(
+    out: &mut impl Write,
+    f: &Finding,
+    depth: usize,
+    style: Style,
+    width: usize,
+) -> io::Result<()> {
     // Every rule's first evidence line says what, who, how many and where.
     let (head, rest) = f
         .evidence
         .split_first()
         .map_or(("", &[][..]), |(h, r)| (h.as_str(), r));
+    let pad = "    ".repeat(depth);
+    let (first, more) = if depth == 0 {
+        (String::new(), "    ".to_string())
+    } else {
+        (
+            format!("{}  ↳ ", "    ".repeat(depth - 1)),
+            format!("{pad}    "),
+        )
+    };
     let head = format!(
         "{} {}{}{}: {}",
         style.severity(f.severity),
@@ -194,7 +245,7 @@ fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) 
         super::workload::in_workload(f),
         escape(head)
     );
-    wrap(out, &head, "", "    ", width)?;
+    wrap(out, &head, &first, &more, width)?;
     if let (true, Some(t), Some(g)) = (style.live, &f.trend, f.growth_per_s) {
         let line = format!(
             "{} {} over the last {} refreshes",
@@ -202,12 +253,13 @@ fn write_finding(out: &mut impl Write, f: &Finding, style: Style, width: usize) 
             per_minute(g),
             t.counts.len()
         );
-        wrap(out, &line, "  trend: ", "    ", width)?;
+        wrap(out, &line, &format!("{pad}  trend: "), &more, width)?;
     }
     for e in rest {
-        wrap(out, &escape(e), "  - ", "    ", width)?;
+        wrap(out, &escape(e), &format!("{pad}  - "), &more, width)?;
     }
-    wrap(out, &escape(&f.suggestion), "  What to do: ", "    ", width)?;
+    let todo = format!("{pad}  What to do: ");
+    wrap(out, &escape(&f.suggestion), &todo, &more, width)?;
     writeln!(out)
 }
 

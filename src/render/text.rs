@@ -131,15 +131,6 @@ pub fn truncate(text: &str, width: usize) -> String {
     cut
 }
 
-/// "1 process", "3 processes".
-pub fn plural(n: u64, word: &str) -> String {
-    match (n, word.ends_with('s')) {
-        (1, _) => format!("1 {word}"),
-        (_, true) => format!("{n} {word}es"),
-        (_, false) => format!("{n} {word}s"),
-    }
-}
-
 /// The counts as a line of block characters, lowest to highest: `▁▃▅█`.
 pub fn sparkline(counts: &[u64]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -200,13 +191,6 @@ mod tests {
             "\x1b[31mabc\x1b[0m\x1b[0m"
         );
         assert_eq!(truncate("java", 8), "java");
-    }
-
-    #[test]
-    fn plurals() {
-        assert_eq!(plural(1, "process"), "1 process");
-        assert_eq!(plural(3, "process"), "3 processes");
-        assert_eq!(plural(0, "problem"), "0 problems");
     }
 
     #[test]

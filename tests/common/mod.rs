@@ -217,6 +217,32 @@ impl Lab {
         serde_json::from_slice(&out.stdout).expect("connleak --json prints JSON")
     }
 
+    /// Wires this namespace to `peer`'s with a veth pair on `10.N.0.0/24`:
+    /// this end is `10.N.0.1`, the peer's `10.N.0.2`.
+    pub fn wire(&self, peer: &Lab, n: u8) {
+        let tag = std::process::id() % 100_000;
+        let (here, there) = (format!("v{tag}h{n}"), format!("v{tag}p{n}"));
+        let _ = Command::new("ip")
+            .args(["link", "del", &here])
+            .stderr(Stdio::null())
+            .status();
+        self.ip(&["link", "add", &here, "type", "veth", "peer", "name", &there]);
+        self.ip(&["link", "set", &here, "netns", &self.ns]);
+        self.ip(&["link", "set", &there, "netns", &peer.ns]);
+        let (mine, theirs) = (format!("10.{n}.0.1/24"), format!("10.{n}.0.2/24"));
+        self.exec(&["ip", "addr", "add", &mine, "dev", &here]);
+        self.exec(&["ip", "link", "set", &here, "up"]);
+        peer.exec(&["ip", "addr", "add", &theirs, "dev", &there]);
+        peer.exec(&["ip", "link", "set", &there, "up"]);
+    }
+
+    /// Makes this namespace's host go silent toward `addr`: everything it
+    /// sends there is discarded (a blackhole route, no ICMP), as a host that
+    /// died behind a router looks from `addr`, its connections still open there.
+    pub fn go_silent_toward(&self, addr: &str) {
+        self.exec(&["ip", "route", "add", "blackhole", &format!("{addr}/32")]);
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

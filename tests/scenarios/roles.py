@@ -92,11 +92,12 @@ def hostile_names(a):
 
 def role_leak_server(a):
     """Reads each connection to EOF, then forgets to close it: the classic CLOSE_WAIT leak.
-    With --hostile it first takes a hostile name (see hostile_names)."""
+    With --hostile it first takes a hostile name (see hostile_names); --backlog sets the listen
+    backlog (default 4096)."""
     names = hostile_names(a)
     if a.nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (a.nofile, a.nofile))
-    ls = listener(a.host, a.port)
+    ls = listener(a.host, a.port, backlog=a.backlog or 4096)
     ls.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(ls, selectors.EVENT_READ)
@@ -477,9 +478,11 @@ ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role
 
 
 def main():
-    from client_roles import CLIENT_ROLES  # imports this file's helpers, so not at the top
+    # They import this file's helpers, so not at the top.
+    from client_roles import CLIENT_ROLES
+    from incident_roles import INCIDENT_ROLES
 
-    roles = {**ROLES, **CLIENT_ROLES}
+    roles = {**ROLES, **CLIENT_ROLES, **INCIDENT_ROLES}
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("role", choices=sorted(roles))
     p.add_argument("--ready", required=True)

@@ -1,0 +1,75 @@
+"""Roles for the incident tests (loaded by roles.py): a server that writes without end to every
+connection, a server that reads and discards, and a SYN flood from spoofed sources that never
+complete their handshakes.
+"""
+import random
+import socket
+import struct
+import threading
+
+from roles import forever, listener, ready
+
+
+def role_write_server(a):
+    """Accepts connections and writes to each without end, a thread per connection: toward a
+    client that does not read, every writer blocks in sendto()."""
+    ls = listener(a.host, a.port)
+    ready(a.ready, port=a.port)
+
+    def write(c):
+        try:
+            while True:
+                c.sendall(b"x" * 65536)
+        except OSError:
+            forever()  # keep the socket, as a server blocked on a peer would
+
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=write, args=(c,), daemon=True).start()
+
+
+def role_discard_server(a):
+    """Accepts connections and reads everything they send, a thread per connection."""
+    ls = listener(a.host, a.port)
+    ready(a.ready, port=a.port)
+
+    def drain(c):
+        while c.recv(65536):
+            pass
+
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=drain, args=(c,), daemon=True).start()
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def syn(src, dst, sport, dport, ident):
+    """An IPv4 packet holding one TCP SYN from src:sport to dst:dport."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, random.randrange(1 << 32), 0, 5 << 4, 0x02, 64240, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ident & 0xFFFF, 0, 64, 6, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    return ip + tcp
+
+
+def role_syn_flood(a):
+    """Sends --n SYNs to --host:--port from spoofed sources in the /16 --label (10.99), whose
+    SYN-ACKs go nowhere: each leaves a half-open handshake until the server gives up on it."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    for i in range(a.n):
+        src = "%s.%d.%d" % (a.label, 1 + i // 250 % 250, 1 + i % 250)
+        s.sendto(syn(src, a.host, 10000 + i % 50000, a.port, i), (a.host, 0))
+    ready(a.ready, port=a.port, n=a.n)
+    forever()
+
+
+INCIDENT_ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role_")}
