@@ -276,6 +276,8 @@ fn unaccepted_connections_carry_the_listeners_cgroup() {
         CONTAINERD_ANNOTATIONS,
     );
     let saved = lab.path("snapshot.json");
+    // Queued for seconds: a listener that stopped accepting, not one at work.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     // From the host's mount namespace (--netns), where the cgroup v2 mount is
     // visible: `ip netns exec` mounts a /sys without it.
     let out = std::process::Command::new(common::CONNLEAK)

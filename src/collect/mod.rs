@@ -242,8 +242,13 @@ fn netns(proc_root: &Path, host_root: &Path) -> Netns {
             .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == ino))
             .map(|e| e.file_name().to_string_lossy().into_owned())
     });
-    // The initial namespace is the one of pid 1 (of the host's pid namespace).
+    // The initial namespace has a fixed inode on current kernels
+    // (PROC_NET_INIT_INO); else it is the one of pid 1, when that is readable.
+    const INIT_NET_INODE: u64 = 0xEFFF_FFF9;
     let initial = inode.and_then(|ino| {
+        if ino == INIT_NET_INODE {
+            return Some(true);
+        }
         let init = std::fs::metadata(proc_root.join("1/ns/net")).ok()?;
         Some(init.ino() == ino)
     });

@@ -11,7 +11,7 @@
 
 use super::idioms::{Need, suggest};
 use super::pools::{self, Wait};
-use super::{Context, Finding, Rule, Severity, canonical, who};
+use super::{Context, Finding, Rule, Severity, canonical, close_wait, who};
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
@@ -20,12 +20,15 @@ use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "accept_queue_full",
-    title: "a listener stopped accepting; its accept queue is full",
-    about: "A listener whose accept queue (LISTEN Recv-Q) is at its backlog (Send-Q, capped by \
-            somaxconn): the application stopped calling accept() or calls it too slowly. \
-            Queued connections have inode 0; new handshakes are dropped (ListenOverflows). \
-            Find why the accept loop is stuck or slow; a larger backlog or somaxconn only buys \
-            time.",
+    unit: super::Unit::Connections,
+    title: "a listener stopped accepting; its accept queue fills",
+    about: "A listener whose accept queue (LISTEN Recv-Q) fills: connections wait there for \
+            seconds, or their clients gave up, or the queue holds more than its backlog \
+            (Send-Q, capped by somaxconn) and new handshakes are dropped (ListenOverflows): \
+            the application stopped calling accept() or calls it too slowly. Queued \
+            connections have inode 0. A queue is called full only past its backlog (or with \
+            overflows rising). Find why the accept loop is stuck or slow; a larger backlog or \
+            somaxconn only buys time.",
     run: find,
 };
 
@@ -41,16 +44,21 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     for (li, l) in cx.in_state(TcpState::Listen) {
         let queued = waiting.remove(&li).unwrap_or_default();
         let backlog = cx.snapshot.backlog(l);
-        let full = backlog.is_some_and(|b| b > 0 && l.recv_q() >= b);
-        if l.recv_q() == 0 && queued.is_empty() {
-            continue;
-        }
+        // The kernel drops handshakes once the queue holds more than the backlog.
+        let full = backlog.is_some_and(|b| b > 0 && l.recv_q() > b);
         let gave_up = queued
             .iter()
             .filter(|(_, st)| *st == TcpState::CloseWait)
             .count() as u64;
         // ListenOverflows is the namespace's: it tells on the listeners at least half full.
         let filling = backlog.is_none_or(|b| u64::from(l.recv_q()) * 2 >= u64::from(b));
+        // A connection waiting a moment is an accept loop at work, not a stuck one.
+        let waited = queued
+            .iter()
+            .any(|&(i, _)| close_wait::is_stuck(cx, &cx.snapshot.sockets[i]));
+        if !(full || gave_up > 0 || waited || (overflowing && filling)) {
+            continue;
+        }
         let severity = if full || gave_up >= cx.thresholds.unread_warn || (overflowing && filling) {
             Severity::Warning
         } else {
@@ -66,12 +74,15 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             ),
         ];
         evidence.extend(sharing_evidence(cx, l));
-        if full {
-            evidence.push(
-                "the queue is full: further handshakes are dropped and clients retry or time out"
-                    .to_string(),
-            );
-        }
+        evidence.push(if full {
+            "the queue is full (more than its backlog): further handshakes are dropped and \
+             clients retry or time out"
+                .to_string()
+        } else {
+            "the queue is not full: handshakes still complete, and the connections wait for \
+             an accept() that does not come"
+                .to_string()
+        });
         if let Some(threads) = owner.and_then(|o| threads_story(cx, o, l)) {
             evidence.push(threads);
         }

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 pub const RULE: Rule = Rule {
     kind: "blocked_send",
+    unit: super::Unit::Connections,
     title: "data sent on open connections does not move (peer not reading, or gone)",
     about: "ESTABLISHED connections with data waiting in Send-Q that has not moved for \
             --send-stall-secs. With the zero-window probe timer and the probes answered, the \

@@ -42,6 +42,7 @@ use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "close_wait_leak",
+    unit: super::Unit::Sockets,
     title: "the peer closed, the application never did (CLOSE-WAIT)",
     about: "Sockets stuck in CLOSE-WAIT: the peer closed, the application did not. Only the \
             application's close() ends the state. Recv-Q 0: it read EOF and never closed \

@@ -18,6 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub const RULE: Rule = Rule {
     kind: "ephemeral_port_exhaustion",
+    unit: super::Unit::Sockets,
     title: "client connections to one destination use up the local ports",
     about: "Client-side connections (TIME-WAIT above all) to one destination using up the \
             local port range: connect() starts failing with EADDRNOTAVAIL. Short connections \

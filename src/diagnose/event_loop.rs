@@ -13,6 +13,7 @@ use super::{Context, Finding, Rule, Severity, pools};
 
 pub const RULE: Rule = Rule {
     kind: "event_loop_not_reading",
+    unit: super::Unit::Connections,
     title: "an event-loop server does not read accepted requests",
     about: "An event-loop server (Go, Node, nginx, Netty, asyncio; told by its runtime or by \
             threads parked in epoll_wait) holds accepted connections whose requests stay unread: \

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 pub const RULE: Rule = Rule {
     kind: "fd_exhaustion",
+    unit: super::Unit::Fds,
     title: "a process near its open-file limit (EMFILE)",
     about: "A process near its soft RLIMIT_NOFILE: at the limit accept() and socket() fail \
             with EMFILE. When CLOSE-WAIT sockets, or TCP sockets the kernel closed and the \
@@ -45,7 +46,7 @@ impl FdCause {
                  recover now. Raising the limit only delays the next outage."
             }
             FdCause::ClosedNotReleased => {
-                "Fix the leak of closed connections (see closed_not_released: close the socket \
+                "Fix the leak of closed connections (closed_not_released: close the socket \
                  when a read or write fails or returns EOF); restart to recover now. Raising \
                  the limit only delays the next outage."
             }

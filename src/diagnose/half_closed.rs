@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "half_closed_peer",
+    unit: super::Unit::Connections,
     title: "one end half-closed (FIN-WAIT-2), the other never closes (CLOSE-WAIT)",
     about: "A half-closed connection: one end called shutdown(SHUT_WR) and waits in FIN-WAIT-2 \
             for the other's FIN; the other end sits in CLOSE-WAIT and never closes. With both \

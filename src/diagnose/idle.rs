@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 pub const RULE: Rule = Rule {
     kind: "no_keepalive_idle",
+    unit: super::Unit::Connections,
     title: "long-silent connections without keep-alive",
     about: "ESTABLISHED connections silent in both directions for a long time with no \
             keep-alive timer: if the peer's host died, this end never learns it. Enable \

@@ -20,6 +20,7 @@ use crate::tcp::TcpState;
 
 pub const TIME_WAIT_RULE: Rule = Rule {
     kind: "time_wait_overflow",
+    unit: super::Unit::Sockets,
     title: "TIME-WAIT sockets near tcp_max_tw_buckets",
     about: "TIME-WAIT sockets near net.ipv4.tcp_max_tw_buckets: past it the kernel destroys \
             them at once (TCPTimeWaitOverflow), losing TIME-WAIT's protection against stray \
@@ -33,6 +34,7 @@ pub const TIME_WAIT_RULE: Rule = Rule {
 
 pub const ORPHAN_RULE: Rule = Rule {
     kind: "orphan_pressure",
+    unit: super::Unit::Sockets,
     title: "sockets no process holds near tcp_max_orphans",
     about: "Sockets no process holds any more (closed, still in FIN-WAIT-1, a full FIN-WAIT-2, \
             LAST-ACK, CLOSING) near net.ipv4.tcp_max_orphans: the kernel resets connections \
@@ -181,8 +183,8 @@ fn orphans(cx: &Context) -> Vec<Finding> {
         severity: Severity::Warning,
         count,
         evidence,
-        suggestion: "Find which peers leave sockets in FIN-WAIT or LAST-ACK (stalled_close, \
-                     half_closed_peer findings); lower tcp_fin_timeout or tcp_orphan_retries \
+        suggestion: "Find which peers leave sockets in FIN-WAIT or LAST-ACK (ss -tan state \
+                     fin-wait-1, state last-ack); lower tcp_fin_timeout or tcp_orphan_retries \
                      only if the peers are known to be gone."
             .to_string(),
         ..Finding::of(&ORPHAN_RULE, None)

@@ -157,6 +157,8 @@ pub struct Finding {
     /// no process holds, of their cgroup); filled by the report, not the rules.
     pub workload: Option<Workload>,
     pub count: u64,
+    /// What `count` counts.
+    pub unit: Unit,
     /// Written as [`endpoint`] writes it: IPv4-mapped as IPv4, IPv6 as `[addr]:port`.
     #[serde(serialize_with = "endpoint_text")]
     pub local: Option<SocketAddr>,
@@ -220,6 +222,7 @@ impl Finding {
             comm: None,
             workload: None,
             count: 0,
+            unit: rule.unit,
             local: None,
             remote: None,
             evidence: Vec::new(),
@@ -319,9 +322,23 @@ impl<'a> Context<'a> {
     }
 }
 
+/// What a finding's `count` counts: one unit per kind, said in the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// Connections: a pair of local ends, or a handshake, is one.
+    Connections,
+    /// Sockets, each end apart.
+    Sockets,
+    /// Open file descriptors of a process.
+    Fds,
+}
+
 /// A rule: its finding kind, what it means for a person, and the function that finds it.
 pub struct Rule {
     pub kind: &'static str,
+    /// What its findings' `count` counts.
+    pub unit: Unit,
     /// One line: what the finding is.
     pub title: &'static str,
     /// What the finding means and what to do: `connleak explain KIND` and the README.

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "close_wait_rollup",
+    unit: super::Unit::Sockets,
     title: "a CLOSE-WAIT leak spread over many processes or endpoints",
     about: "Stuck CLOSE-WAIT sockets that no close_wait_leak warning explains, summed per \
             listener across the processes that accepted them (the workers of a prefork server: \
@@ -176,8 +177,8 @@ fn listener_finding(cx: &Context, at: SocketAddr, group: Vec<Stuck>) -> Finding 
             ),
         ],
         suggestion: "Every worker leaks the same way: one code path shared by all of them \
-                     reads EOF (or stops reading) and never closes. Fix it as for \
-                     close_wait_leak; recycling workers (max_requests) only hides it."
+                     reads EOF (or stops reading) and never closes. Fix it as for a \
+                     CLOSE_WAIT leak (connleak explain close_wait_leak); recycling workers (max_requests) only hides it."
             .to_string(),
         side: Some(ConnSide::Server),
         sockets: group.iter().map(|s| s.index).collect(),
@@ -216,7 +217,7 @@ fn process_finding(cx: &Context, spread: Spread) -> Finding {
         ],
         suggestion: "One leak toward many endpoints (pod IPs, shards, replicas): the peers \
                      closed and this process never did. Close on EOF, or evict idle pooled \
-                     connections before the servers close them (see close_wait_leak)."
+                     connections before the servers close them (connleak explain close_wait_leak)."
             .to_string(),
         side: all_client.then_some(ConnSide::Client),
         sockets,

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "server_active_close",
+    unit: super::Unit::Sockets,
     title: "a server closes first, leaving TIME-WAIT (missing keep-alive)",
     about: "TIME-WAIT on a local listening port: the server closes connections first \
             (HTTP/1.0, Connection: close, a short idle timeout). Harmless to ports on the \

@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 
 pub const RULE: Rule = Rule {
     kind: "stalled_close",
+    unit: super::Unit::Sockets,
     title: "peers stopped acknowledging our FIN (LAST-ACK, FIN-WAIT-1, CLOSING)",
     about: "Sockets in LAST-ACK, FIN-WAIT-1 or CLOSING pile up: this host sent its FIN and the \
             peer does not acknowledge it. The timer tells why: zero-window probes the peer \

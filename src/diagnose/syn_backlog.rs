@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "syn_backlog",
+    unit: super::Unit::Connections,
     title: "half-open handshakes (SYN-RECEIVED) pile up on a listener",
     about: "SYN-RECEIVED entries piling up on a listener: handshakes whose final ACK never \
             arrives, from a SYN flood or from clients whose replies are lost on the way back. \
@@ -267,7 +268,7 @@ fn counters_line(cx: &Context, moved: &[(&'static str, i64, bool)]) -> Option<St
         format!("{} during the sampled window", shown.join(", "))
     } else {
         format!(
-            "{} {} (the namespace's, every listener's)",
+            "{}: the namespace's counts for every listener, {}",
             shown.join(", "),
             cx.snapshot.meta.netns.counted_since()
         )

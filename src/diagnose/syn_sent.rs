@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 pub const RULE: Rule = Rule {
     kind: "connect_unanswered",
+    unit: super::Unit::Connections,
     title: "connection attempts (SYN-SENT) toward one destination get no answer",
     about: "Connection attempts pile up in SYN-SENT toward one destination and the kernel \
             retransmits their SYNs: nothing answers, not even a refusal. The dependency is \

@@ -13,6 +13,7 @@ use crate::snapshot::{Process, Sockstat};
 
 pub const RULE: Rule = Rule {
     kind: "closed_not_released",
+    unit: super::Unit::Sockets,
     title: "TCP sockets the kernel closed that the process still holds",
     about: "TCP sockets a process still holds after the kernel closed them. When a connection \
             ends by a reset (the application wrote after the peer had closed, and the peer \

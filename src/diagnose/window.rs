@@ -146,20 +146,28 @@ impl Window {
         let oldest = self.oldest_ms().unwrap_or(0);
         for f in findings {
             let k = key(f);
+            // When each of the finding's sockets was first seen: an earlier
+            // sample counts at least those that were already there, even
+            // if no finding was made of them then (too young, below a threshold).
+            let seen: Vec<u64> = f
+                .sockets
+                .iter()
+                .filter_map(|&i| snapshot.sockets.get(i)?.cookie())
+                .filter_map(|c| self.first_seen.get(&c.get()).copied())
+                .collect();
+            let there_at = |t: u64| (seen.iter().filter(|&&s| s <= t).count() as u64).min(f.count);
             let mut counts: Vec<u64> = self
                 .past
                 .iter()
-                .map(|p| p.findings.get(&k).copied().unwrap_or(0))
+                .map(|p| {
+                    let found = p.findings.get(&k).copied().unwrap_or(0);
+                    found.max(there_at(p.taken_at_ms))
+                })
                 .collect();
             counts.push(f.count);
             let (growing, growth) = movement(&counts, seconds);
-            let present = (!f.sockets.is_empty()).then(|| {
-                f.sockets
-                    .iter()
-                    .filter_map(|&i| snapshot.sockets.get(i)?.cookie())
-                    .filter(|c| self.first_seen.get(&c.get()).is_some_and(|&t| t <= oldest))
-                    .count() as u64
-            });
+            // In the finding's own unit: a pair's two ends are one connection.
+            let present = (!f.sockets.is_empty()).then(|| there_at(oldest));
             let movement = describe(&counts, growing, growth, seconds);
             let runs_out = match (growing, f.ceiling) {
                 (true, Some(c)) => {

@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 
 pub const RULE: Rule = Rule {
     kind: "worker_pool_exhausted",
+    unit: super::Unit::Connections,
     title: "a server's workers are all blocked; accepted requests go unread",
     about: "A server's workers are all busy or blocked, so accepted connections are never \
             read: request bytes wait in Recv-Q of ESTABLISHED sockets (for 10 s or more: a \

@@ -148,8 +148,9 @@ fn syn_flood(cx: &Context) -> Vec<Explained> {
                         c.id
                     ),
                     suggestion: Some(format!(
-                        "Follows from {}: stop the flood (filter its sources upstream) and keep \
-                         net.ipv4.tcp_syncookies=1 so that legitimate handshakes still complete.",
+                        "Follows from {}: stop the flood (filter its sources upstream), and turn on \
+                         (or keep) net.ipv4.tcp_syncookies=1 so that legitimate handshakes \
+                         still complete.",
                         c.id
                     )),
                 });

@@ -18,7 +18,8 @@ pub const DEAD_PEER: Link = Link {
     run: dead_peer,
 };
 
-/// The kinds that a dead peer host explains when all their connections go there.
+/// The kinds that a dead peer host explains when all their connections go
+/// there (a `blocked_send` only when its peer is gone, not when it answers).
 const TOWARD_IT: &[&str] = &[
     kind::BLOCKED_SEND,
     kind::CONNECT_UNANSWERED,
@@ -67,7 +68,9 @@ struct Toward {
 fn dead_peer(cx: &Context) -> Vec<Explained> {
     let mut hosts: BTreeMap<IpAddr, Toward> = BTreeMap::new();
     for (i, f) in cx.findings.iter().enumerate() {
-        if !TOWARD_IT.contains(&f.kind) {
+        // A peer that answers window probes is alive: it proves the host up.
+        let alive = f.cause == Some(Cause::BlockedSend(BlockedSendCause::PeerNotReading));
+        if !TOWARD_IT.contains(&f.kind) || alive {
             continue;
         }
         let Some(host) = host_of(cx, f) else { continue };
