@@ -2,7 +2,8 @@
 //! man page (`man/connleak.1`, checked by a test), so they cannot drift.
 
 use crate::collect::{FdScan, SourceChoice};
-use crate::diagnose::{ConfigError, Contradiction, ThresholdArgs, Thresholds};
+use crate::config::ConfigError;
+use crate::diagnose::{Contradiction, Thresholds};
 use crate::filter::Filter;
 use crate::plan::{Plan, Scope};
 use crate::render::{Format, table::Style};
@@ -121,8 +122,10 @@ impl Cli {
     /// What the arguments ask the library to do, built once: thresholds from
     /// the configuration file with the flags over them, the scope, the window.
     pub fn plan(&self) -> Result<Plan, PlanError> {
-        let thresholds =
-            Thresholds::from_config(self.config.as_deref())?.overridden_by(&self.thresholds)?;
+        let thresholds = self
+            .thresholds
+            .over(crate::config::thresholds(self.config.as_deref())?)
+            .consistent()?;
         let scope = if let Some(path) = &self.from {
             Scope::Saved(path.clone())
         } else if self.all_netns {
@@ -293,7 +296,7 @@ fn reference() -> String {
          connleak only reads: it never writes to /proc/sys, sends no signal and destroys no \
          socket.",
         kinds.join("\n"),
-        crate::diagnose::CONFIG_PATH
+        crate::config::CONFIG_PATH
     )
 }
 
@@ -380,4 +383,98 @@ fn given(cli: &Cli) -> Vec<String> {
 pub fn parse() -> Cli {
     let matches = command().get_matches();
     <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The `--source` values, named and explained for the command line.
+impl clap::ValueEnum for SourceChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            SourceChoice::Auto,
+            SourceChoice::Netlink,
+            SourceChoice::Proc,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            SourceChoice::Auto => PossibleValue::new("auto")
+                .help("sock_diag netlink, falling back to /proc/net/tcp when it is unavailable"),
+            SourceChoice::Netlink => PossibleValue::new("netlink").help("sock_diag netlink only"),
+            SourceChoice::Proc => PossibleValue::new("proc")
+                .help("/proc/net/tcp and /proc/net/tcp6 only (no tcp_info: ages unknown)"),
+        })
+    }
+}
+
+/// The `--fd-scan` values, named and explained for the command line.
+impl clap::ValueEnum for FdScan {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[FdScan::Auto, FdScan::Proc]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            FdScan::Auto => PossibleValue::new("auto").help(
+                "A BPF task-file iterator where the kernel and privileges allow it, else \
+                 /proc/PID/fd",
+            ),
+            FdScan::Proc => {
+                PossibleValue::new("proc").help("/proc/PID/fd only (one readlink per fd)")
+            }
+        })
+    }
+}
+
+/// The threshold flags, made from the one table of thresholds
+/// (`diagnose::thresholds`): a flag per threshold, of the same name in kebab-case.
+macro_rules! define_threshold_args {
+    ($( $(#[doc = $doc:literal])* $field:ident: $value_name:literal = $default:expr; )*) => {
+        /// The thresholds given on the command line; unset ones come from the
+        /// configuration file or the defaults.
+        #[derive(Debug, Clone, Default, clap::Args)]
+        #[command(next_help_heading = "Thresholds")]
+        pub struct ThresholdArgs {
+            $( $(#[doc = $doc])* #[arg(long, global = true, value_name = $value_name)]
+               pub $field: Option<u64>, )*
+        }
+
+        impl ThresholdArgs {
+            /// `base` with the flags that were given put over it.
+            pub fn over(&self, mut base: Thresholds) -> Thresholds {
+                $( if let Some(v) = self.$field { base.$field = v; } )*
+                base
+            }
+
+            /// The threshold flags given, as they are spelt on the command line.
+            pub fn given(&self) -> Vec<String> {
+                let mut flags = Vec::new();
+                $( if self.$field.is_some() {
+                    flags.push(format!("--{}", stringify!($field).replace('_', "-")));
+                } )*
+                flags
+            }
+        }
+    };
+}
+
+crate::diagnose::threshold_table!(define_threshold_args);
+
+#[cfg(test)]
+mod threshold_tests {
+    use super::*;
+
+    #[test]
+    fn flags_over_config_over_defaults() {
+        let config: Thresholds =
+            toml::from_str("close_wait_warn = 3\nfd_warn = 70\n").unwrap_or_default();
+        let args = ThresholdArgs {
+            close_wait_warn: Some(7),
+            ..ThresholdArgs::default()
+        };
+        let t = args.over(config);
+        assert_eq!((t.close_wait_warn, t.fd_warn, t.idle), (7, 70, 3600));
+        assert_eq!(args.given(), ["--close-wait-warn"]);
+    }
 }

@@ -66,8 +66,8 @@ pub fn proc_text(bytes: &[u8]) {
     procfs::socket_inode(bytes);
     procfs::cmdline_text(bytes);
     procfs::lossless_text(bytes);
-    workload::telling_path(&text).map(workload::place);
-    workload::place(&text);
+    workload::telling_path(&text).map(crate::snapshot::workload::place);
+    crate::snapshot::workload::place(&text);
     cgroup::cgroup2_mount(&text, std::path::Path::new("/host"));
     workload::docker_names(bytes);
     workload::oci_names(bytes, ["a", "b", "c"]);

@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod config;
 pub mod diagnose;
 pub mod filter;
 #[doc(hidden)]

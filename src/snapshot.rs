@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 mod socket;
+pub mod workload;
 
 pub use socket::{Socket, SocketParts};
 

@@ -1,7 +1,8 @@
-//! The shape of the code, checked: no two modules use each other (the
-//! layers of ARCHITECTURE.md only point one way), the binary stays a thin
-//! front end, and no function outgrows a screen except the data tables.
-//! Reads the sources as text; no root needed.
+//! The shape of the code, checked: every module sits in a layer of
+//! ARCHITECTURE.md's table and uses only its own layer and those below, no
+//! two modules use each other, the binary stays a thin front end, and no
+//! function outgrows a screen except the data tables. Reads the sources as
+//! text; no root needed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -54,17 +55,92 @@ fn module(rel: &str, depth: usize) -> String {
     parts[..parts.len().min(depth)].join("/")
 }
 
-/// Names used after `prefix` in `text` (`crate::` → `collect`, `snapshot`, ...).
+/// Names used after `prefix` in `text` (`crate::` → `collect`, `snapshot`,
+/// ...), also those of a group (`crate::{collect, diagnose::Finding}`).
 fn used_after<'a>(text: &'a str, prefix: &str) -> BTreeSet<&'a str> {
-    text.match_indices(prefix)
-        .filter_map(|(at, _)| {
-            let rest = &text[at + prefix.len()..];
-            let end = rest
-                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            Some(&rest[..end]).filter(|n| !n.is_empty())
+    let name = |rest: &'a str| {
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        Some(&rest[..end]).filter(|n| !n.is_empty())
+    };
+    let mut names = BTreeSet::new();
+    for (at, _) in text.match_indices(prefix) {
+        let rest = &text[at + prefix.len()..];
+        match rest.strip_prefix('{') {
+            Some(group) => {
+                // The group's top-level names: those after `{` or a `,` at depth 0.
+                let mut depth = 0;
+                let mut start = true;
+                for (i, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => start = true,
+                        c if c.is_whitespace() => {}
+                        _ if start => {
+                            names.extend(name(&group[i..]));
+                            start = false;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            None => names.extend(name(rest)),
+        }
+    }
+    names
+}
+
+/// ARCHITECTURE.md's layers, top first: the top-level modules of each row
+/// (`collect/` → `collect`, `report.rs` → `report`).
+fn layers() -> Vec<(String, Vec<String>)> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
+    doc.lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| layer") && !l.starts_with("| ---"))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let modules = cells[2]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|f| f.trim_end_matches('/').trim_end_matches(".rs").to_string())
+                .collect();
+            (cells[1].to_string(), modules)
         })
         .collect()
+}
+
+#[test]
+fn every_module_uses_only_its_layer_and_those_below() {
+    let layers = layers();
+    let row = |m: &str| layers.iter().position(|(_, ms)| ms.iter().any(|x| x == m));
+    let files = sources();
+    let mut up = Vec::new();
+    for (rel, text) in &files {
+        let from = module(rel, 1);
+        if from == "lib" {
+            continue;
+        }
+        let Some(at) = row(&from) else {
+            up.push(format!(
+                "{rel}: module `{from}` is in no layer of ARCHITECTURE.md"
+            ));
+            continue;
+        };
+        for to in used_after(text, "crate::") {
+            if let Some(below) = row(to).filter(|&r| r < at) {
+                up.push(format!(
+                    "{rel} ({}) uses `{to}` of the layer above, {}",
+                    layers[at].0, layers[below].0
+                ));
+            }
+        }
+    }
+    assert!(up.is_empty(), "imports that point up: {up:#?}");
 }
 
 /// A cycle in `edges`, if there is one.

@@ -31,8 +31,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Which socket table to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Which socket table to read (the command line names them: `cli`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceChoice {
     /// sock_diag netlink, falling back to /proc/net/tcp when it is unavailable.
     Auto,
@@ -43,7 +43,7 @@ pub enum SourceChoice {
 }
 
 /// How to read every process's fd table (which process holds which socket).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FdScan {
     /// A BPF task-file iterator where the kernel and privileges allow it, else /proc/PID/fd.
     Auto,

@@ -368,7 +368,7 @@ fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
         state,
         local,
         remote,
-        inode: u64::from(u32_at(p, 68)),
+        inode: u32_at(p, 68),
         uid: u32_at(p, 64),
         cookie,
         recv_q: u32_at(p, 56),

@@ -9,6 +9,7 @@
 //! container named by its short id: never an error. Each container's file is
 //! read once per snapshot, however many processes run in it.
 
+use crate::snapshot::workload::{Names, named, place};
 use crate::snapshot::{Workload, WorkloadKind};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -19,109 +20,6 @@ use std::path::{Path, PathBuf};
 /// Largest metadata file read (an OCI `config.json` is tens of KiB).
 const MAX_METADATA_BYTES: u64 = 4 << 20;
 
-/// What the cgroup path alone tells.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Place {
-    pub kind: WorkloadKind,
-    /// The container id, or the LXC container's name.
-    pub id: Option<String>,
-    /// The name when no metadata gives one: the unit, the LXC name, the
-    /// short container id, or the path.
-    pub name: String,
-}
-
-/// Tells the workload of a cgroup path; `None` for the root cgroup. The
-/// deepest component that names a container wins (a container may nest
-/// cgroups of its own), then the deepest systemd unit, then the path itself.
-pub fn place(path: &str) -> Option<Place> {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != "." && *c != "..")
-        .collect();
-    if parts.is_empty() {
-        return None;
-    }
-    let container = (0..parts.len()).rev().find_map(|i| {
-        let parent = i.checked_sub(1).map(|p| parts[p]);
-        container_of(parts[i], parent, &parts[..i])
-    });
-    if let Some((kind, id)) = container {
-        let name = if kind == WorkloadKind::Lxc {
-            id.clone()
-        } else {
-            id.chars().take(12).collect()
-        };
-        return Some(Place {
-            kind,
-            id: Some(id),
-            name,
-        });
-    }
-    let unit = parts
-        .iter()
-        .rev()
-        .find(|c| c.ends_with(".service") || c.ends_with(".scope"));
-    Some(match unit {
-        Some(unit) => Place {
-            kind: WorkloadKind::Systemd,
-            id: None,
-            name: (*unit).to_string(),
-        },
-        None => Place {
-            kind: WorkloadKind::Cgroup,
-            id: None,
-            name: path.to_string(),
-        },
-    })
-}
-
-/// The container one path component names, given its parent and ancestors.
-fn container_of(
-    part: &str,
-    parent: Option<&str>,
-    ancestors: &[&str],
-) -> Option<(WorkloadKind, String)> {
-    let scoped = |prefixes: &[&str]| {
-        prefixes.iter().find_map(|p| {
-            let rest = part.strip_prefix(p)?;
-            let id = rest.strip_suffix(".scope").unwrap_or(rest);
-            is_container_id(id).then(|| id.to_string())
-        })
-    };
-    let tagged = [
-        (WorkloadKind::Docker, &["docker-"][..]),
-        (WorkloadKind::Containerd, &["cri-containerd-"][..]),
-        (WorkloadKind::CriO, &["crio-conmon-", "crio-"][..]),
-        (WorkloadKind::Podman, &["libpod-conmon-", "libpod-"][..]),
-    ];
-    if let Some(found) = tagged
-        .iter()
-        .find_map(|(kind, prefixes)| Some((*kind, scoped(prefixes)?)))
-    {
-        return Some(found);
-    }
-    if let Some(name) = part
-        .strip_prefix("lxc.payload.")
-        .or_else(|| part.strip_prefix("lxc.monitor."))
-        .or_else(|| (parent == Some("lxc")).then_some(part))
-    {
-        return Some((WorkloadKind::Lxc, name.to_string()));
-    }
-    if !is_container_id(part) {
-        return None;
-    }
-    // cgroupfs drivers: /docker/ID, /kubepods/[CLASS/]podUID/ID.
-    if parent == Some("docker") {
-        return Some((WorkloadKind::Docker, part.to_string()));
-    }
-    let in_pod = parent.is_some_and(|p| p.starts_with("pod"));
-    if in_pod && ancestors.contains(&"kubepods") {
-        // The layout names no runtime: containerd unless CRI-O's metadata says otherwise.
-        return Some((WorkloadKind::Containerd, part.to_string()));
-    }
-    None
-}
-
 /// The path of `/proc/PID/cgroup` text to tell the workload from: of the v2
 /// and `name=systemd` paths, one that names a container wins (on a v1 host a
 /// container's v2 path is still its runtime's unit), else the first not root.
@@ -131,20 +29,6 @@ pub fn telling_path(proc_cgroup: &str) -> Option<&str> {
         .candidates()
         .find(|p| place(p).is_some_and(|pl| pl.id.is_some()))
         .or_else(|| paths.candidates().next())
-}
-
-/// Docker, containerd, CRI-O and Podman ids are 64 lowercase hex digits.
-fn is_container_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// What a runtime's metadata says of a container.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Names {
-    pub name: Option<String>,
-    pub pod: Option<String>,
-    pub namespace: Option<String>,
-    pub container: Option<String>,
 }
 
 impl Names {
@@ -270,36 +154,6 @@ impl Namer {
             _ => (place.kind, Names::default()),
         };
         Some(named(place, kind, names, path))
-    }
-}
-
-/// The workload of cgroup `path` from the path alone, reading no metadata
-/// (a saved snapshot's cgroup of sockets no process holds); `None` for the
-/// root cgroup.
-pub fn of_path(path: &str) -> Option<Workload> {
-    let place = place(path)?;
-    let kind = place.kind;
-    Some(named(place, kind, Names::default(), path))
-}
-
-/// The workload at `place`, of the `kind` its metadata proved, with its names.
-fn named(place: Place, kind: WorkloadKind, names: Names, path: &str) -> Workload {
-    let container = names
-        .container
-        .or_else(|| (kind == WorkloadKind::Lxc).then(|| place.name.clone()))
-        .or_else(|| names.name.clone());
-    let name = match (&names.namespace, &names.pod) {
-        (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
-        _ => names.name.unwrap_or(place.name),
-    };
-    Workload {
-        kind,
-        name,
-        container_id: place.id.filter(|_| kind != WorkloadKind::Lxc),
-        pod: names.pod,
-        namespace: names.namespace,
-        container,
-        cgroup: path.to_string(),
     }
 }
 

@@ -64,7 +64,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         } else {
             Severity::Info
         };
-        let owner = cx.index.owner(l);
+        let owner = cx.index.owner(li);
         let mut evidence = vec![
             queue_line(cx, l, owner, backlog),
             format!(

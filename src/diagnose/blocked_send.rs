@@ -101,7 +101,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
     for (i, stall, ms) in stalled {
         let s = &cx.snapshot.sockets[i];
-        let owner = cx.index.owner(s).map(|p| p.pid);
+        let owner = cx.index.owner(i).map(|p| p.pid);
         let key = (owner, ends.key(i, s), BlockedSendCause::of(stall));
         let g = groups.entry(key).or_default();
         g.sockets.push(i);

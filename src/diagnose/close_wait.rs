@@ -100,8 +100,8 @@ pub(super) fn is_stuck(cx: &Context, s: &Socket) -> bool {
 pub fn find(cx: &Context) -> Vec<Finding> {
     let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
     for (i, s) in cx.in_state(TcpState::CloseWait) {
-        let listener = cx.index.listener_of(s);
-        let owner = cx.index.responsible(s);
+        let listener = cx.index.listener_of(i);
+        let owner = cx.index.responsible(i);
         let key = GroupKey {
             pid: owner.map(|p| p.pid),
             side_is_server: listener.is_some(),

@@ -109,8 +109,8 @@ fn finding(cx: &Context, usable: u64, src: IpAddr, dst: SocketAddr, g: Group) ->
     };
     // Owners are counted for the few groups that make a finding, not per socket.
     let mut owners: BTreeMap<u32, u64> = BTreeMap::new();
-    for s in g.sockets.iter().filter_map(|&i| cx.snapshot.sockets.get(i)) {
-        if let Some(p) = cx.index.owner(s) {
+    for &i in &g.sockets {
+        if let Some(p) = cx.index.owner(i) {
             *owners.entry(p.pid).or_default() += 1;
         }
     }

@@ -74,10 +74,10 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     // Their unclaimed CLOSE_WAIT sockets, gathered in one pass.
     let mut close_wait_of: FxHashMap<u32, Vec<usize>> =
         pressed.iter().map(|(p, _)| (p.pid, Vec::new())).collect();
-    for (i, s) in cx.in_state(TcpState::CloseWait) {
+    for (i, _) in cx.in_state(TcpState::CloseWait) {
         if let Some(of) = cx
             .index
-            .owner(s)
+            .owner(i)
             .and_then(|o| close_wait_of.get_mut(&o.pid))
         {
             of.push(i);

@@ -70,11 +70,11 @@ fn pairs(cx: &Context) -> Vec<Finding> {
         };
         let fw = &cx.snapshot.sockets[fi];
         // Orphaned: the peer closed fully, which is the CLOSE_WAIT leak's case, not this one.
-        let Some(waiter) = cx.index.owner(fw) else {
+        let Some(waiter) = cx.index.owner(fi) else {
             continue;
         };
-        let closer = cx.index.responsible(cw);
-        let server = canonical(cx.index.listener_of(cw).map_or(fw.local(), |l| l.local()));
+        let closer = cx.index.responsible(ci);
+        let server = canonical(cx.index.listener_of(ci).map_or(fw.local(), |l| l.local()));
         pairs
             .entry((closer.map(|p| p.pid), Some(waiter.pid), server))
             .or_default()

@@ -42,7 +42,7 @@ pub fn annotate(snapshot: &Snapshot, index: &Index, findings: &mut [Finding]) {
                      or inherited); {} answers for it as the holder that accepts",
                     endpoint(&l.local()),
                     list(&others),
-                    who(index.owner(l))
+                    who(index.owner(l.at))
                 ));
             }
         }

@@ -42,7 +42,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     for (i, ms) in silent {
         let s = &cx.snapshot.sockets[i];
         let e = groups
-            .entry((cx.index.owner(s).map(|p| p.pid), ends.key(i, s)))
+            .entry((cx.index.owner(i).map(|p| p.pid), ends.key(i, s)))
             .or_default();
         e.0.push(i);
         e.1 = e.1.max(ms);

@@ -10,9 +10,9 @@
 //!
 //! A million sockets make it 4 bytes a socket, no hash map of them: the
 //! process that answers for each socket, by the socket's place in the table.
-//! Rules hand in the table's own sockets, so a socket's place is where it
-//! lies, found without a lookup; the only sockets looked up by inode are
-//! those threads wait on, and only those are kept by inode.
+//! Rules ask by place (they walk the table with its places, and the index
+//! hands out listeners as [`Placed`]); the only sockets looked up by inode
+//! are those threads wait on, and only those are kept by inode.
 
 use crate::snapshot::{Process, Snapshot, Socket, Task};
 use crate::tcp::TcpState;
@@ -42,6 +42,22 @@ struct Shared<'a> {
     holders: Vec<&'a Process>,
 }
 
+/// A socket of the snapshot with its place in the table: what the index
+/// answers questions about. Reads as the socket it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed<'a> {
+    pub at: usize,
+    pub socket: &'a Socket,
+}
+
+impl std::ops::Deref for Placed<'_> {
+    type Target = Socket;
+
+    fn deref(&self) -> &Socket {
+        self.socket
+    }
+}
+
 pub struct Index<'a> {
     sockets: &'a [Socket],
     processes: &'a [Process],
@@ -58,7 +74,8 @@ pub struct Index<'a> {
     owned: u64,
     /// The places of the sockets threads wait on, by inode.
     thread_sockets: FxHashMap<u64, u32>,
-    listeners_by_port: FxHashMap<u16, Vec<&'a Socket>>,
+    /// The places of the listening sockets, by local port.
+    listeners_by_port: FxHashMap<u16, Vec<u32>>,
     /// The sockets held by more than one process, by inode.
     shared: FxHashMap<u64, Shared<'a>>,
 }
@@ -190,15 +207,15 @@ impl<'a> Index<'a> {
         }
         let thread_sockets = thread_sockets(snapshot, &keyed);
         drop(keyed);
-        let mut listeners_by_port: FxHashMap<u16, Vec<&Socket>> = FxHashMap::default();
+        let mut listeners_by_port: FxHashMap<u16, Vec<u32>> = FxHashMap::default();
         let mut per_state = [0; TcpState::ALL.len()];
-        for s in sockets {
+        for (i, s) in sockets.iter().enumerate() {
             per_state[s.state() as usize] += 1;
             if s.state() == TcpState::Listen {
                 listeners_by_port
                     .entry(s.local().port())
                     .or_default()
-                    .push(s);
+                    .push(place(i));
             }
         }
         let mut index = Index {
@@ -217,21 +234,13 @@ impl<'a> Index<'a> {
         index
     }
 
-    /// Where `s` lies in the snapshot's table: one of the table's own
-    /// sockets (all a rule has) by its address, any other by its inode, in
-    /// a scan.
-    fn place_of(&self, s: &Socket) -> Option<usize> {
-        let offset = std::ptr::from_ref(s)
-            .addr()
-            .wrapping_sub(self.sockets.as_ptr().addr());
-        let at = offset / size_of::<Socket>();
-        if offset % size_of::<Socket>() == 0 && at < self.sockets.len() {
-            return Some(at);
-        }
-        let inode = s.inode();
-        (inode != 0)
-            .then(|| self.sockets.iter().rposition(|x| x.inode() == inode))
-            .flatten()
+    /// The socket at place `at` of the table.
+    fn placed(&self, at: u32) -> Option<Placed<'a>> {
+        let at = at as usize;
+        Some(Placed {
+            at,
+            socket: self.sockets.get(at)?,
+        })
     }
 
     /// The snapshot's sockets.
@@ -246,15 +255,15 @@ impl<'a> Index<'a> {
     }
 
     /// The sockets held by more than one process, with every holder.
-    pub fn shared(&self) -> impl Iterator<Item = (&'a Socket, &[&'a Process])> + '_ {
+    pub fn shared(&self) -> impl Iterator<Item = (Placed<'a>, &[&'a Process])> + '_ {
         self.shared
             .values()
-            .map(|s| (&self.sockets[s.socket as usize], s.holders.as_slice()))
+            .filter_map(|s| Some((self.placed(s.socket)?, s.holders.as_slice())))
     }
 
-    /// Makes `p` the process that answers for the shared socket `inode`.
-    pub(super) fn answer_for(&mut self, inode: u64, p: &'a Process) {
-        let Some(at) = self.processes.iter().position(|q| std::ptr::eq(q, p)) else {
+    /// Makes the process with pid `pid` answer for the shared socket `inode`.
+    pub(super) fn answer_for(&mut self, inode: u64, pid: u32) {
+        let Some(at) = self.processes.iter().position(|q| q.pid == pid) else {
             return;
         };
         let Some(&Shared {
@@ -291,9 +300,9 @@ impl<'a> Index<'a> {
         self.owned
     }
 
-    /// The process that answers for socket `s` (none for inode 0).
-    pub fn owner(&self, s: &Socket) -> Option<&'a Process> {
-        let owner = *self.owners.get(self.place_of(s)?)?;
+    /// The process that answers for the socket at place `at` (none for inode 0).
+    pub fn owner(&self, at: usize) -> Option<&'a Process> {
+        let owner = *self.owners.get(at)?;
         self.processes.get(owner.checked_sub(1)? as usize)
     }
 
@@ -308,84 +317,86 @@ impl<'a> Index<'a> {
     }
 
     /// The socket thread `t` waits on, when it waits on one of the table's.
-    pub fn thread_socket(&self, t: &Task) -> Option<&'a Socket> {
-        let at = self.thread_sockets.get(&t.inode?)?;
-        self.sockets.get(*at as usize)
+    pub fn thread_socket(&self, t: &Task) -> Option<Placed<'a>> {
+        self.placed(*self.thread_sockets.get(&t.inode?)?)
     }
 
-    /// Who answers for a socket: its holder, or for a connection not yet
-    /// accepted (or a server-side TIME_WAIT), the owner of its listener.
-    pub fn responsible(&self, s: &Socket) -> Option<&'a Process> {
-        self.owner(s)
-            .or_else(|| self.listener_of(s).and_then(|l| self.owner(l)))
+    /// Who answers for the socket at place `at`: its holder, or for a
+    /// connection not yet accepted (or a server-side TIME_WAIT), the owner
+    /// of its listener.
+    pub fn responsible(&self, at: usize) -> Option<&'a Process> {
+        self.owner(at)
+            .or_else(|| self.listener_of(at).and_then(|l| self.owner(l.at)))
     }
 
     /// The listening socket bound to exactly this address (either spelling
     /// of an IPv4 address).
-    pub fn listener_at(&self, addr: &SocketAddr) -> Option<&'a Socket> {
+    pub fn listener_at(&self, addr: &SocketAddr) -> Option<Placed<'a>> {
         self.listeners_at(addr).next()
+    }
+
+    /// The listening sockets on this port.
+    fn listeners_on(&self, port: u16) -> impl Iterator<Item = Placed<'a>> + '_ {
+        self.listeners_by_port
+            .get(&port)
+            .map_or(&[][..], |v| v.as_slice())
+            .iter()
+            .filter_map(|&at| self.placed(at))
     }
 
     /// Every listening socket bound to exactly this address: several with
     /// `SO_REUSEPORT`, each with its own queue and process.
-    pub fn listeners_at(&self, addr: &SocketAddr) -> impl Iterator<Item = &'a Socket> + '_ {
+    pub fn listeners_at(&self, addr: &SocketAddr) -> impl Iterator<Item = Placed<'a>> + '_ {
         let ip = addr.ip();
-        self.listeners_by_port
-            .get(&addr.port())
-            .map_or(&[][..], |v| v.as_slice())
-            .iter()
+        self.listeners_on(addr.port())
             .filter(move |l| same_ip(l.local().ip(), ip))
-            .copied()
     }
 
     /// The listening socket a connection with this local address was accepted
     /// from: same port, and the same address or a wildcard one.
-    pub fn listener_for(&self, local: &SocketAddr) -> Option<&'a Socket> {
+    pub fn listener_for(&self, local: &SocketAddr) -> Option<Placed<'a>> {
         self.listeners_matching(local).next()
     }
 
-    /// The listening socket connection `s` was accepted from. Several
-    /// listeners share an address with `SO_REUSEPORT`, each with its own
-    /// process: the one its holder holds, when there is one.
-    pub fn listener_of(&self, s: &Socket) -> Option<&'a Socket> {
+    /// The listening socket the connection at place `at` was accepted from.
+    /// Several listeners share an address with `SO_REUSEPORT`, each with its
+    /// own process: the one its holder holds, when there is one.
+    pub fn listener_of(&self, at: usize) -> Option<Placed<'a>> {
+        let s = self.sockets.get(at)?;
         let mut matching = self.listeners_matching(&s.local());
         let first = matching.next()?;
         let mut same = matching.filter(|l| l.local() == first.local()).peekable();
         if same.peek().is_none() {
             return Some(first);
         }
-        let Some(holder) = self.owner(s) else {
+        let Some(holder) = self.owner(at) else {
             return Some(first);
         };
         std::iter::once(first)
             .chain(same)
-            .find(|l| self.holds(holder.pid, l))
+            .find(|l| self.holds(holder.pid, *l))
             .or(Some(first))
     }
 
     /// Whether process `pid` holds socket `s`.
-    fn holds(&self, pid: u32, s: &Socket) -> bool {
+    fn holds(&self, pid: u32, s: Placed) -> bool {
         match self.shared_holders(s.inode()) {
             Some(all) => all.iter().any(|p| p.pid == pid),
-            None => self.owner(s).is_some_and(|p| p.pid == pid),
+            None => self.owner(s.at).is_some_and(|p| p.pid == pid),
         }
     }
 
     /// The listeners a connection with this local address may come from, best first:
     /// those bound to its address, then the wildcard ones.
-    fn listeners_matching(&self, local: &SocketAddr) -> impl Iterator<Item = &'a Socket> + '_ {
-        let candidates = self
-            .listeners_by_port
-            .get(&local.port())
-            .map_or(&[][..], |v| v.as_slice());
+    fn listeners_matching(&self, local: &SocketAddr) -> impl Iterator<Item = Placed<'a>> + '_ {
         let ip = local.ip().to_canonical();
-        let exact = candidates
-            .iter()
+        let exact = self
+            .listeners_on(local.port())
             .filter(move |l| l.local().ip().to_canonical() == ip);
-        let wildcard = candidates.iter().filter(move |l| {
+        let wildcard = self.listeners_on(local.port()).filter(move |l| {
             l.local().ip().is_unspecified() && (l.local().is_ipv6() || ip.is_ipv4())
         });
-        exact.chain(wildcard).copied()
+        exact.chain(wildcard)
     }
 }
 
@@ -394,7 +405,7 @@ mod tests {
     use super::*;
     use crate::snapshot::{SocketParts, Task, Timer};
 
-    fn socket(state: TcpState, local: &str, remote: &str, inode: u64) -> Socket {
+    fn socket(state: TcpState, local: &str, remote: &str, inode: u32) -> Socket {
         Socket::from(SocketParts {
             state,
             local: local.parse().unwrap_or_else(|_| unreachable!()),
@@ -485,7 +496,7 @@ mod tests {
                     1000 + next(5000) * 7 + i
                 };
                 let state = [TcpState::Established, TcpState::CloseWait][i as usize % 2];
-                socket(state, "10.0.0.1:80", "10.0.0.2:5000", inode)
+                socket(state, "10.0.0.1:80", "10.0.0.2:5000", inode as u32)
             })
             .collect();
         let processes: Vec<Process> = (1..40)
@@ -508,9 +519,9 @@ mod tests {
         let snap = snapshot(sockets, processes);
         let index = Index::new(&snap);
         let (owner, shared) = joined_by_maps(&snap);
-        for s in &snap.sockets {
+        for (at, s) in snap.sockets.iter().enumerate() {
             let want = owner.get(&s.inode()).copied().filter(|_| s.inode() != 0);
-            assert_eq!(index.owner(s).map(|p| p.pid), want, "{s:?}");
+            assert_eq!(index.owner(at).map(|p| p.pid), want, "{s:?}");
             let holders = index
                 .shared_holders(s.inode())
                 .map(|ps| ps.iter().map(|p| p.pid).collect::<Vec<_>>());
@@ -539,7 +550,7 @@ mod tests {
     }
 
     #[test]
-    fn a_socket_is_found_by_its_place_or_its_inode() {
+    fn a_socket_is_found_by_its_place_and_a_thread_by_its_inode() {
         let mut holder = process(5, vec![9]);
         holder.tasks = vec![waiting_on(6, 9), waiting_on(7, 8)];
         let snap = snapshot(
@@ -550,13 +561,13 @@ mod tests {
             vec![holder],
         );
         let index = Index::new(&snap);
-        let copy = snap.sockets[1].clone();
-        assert_eq!(index.owner(&copy).map(|p| p.pid), Some(5));
+        assert_eq!(index.owner(1).map(|p| p.pid), Some(5));
         let tasks = &snap.processes[0].tasks;
-        let found = index.thread_socket(&tasks[0]).map(Socket::remote);
-        assert_eq!(found, Some(copy.remote()));
+        let found = index.thread_socket(&tasks[0]).map(|s| (s.at, s.remote()));
+        assert_eq!(found, Some((1, snap.sockets[1].remote())));
         assert!(index.thread_socket(&tasks[1]).is_none());
-        assert!(index.owner(&snap.sockets[0]).is_none());
+        assert!(index.owner(0).is_none());
+        assert!(index.owner(2).is_none(), "past the table");
     }
 
     /// An edited file may repeat an inode: its sockets answer as one.
@@ -568,10 +579,8 @@ mod tests {
             vec![process(1, vec![1]), process(30, vec![1])],
         );
         let index = Index::new(&snap);
-        let owners: Vec<_> = snap
-            .sockets
-            .iter()
-            .map(|s| index.owner(s).map(|p| p.pid))
+        let owners: Vec<_> = (0..snap.sockets.len())
+            .map(|at| index.owner(at).map(|p| p.pid))
             .collect();
         assert_eq!(owners, [Some(30), Some(30)]);
         assert_eq!(index.owned(), 1);
@@ -611,7 +620,7 @@ mod tests {
             vec![child, process(32766, vec![7])],
         );
         let index = Index::new(&snap);
-        assert_eq!(index.owner(&snap.sockets[0]).map(|p| p.pid), Some(32766));
+        assert_eq!(index.owner(0).map(|p| p.pid), Some(32766));
         let holders: Vec<u32> = index
             .shared_holders(7)
             .unwrap_or_default()
@@ -664,16 +673,10 @@ mod tests {
             vec![process(10, vec![1]), process(20, vec![2, 3])],
         );
         let index = Index::new(&snap);
-        assert_eq!(
-            index.listener_of(&snap.sockets[2]).map(|l| l.inode()),
-            Some(2)
-        );
-        assert_eq!(index.responsible(&snap.sockets[2]).map(|p| p.pid), Some(20));
+        assert_eq!(index.listener_of(2).map(|l| l.inode()), Some(2));
+        assert_eq!(index.responsible(2).map(|p| p.pid), Some(20));
         // Not accepted yet: which queue it is in, the kernel does not say.
-        assert_eq!(
-            index.listener_of(&snap.sockets[3]).map(|l| l.inode()),
-            Some(1)
-        );
+        assert_eq!(index.listener_of(3).map(|l| l.inode()), Some(1));
         assert_eq!(index.listeners_at(&snap.sockets[0].local()).count(), 2);
     }
 
@@ -691,7 +694,7 @@ mod tests {
             ],
         );
         let index = Index::new(&snap);
-        assert_eq!(index.owner(&snap.sockets[0]).map(|p| p.pid), Some(40));
+        assert_eq!(index.owner(0).map(|p| p.pid), Some(40));
         let pids: Option<Vec<u32>> = index
             .shared_holders(1)
             .map(|ps| ps.iter().map(|p| p.pid).collect());
@@ -710,18 +713,12 @@ mod tests {
             ],
             vec![process(1, vec![1]), waiting, process(40, vec![1, 2])],
         );
-        assert_eq!(
-            Index::new(&snap).owner(&snap.sockets[0]).map(|p| p.pid),
-            Some(30)
-        );
+        assert_eq!(Index::new(&snap).owner(0).map(|p| p.pid), Some(30));
         // Nobody accepts: still not the lowest pid.
         let snap = snapshot(
             vec![listen()],
             vec![process(1, vec![1]), process(30, vec![1])],
         );
-        assert_eq!(
-            Index::new(&snap).owner(&snap.sockets[0]).map(|p| p.pid),
-            Some(30)
-        );
+        assert_eq!(Index::new(&snap).owner(0).map(|p| p.pid), Some(30));
     }
 }

@@ -9,8 +9,8 @@
 //! accepted from it. Failing both, any holder but the lowest pid. The other
 //! holders stay listed in the evidence (see `holders`).
 
-use super::Index;
-use crate::snapshot::{Process, Socket};
+use super::{Index, Placed};
+use crate::snapshot::Process;
 use crate::tcp::TcpState;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::SocketAddr;
@@ -27,10 +27,10 @@ pub fn assign(index: &mut Index) {
     let accepted = accepted(index, &listeners);
     let choices: Vec<_> = listeners
         .iter()
-        .filter_map(|&(l, holders)| Some((l.inode(), acceptor(l, holders, &accepted)?)))
+        .filter_map(|&(l, holders)| Some((l.inode(), acceptor(l, holders, &accepted)?.pid)))
         .collect();
-    for (inode, p) in choices {
-        index.answer_for(inode, p);
+    for (inode, pid) in choices {
+        index.answer_for(inode, pid);
     }
 }
 
@@ -40,17 +40,17 @@ pub fn assign(index: &mut Index) {
 /// inode; should an edited file, each socket with it counts.
 fn accepted(
     index: &Index,
-    listeners: &[(&Socket, &[&Process])],
+    listeners: &[(Placed, &[&Process])],
 ) -> FxHashMap<(SocketAddr, u32), usize> {
     let addresses: FxHashSet<SocketAddr> = listeners.iter().map(|(l, _)| l.local()).collect();
     let mut accepted = FxHashMap::default();
-    for s in index.sockets() {
+    for (at, s) in index.sockets().iter().enumerate() {
         if s.inode() == 0 || s.state() == TcpState::Listen {
             continue;
         }
         let Some(from) = index
             .listener_for(&s.local())
-            .map(Socket::local)
+            .map(|l| l.local())
             .filter(|a| addresses.contains(a))
         else {
             continue;
@@ -58,7 +58,7 @@ fn accepted(
         let mut count = |p: &Process| *accepted.entry((from, p.pid)).or_default() += 1;
         match index.shared_holders(s.inode()) {
             Some(all) => all.iter().for_each(|p| count(p)),
-            None => index.owner(s).into_iter().for_each(count),
+            None => index.owner(at).into_iter().for_each(count),
         }
     }
     accepted
@@ -66,7 +66,7 @@ fn accepted(
 
 /// The holder of `listener` that accepts from it.
 fn acceptor<'a>(
-    listener: &Socket,
+    listener: Placed,
     holders: &[&'a Process],
     accepted: &FxHashMap<(SocketAddr, u32), usize>,
 ) -> Option<&'a Process> {

@@ -39,7 +39,7 @@ pub use blocked_send::BlockedSendCause;
 pub use close_wait::CloseWaitCause;
 pub use fd_limit::FdCause;
 pub use half_closed::HalfClosedCause;
-pub use index::Index;
+pub use index::{Index, Placed};
 pub use peers::{Peer, is_local_destination};
 pub use window::{Span, Trend, Window};
 pub use worker_pool::WorkerPoolCause;
@@ -249,7 +249,8 @@ impl Finding {
     }
 }
 
-pub use thresholds::{CONFIG_PATH, ConfigError, Contradiction, ThresholdArgs, Thresholds};
+pub(crate) use thresholds::threshold_table;
+pub use thresholds::{Contradiction, Thresholds};
 
 /// The limit a timer-bounded build-up runs into. Sockets that a kernel timer
 /// ends (TIME-WAIT after a fixed 60 s) pile up while a service warms up and

@@ -53,9 +53,9 @@ impl<'a> Ends<'a> {
             .collect();
         let mut of = FxHashMap::default();
         if !wanted.is_empty() {
-            for s in all {
+            for (at, s) in all.iter().enumerate() {
                 if let Some(&i) = wanted.get(&(s.local(), s.remote()))
-                    && let Some(p) = cx.index.owner(s)
+                    && let Some(p) = cx.index.owner(at)
                 {
                     of.insert(i, p);
                 }
@@ -69,7 +69,7 @@ impl<'a> Ends<'a> {
                 .get(i)
                 .filter(|s| s.state() == crate::tcp::TcpState::SynSent && is_local_destination(s))
                 .and_then(|s| cx.index.listener_for(&s.remote()));
-            if let Some(p) = listener.and_then(|l| cx.index.owner(l)) {
+            if let Some(p) = listener.and_then(|l| cx.index.owner(l.at)) {
                 of.insert(i, p);
             }
         }

@@ -79,7 +79,7 @@ fn wait_of<'a>(index: &Index<'a>, t: &Task) -> (Wait, Option<&'a Socket>) {
         ("", _) => Wait::Other("no system call".to_string()),
         (c, _) => Wait::Other(c.to_string()),
     };
-    (wait, socket)
+    (wait, socket.map(|p| p.socket))
 }
 
 /// The process's pools, largest first; housekeeping threads left out.

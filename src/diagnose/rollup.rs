@@ -50,13 +50,13 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut per_listener: BTreeMap<(bool, SocketAddr), Vec<Stuck>> = BTreeMap::new();
     for (index, s) in cx.in_state(TcpState::CloseWait) {
         // Connections still queued (inode 0) belong to their listener's queue, not to a process.
-        let Some(holder) = cx.index.owner(s) else {
+        let Some(holder) = cx.index.owner(index) else {
             continue;
         };
         if !is_stuck(cx, s) {
             continue;
         }
-        let listener = cx.index.listener_of(s);
+        let listener = cx.index.listener_of(index);
         let endpoint = canonical(listener.map_or(s.remote(), |l| l.local()));
         per_listener
             .entry((listener.is_some(), endpoint))
@@ -153,7 +153,7 @@ fn listener_finding(cx: &Context, at: SocketAddr, group: Vec<Stuck>) -> Finding 
         .max_by_key(|(p, n)| (*n, std::cmp::Reverse(p.pid)))
         .map(|(p, _)| *p);
     let named = parent
-        .or_else(|| listener.and_then(|l| cx.index.owner(l)))
+        .or_else(|| listener.and_then(|l| cx.index.owner(l.at)))
         .filter(|p| p.pid != 1 || per_holder.contains_key(&1))
         .or(busiest);
     let count = group.len() as u64;

@@ -52,16 +52,16 @@ pub fn peer_names(cx: &Context, socks: &[&Socket]) -> Vec<String> {
         .map(|(&remote, &local)| (remote, local))
         .collect();
     // One pass over the sockets for the few shown, not a map of them all.
-    let mut held: FxHashMap<(SocketAddr, SocketAddr), &Socket> = FxHashMap::default();
-    for s in &cx.snapshot.sockets {
+    let mut held: FxHashMap<(SocketAddr, SocketAddr), usize> = FxHashMap::default();
+    for (i, s) in cx.snapshot.sockets.iter().enumerate() {
         if shown.contains(&(s.local(), s.remote())) {
-            held.insert((s.local(), s.remote()), s);
+            held.insert((s.local(), s.remote()), i);
         }
     }
     let mut names: Vec<String> = shown
         .iter()
         .map(|&(remote, local)| {
-            let owner = held.get(&(remote, local)).and_then(|s| cx.index.owner(s));
+            let owner = held.get(&(remote, local)).and_then(|&i| cx.index.owner(i));
             match owner {
                 Some(p) => format!("{} held by {}", endpoint(&remote), who(Some(p))),
                 None => endpoint(&remote),

@@ -64,7 +64,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             let owner = cx
                 .index
                 .listener_at(&listener)
-                .and_then(|l| cx.index.owner(l));
+                .and_then(|l| cx.index.owner(l.at));
             Finding {
                 severity: if near_limit {
                     Severity::Warning

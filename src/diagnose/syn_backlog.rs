@@ -16,8 +16,9 @@
 //! - Evidence quotes the counters that moved (over the window, or since the
 //!   namespace began counting), never the ones at zero.
 
+use super::Placed;
 use super::{Context, Finding, Rule, Severity, canonical, plural, who};
-use crate::snapshot::{Kernel, Socket, endpoint};
+use crate::snapshot::{Kernel, endpoint};
 use crate::tcp::TcpState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -123,7 +124,7 @@ fn finding(
     moved: &[(&'static str, i64, bool)],
 ) -> Finding {
     let count = sockets.len() as u64;
-    let listeners: Vec<&Socket> = cx.index.listeners_at(&local).collect();
+    let listeners: Vec<Placed> = cx.index.listeners_at(&local).collect();
     let backlog = listeners
         .first()
         .and_then(|l| cx.snapshot.backlog(l))
@@ -161,7 +162,10 @@ fn finding(
         evidence.push(line);
     }
     if listeners.len() > 1 {
-        let holders: Vec<String> = listeners.iter().map(|l| who(cx.index.owner(l))).collect();
+        let holders: Vec<String> = listeners
+            .iter()
+            .map(|l| who(cx.index.owner(l.at)))
+            .collect();
         evidence.push(format!(
             "{} listeners share this address (SO_REUSEPORT): {}; the kernel does not say whose \
              queue these handshakes wait in",
@@ -181,7 +185,7 @@ fn finding(
     }
     // With several listeners, no one of them can be named.
     .owned_by(match listeners[..] {
-        [l] => cx.index.owner(l),
+        [l] => cx.index.owner(l.at),
         _ => None,
     })
 }

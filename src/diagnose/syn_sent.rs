@@ -45,7 +45,7 @@ pub fn find(cx: &Context) -> Vec<Finding> {
     let mut groups: BTreeMap<(Option<u32>, PeerKey), Group> = BTreeMap::new();
     for i in attempts {
         let s = &cx.snapshot.sockets[i];
-        let owner = cx.index.owner(s).map(|p| p.pid);
+        let owner = cx.index.owner(i).map(|p| p.pid);
         let g = groups.entry((owner, ends.key(i, s))).or_default();
         g.sockets.push(i);
         // Without tcp_info (the /proc/net source) the count of retransmissions

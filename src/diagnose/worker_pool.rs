@@ -116,7 +116,7 @@ pub(super) fn unread_groups(cx: &Context) -> BTreeMap<(u32, SocketAddr), Vec<usi
         if s.inode() == 0 || !unread_request(cx, s, min_age_ms) {
             continue;
         }
-        let (Some(owner), Some(listener)) = (cx.index.owner(s), cx.index.listener_for(&s.local()))
+        let (Some(owner), Some(listener)) = (cx.index.owner(i), cx.index.listener_for(&s.local()))
         else {
             continue;
         };

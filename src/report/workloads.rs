@@ -26,7 +26,7 @@ pub fn attribute(findings: &mut [Finding], snapshot: &Snapshot) {
             Some(pid) => by_pid.get(&pid).map(|w| (*w).clone()),
             None => cgroup_of(f, snapshot).and_then(|path| match by_cgroup.get(path) {
                 Some(w) => Some((*w).clone()),
-                None => crate::collect::workload::of_path(path),
+                None => crate::snapshot::workload::of_path(path),
             }),
         };
     }

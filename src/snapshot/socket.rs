@@ -4,19 +4,18 @@
 //! [`Socket`] holds the fields of [`SocketParts`] in 96 bytes instead of 144:
 //! each address as 16 bytes and a port (an IPv4 address in the first four,
 //! told apart by a flag, so that an IPv4-mapped IPv6 address stays one), every
-//! `Option` as a bit of one flag byte, and the cgroup id, which few sockets
-//! differ in, as a 4-byte handle into a table of the ids seen. Rules read a
-//! socket through methods named as its fields. It is built and edited as its
+//! `Option` as a bit of one flag byte, the inode in the 32 bits the kernel
+//! gives it (which pays for the cgroup id in full, so that a socket needs
+//! no table outside itself). Rules read a socket through methods named as
+//! its fields. It is built and edited as its
 //! parts, and saved and loaded as them, so a snapshot file is what it was.
 
 use super::{TcpInfo, Timer};
 use crate::tcp::TcpState;
-use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU64;
-use std::sync::{Mutex, PoisonError};
 
 /// One TCP socket as the kernel reported it, field by field: how a
 /// [`Socket`] is built and edited, and how a snapshot file spells it.
@@ -25,8 +24,9 @@ pub struct SocketParts {
     pub state: TcpState,
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    /// 0 for TIME_WAIT sockets and for connections not yet accepted.
-    pub inode: u64,
+    /// 0 for TIME_WAIT sockets and for connections not yet accepted. The
+    /// kernel's socket inodes are 32-bit (and wrap): a larger one is refused.
+    pub inode: u32,
     pub uid: u32,
     /// The kernel's socket cookie (unique while the socket lives, never 0); `None` from `/proc/net`.
     pub cookie: Option<NonZeroU64>,
@@ -52,7 +52,7 @@ pub struct SocketParts {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "SocketParts", into = "SocketParts")]
 pub struct Socket {
-    inode: u64,
+    inode: u32,
     cookie: Option<NonZeroU64>,
     uid: u32,
     recv_q: u32,
@@ -60,7 +60,8 @@ pub struct Socket {
     /// 0 when absent (flag `TIMER_MS`), so that equal parts pack equal.
     timer_ms: u32,
     info: PackedInfo,
-    cgroup: CgroupRef,
+    /// 0 when absent: cgroup v2 ids are kernfs node ids, never 0.
+    cgroup_id: u64,
     local: PackedAddr,
     remote: PackedAddr,
     state: TcpState,
@@ -165,7 +166,7 @@ impl From<SocketParts> for Socket {
             send_q: p.send_q,
             timer_ms,
             info,
-            cgroup: CgroupRef::of(p.cgroup_id),
+            cgroup_id: p.cgroup_id.unwrap_or(0),
             local,
             remote,
             state: p.state,
@@ -211,7 +212,7 @@ impl Socket {
 
     /// 0 for TIME_WAIT sockets and for connections not yet accepted.
     pub fn inode(&self) -> u64 {
-        self.inode
+        u64::from(self.inode)
     }
 
     pub fn uid(&self) -> u32 {
@@ -257,7 +258,7 @@ impl Socket {
 
     /// The cgroup v2 id of the socket, when the kernel gave one.
     pub fn cgroup_id(&self) -> Option<u64> {
-        self.cgroup.id()
+        (self.cgroup_id != 0).then_some(self.cgroup_id)
     }
 
     /// Every field, unpacked.
@@ -296,47 +297,6 @@ impl Socket {
     }
 }
 
-/// A cgroup id as a socket keeps it: 0 for none, else 1 + its place in
-/// [`CGROUP_IDS`].
-#[derive(Clone, Copy, PartialEq)]
-struct CgroupRef(u32);
-
-/// The cgroup ids sockets carried, each kept once for the life of the
-/// process: a host has hundreds of cgroups and may have a million sockets.
-/// It grows by the cgroups seen, never by the sockets.
-struct CgroupIds {
-    ids: Vec<u64>,
-    refs: FxHashMap<u64, u32>,
-}
-
-static CGROUP_IDS: Mutex<CgroupIds> = Mutex::new(CgroupIds {
-    ids: Vec::new(),
-    refs: FxHashMap::with_hasher(FxBuildHasher),
-});
-
-impl CgroupRef {
-    fn of(id: Option<u64>) -> CgroupRef {
-        let Some(id) = id else {
-            return CgroupRef(0);
-        };
-        let mut table = CGROUP_IDS.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&r) = table.refs.get(&id) {
-            return CgroupRef(r);
-        }
-        table.ids.push(id);
-        // More than four billion cgroups cannot have been seen.
-        let r = u32::try_from(table.ids.len()).unwrap_or(u32::MAX);
-        table.refs.insert(id, r);
-        CgroupRef(r)
-    }
-
-    fn id(self) -> Option<u64> {
-        let at = usize::try_from(self.0.checked_sub(1)?).ok()?;
-        let table = CGROUP_IDS.lock().unwrap_or_else(PoisonError::into_inner);
-        table.ids.get(at).copied()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,7 +306,7 @@ mod tests {
             state: TcpState::Established,
             local: local.parse().unwrap_or_else(|_| unreachable!()),
             remote: remote.parse().unwrap_or_else(|_| unreachable!()),
-            inode: u64::MAX,
+            inode: u32::MAX,
             uid: 1000,
             cookie: NonZeroU64::new(7),
             recv_q: 3,
@@ -401,6 +361,17 @@ mod tests {
         assert_eq!(packed, serde_json::to_string(&p).unwrap_or_default());
         let back: Option<Socket> = serde_json::from_str(&packed).ok();
         assert_eq!(back.map(|s| s.parts()), Some(p));
+    }
+
+    /// The kernel's socket inodes are 32-bit: a file with a larger one is refused, not cut.
+    #[test]
+    fn an_inode_past_32_bits_is_refused() {
+        let mut v = serde_json::to_value(parts("127.0.0.1:80", "[::1]:5000")).unwrap_or_default();
+        v["inode"] = serde_json::json!(1_u64 << 32);
+        let err = serde_json::from_value::<Socket>(v)
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("u32")), "refused");
     }
 
     #[test]
