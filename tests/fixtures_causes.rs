@@ -295,7 +295,7 @@ fn long_idle_connections_without_keepalive_are_noted() {
 }
 
 #[test]
-fn every_kind_is_documented() {
+fn every_kind_and_link_is_documented() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for rule in connleak::diagnose::RULES {
@@ -303,6 +303,13 @@ fn every_kind_is_documented() {
             readme.contains(&format!("### `{}`", rule.kind)),
             "README lacks {}",
             rule.kind
+        );
+    }
+    for link in connleak::link::LINKS {
+        assert!(
+            readme.contains(&format!("| `{}` |", link.name)),
+            "README's Incidents lack {}",
+            link.name
         );
     }
 }

@@ -15,6 +15,8 @@ const FIXTURES: &[&str] = &[
     "backlog",
     "fd-limit",
     "finwait2",
+    "incident-fd-limit",
+    "incident-flood-cookies0",
     "leak",
     "pool",
     "tw-client",

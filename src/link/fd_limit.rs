@@ -7,17 +7,17 @@ use super::{Context, Explained, Link};
 use crate::diagnose::{Cause, CloseWaitCause, FdCause, Finding, kind};
 use crate::snapshot::Process;
 
+/// closed_not_released → fd_exhaustion: the TCP sockets the kernel closed and the process never
+/// did fill its fd table
 pub const LEAK_FILLS_FDS: Link = Link {
     name: "leak_fills_fd_table",
-    about: "closed_not_released → fd_exhaustion: the TCP sockets the kernel closed and the \
-            process never did fill its fd table",
     run: leak_fills_fds,
 };
 
+/// fd_exhaustion → accept_queue_full (and the connections queued there whose clients gave up):
+/// at its limit the process's accept() fails with EMFILE
 pub const STOPS_ACCEPTING: Link = Link {
     name: "fd_limit_stops_accepting",
-    about: "fd_exhaustion → accept_queue_full (and the connections queued there whose clients \
-            gave up): at its limit the process's accept() fails with EMFILE",
     run: stops_accepting,
 };
 

@@ -9,24 +9,24 @@ use crate::diagnose::{Cause, CloseWaitCause, Finding, Severity, canonical, kind}
 use crate::snapshot::{Socket, endpoint};
 use std::net::SocketAddr;
 
+/// worker_pool_exhausted → accept_queue_full on its listener: with every worker busy, the
+/// acceptor waits for one and the queue fills
 pub const POOL_STOPS_ACCEPTING: Link = Link {
     name: "pool_stops_accepting",
-    about: "worker_pool_exhausted → accept_queue_full on its listener: with every worker \
-            busy, the acceptor waits for one and the queue fills",
     run: pool_stops_accepting,
 };
 
+/// accept_queue_full → connect_unanswered of local clients toward that listener, and the queued
+/// connections whose clients gave up (close_wait_leak never_accepted)
 pub const FULL_QUEUE: Link = Link {
     name: "full_queue_drops_connects",
-    about: "accept_queue_full → connect_unanswered of local clients toward that listener, and \
-            the queued connections whose clients gave up (close_wait_leak never_accepted)",
     run: full_queue,
 };
 
+/// syn_backlog → connect_unanswered of local clients toward the flooded listener: the full SYN
+/// queue drops their handshakes too
 pub const SYN_FLOOD: Link = Link {
     name: "syn_flood_drops_connects",
-    about: "syn_backlog → connect_unanswered of local clients toward the flooded listener: \
-            the full SYN queue drops their handshakes too",
     run: syn_flood,
 };
 

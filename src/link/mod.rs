@@ -26,9 +26,8 @@ use crate::snapshot::{Snapshot, Socket};
 
 /// One way a finding explains another.
 pub struct Link {
+    /// Its name, as the README's table of incidents lists it.
     pub name: &'static str,
-    /// The chain it knows, in a line (for the README).
-    pub about: &'static str,
     pub run: fn(&Context) -> Vec<Explained>,
 }
 

@@ -10,11 +10,11 @@ use crate::diagnose::{BlockedSendCause, Cause, Finding, canonical, is_local_dest
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+/// a peer host that answers nothing (blocked_send peer_gone, or else connect_unanswered) → the
+/// other findings toward that host: connect_unanswered, no_keepalive_idle, stalled_close, other
+/// processes' blocked_send
 pub const DEAD_PEER: Link = Link {
     name: "dead_peer_host",
-    about: "a peer host that answers nothing (blocked_send peer_gone, or else \
-            connect_unanswered) → the other findings toward that host: connect_unanswered, \
-            no_keepalive_idle, stalled_close, other processes' blocked_send",
     run: dead_peer,
 };
 
