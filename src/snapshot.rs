@@ -231,6 +231,19 @@ impl Runtime {
     pub fn is_event_loop(self) -> bool {
         matches!(self, Runtime::Go | Runtime::Node | Runtime::Nginx)
     }
+
+    /// Its HTTP client, when that client reads its own idle pooled
+    /// connections and closes those the server shut (Go's net/http
+    /// Transport, Node's http.Agent): a client-side CLOSE-WAIT there is never
+    /// an idle pooled connection, but one the application still holds a
+    /// response on.
+    pub fn idle_pool_reader(self) -> Option<&'static str> {
+        match self {
+            Runtime::Go => Some("Go's net/http Transport"),
+            Runtime::Node => Some("Node's http.Agent"),
+            _ => None,
+        }
+    }
 }
 
 /// One thread of a process, as `/proc/PID/task/TID` shows it.

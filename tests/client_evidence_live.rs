@@ -122,7 +122,7 @@ fn tls_pool_closed_by_nginx_is_a_stale_pool() {
     assert_eq!(f["severity"], "warning", "{f:#}");
     let evidence = f["evidence"].to_string();
     assert!(evidence.contains("close_notify"), "{evidence}");
-    assert!(evidence.contains("not a request"), "{evidence}");
+    assert!(evidence.contains("never a request"), "{evidence}");
     assert!(evidence.contains("not critical by age alone"), "{evidence}");
     assert!(!evidence.contains("request data never read"), "{evidence}");
     let suggestion = f["suggestion"].as_str().unwrap();

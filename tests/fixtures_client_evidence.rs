@@ -54,7 +54,7 @@ fn tls_pool_is_a_stale_pool_whose_bytes_are_the_close_notify() {
         "{f:#?}"
     );
     assert!(!f.suggestion.contains("thread dump"));
-    // Any Recv-Q above 1 on the client side is the server's goodbye, whatever its size.
+    // Any Recv-Q above 1 on the client side is unread since the peer closed, whatever its size.
     let mut odd = s.clone();
     for sock in close_wait(&mut odd) {
         sock.edit(|sock| sock.recv_q = 400);

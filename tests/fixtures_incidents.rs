@@ -346,3 +346,29 @@ fn a_queue_is_full_only_past_its_backlog() {
     let r = report(&moment, Thresholds::default());
     assert!(none_of(&r, "accept_queue_full"), "{:#?}", r.findings);
 }
+
+/// A Go client holding response bodies (saved from `client_runtime_live.rs`):
+/// responses the application never closed, not a stale pool; the same
+/// sockets in a runtime whose client does not read its idle pool are one.
+#[test]
+fn a_runtime_that_reads_its_pool_holds_responses_not_a_stale_pool() {
+    use connleak::diagnose::CloseWaitCause;
+    use connleak::snapshot::Runtime;
+    let s = load("go-body-leak.json");
+    let r = report(&s, Thresholds::default());
+    let f = one(&r, "close_wait_leak");
+    assert_eq!(f.cause, Some(CloseWaitCause::ResponseNotClosed.into()));
+    assert!(f.suggestion.contains("resp.Body.Close()"));
+    let mut python = s.clone();
+    for p in &mut python.processes {
+        p.runtime = Some(Runtime::Python);
+    }
+    let r = report(&python, Thresholds::default());
+    let f = one(&r, "close_wait_leak");
+    assert_eq!(f.cause, Some(CloseWaitCause::UnreadAfterPeerClose.into()));
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.contains("or the server's goodbye"))
+    );
+}

@@ -12,8 +12,11 @@
 //!   idle pooled connection nobody checks). Recv-Q > 1 on the server side:
 //!   request bytes were never read at all (a stuck or exhausted worker). On
 //!   the client side any Recv-Q >= 1 means unread since the peer closed: the
-//!   bytes before the FIN are the server's goodbye (`farewell`), never a
-//!   request, and the fix is the pool's idle timeout, not a thread dump.
+//!   bytes before the FIN are the rest of a response or the server's goodbye
+//!   (`farewell`), never a request, and the fix is the pool's idle timeout,
+//!   not a thread dump — unless the runtime's HTTP client reads its own idle
+//!   pool (Go, Node): then nobody reads because the application holds a
+//!   response it never closed, and no pool setting helps.
 //! - Inode 0 on a listening port: the kernel completed the handshake but the
 //!   application never called `accept()`: the connection sits in the accept
 //!   queue, and its client gave up. No process holds it, so these sockets are
@@ -49,10 +52,12 @@ pub const RULE: Rule = Rule {
             (cause never_closed_after_eof); Recv-Q 1: nobody read the socket since the peer \
             closed, typically idle pooled connections (unread_after_peer_close); Recv-Q > 1 on \
             the server side: request data never read (request_never_read). On the client side \
-            any Recv-Q >= 1 is unread_after_peer_close: the bytes before the FIN are the \
-            server's goodbye (a TLS close_notify alert, a database's idle-timeout error, an \
-            HTTP/2 GOAWAY), never a request. Fix the code path that should close, or evict idle \
-            pooled connections before the server does. A client's stale pool is critical only \
+            any Recv-Q >= 1 is unread_after_peer_close: the bytes before the FIN are the rest \
+            of a response nobody read or the server's goodbye (a TLS close_notify alert, a \
+            database's idle-timeout error, an HTTP/2 GOAWAY), never a request; in a runtime \
+            whose HTTP client reads its own idle pool (Go, Node) it is response_not_closed: the \
+            application holds a response it never closed. Fix the code path that should close, \
+            or evict idle pooled connections before the server does. A client's stale pool is critical only \
             when it grows, presses on the fd limit or reaches --close-wait-crit, not by age. \
             Inode 0 on a listening port: queued in the accept queue, never accept()ed, the \
             client gave up (never_accepted): told apart, on the listener's holder, as queued, \
@@ -150,6 +155,9 @@ pub enum CloseWaitCause {
     RequestNeverRead,
     /// Queued in a listener's accept queue, never accept()ed: the client gave up.
     NeverAccepted,
+    /// Client side, in a runtime whose HTTP client reads its idle pooled
+    /// connections: a response (or stream) the application never closed.
+    ResponseNotClosed,
 }
 
 /// What `connleak explain never_accepted` says.
@@ -166,15 +174,24 @@ impl CloseWaitCause {
     /// Queued connections are their own case. On the client side the bytes
     /// before the FIN are the server's goodbye, so any unread Recv-Q counts
     /// as unread since the peer closed.
+    /// A client whose runtime reads its own idle pool holds a response on
+    /// what nobody reads: the application's, not the pool's.
     fn of(key: &GroupKey, g: &Group, side: ConnSide) -> CloseWaitCause {
         let unread = match side {
             ConnSide::Client => g.fin_unread + g.data_unread,
             ConnSide::Server => g.fin_unread.max(g.data_unread),
         };
+        let reads_pool = g
+            .owner
+            .and_then(|p| p.runtime)
+            .and_then(|r| r.idle_pool_reader())
+            .is_some();
         if key.queued {
             CloseWaitCause::NeverAccepted
         } else if g.eof_read >= unread {
             CloseWaitCause::NeverClosedAfterEof
+        } else if side == ConnSide::Client && reads_pool {
+            CloseWaitCause::ResponseNotClosed
         } else if side == ConnSide::Client || g.fin_unread >= g.data_unread {
             CloseWaitCause::UnreadAfterPeerClose
         } else {
@@ -201,6 +218,13 @@ impl CloseWaitCause {
                 "The server holds connections it no longer reads after the client closed: idle \
                  keep-alive connections with no read timeout, or handlers parked elsewhere. Add an \
                  idle/read timeout and close on EOF."
+            }
+            (CloseWaitCause::ResponseNotClosed, _) => {
+                "The application holds responses it never closed: its runtime's HTTP client \
+                 reads idle pooled connections and closes those the server shut, so these are \
+                 connections a response still holds. Close every response body on every path \
+                 (and read it to the end to reuse the connection); a pool setting changes \
+                 nothing here."
             }
             (CloseWaitCause::NeverAccepted, _) => {
                 "Clients give up before the application accepts their connection. See what the \
@@ -230,12 +254,30 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         ConnSide::Server => (Some(key.endpoint), None),
         ConnSide::Client => (None, Some(key.endpoint)),
     };
+    let mut evidence = evidence(cx, key, side, &g, stale_pool);
+    if let (CloseWaitCause::ResponseNotClosed, Some(p), Some(client)) = (
+        cause,
+        g.owner,
+        g.owner
+            .and_then(|p| p.runtime)
+            .and_then(|r| r.idle_pool_reader()),
+    ) {
+        evidence.insert(
+            2,
+            format!(
+                "pid {}'s HTTP client, {client}, reads its idle pooled connections and closes \
+                 those the server shut: a CLOSE-WAIT here is a connection the application \
+                 still holds a response on (a body never closed), not an idle pooled one",
+                p.pid
+            ),
+        );
+    }
     Finding {
         severity: severity(cx, &g, stale_pool),
         count: g.count,
         local,
         remote,
-        evidence: evidence(cx, key, side, &g, stale_pool),
+        evidence,
         suggestion: idioms::suggest(
             cause.suggestion(side),
             g.owner,
@@ -379,9 +421,24 @@ fn recv_q_evidence(key: &GroupKey, side: ConnSide, g: &Group, evidence: &mut Vec
         let what = farewell::guess_range(min, max, key.endpoint.port())
             .map(|g| format!("; {g}"))
             .unwrap_or_default();
+        let reads_pool = g
+            .owner
+            .and_then(|p| p.runtime)
+            .and_then(|r| r.idle_pool_reader())
+            .is_some();
+        let whose = match (what.is_empty(), reads_pool) {
+            // A goodbye the size tells, or else: the rest of a response nobody read.
+            (false, _) => what,
+            (true, true) => "; the rest of a response the application never read: its \
+                             runtime reads idle pooled connections, so nobody reads these"
+                .to_string(),
+            (true, false) => {
+                "; the rest of a response nobody read, or the server's goodbye".to_string()
+            }
+        };
         evidence.push(format!(
-            "{} with Recv-Q > 1: {sizes} the server sent just before its FIN, unread since the \
-             peer closed (its goodbye, not a request){what}",
+            "{} with Recv-Q > 1: {sizes} the server sent before its FIN, unread since the peer \
+             closed (never a request){whose}",
             g.data_unread
         ));
     } else if g.data_unread > 0 {

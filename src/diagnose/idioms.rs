@@ -17,6 +17,8 @@ pub enum Need {
     CloseOnEof,
     /// Evict idle pooled client connections before the server closes them.
     StalePool,
+    /// Close (and drain) every response the client got.
+    CloseResponse,
     /// Bound how long a server keeps an idle or silent client.
     ServerIdleTimeout,
     /// Put a timeout and a bulkhead on calls toward a dependency.
@@ -35,6 +37,7 @@ impl Need {
         match (cause, side) {
             (CloseWaitCause::NeverClosedAfterEof, _) => Need::CloseOnEof,
             (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Client) => Need::StalePool,
+            (CloseWaitCause::ResponseNotClosed, _) => Need::CloseResponse,
             (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Server) => Need::ServerIdleTimeout,
             // A stuck accept loop, like unread requests, is seen in what the threads do.
             (CloseWaitCause::RequestNeverRead | CloseWaitCause::NeverAccepted, _)
@@ -125,6 +128,18 @@ fn phrase(runtime: Runtime, need: Need) -> Option<&'static str> {
         (Runtime::Go, Need::StalePool) => {
             "set http.Transport.IdleConnTimeout below the server's keep-alive timeout and bound \
              MaxIdleConnsPerHost; for database/sql, SetConnMaxIdleTime and SetConnMaxLifetime."
+        }
+        (Runtime::Go, Need::CloseResponse) => {
+            "defer resp.Body.Close() right after the error check of every http.Get/Do, on \
+             every path (also on non-2xx statuses), and io.Copy(io.Discard, resp.Body) before \
+             closing to reuse the connection; for a stream, cancel its context. \
+             http.Transport.IdleConnTimeout does not reach a connection whose body is open. A \
+             goroutine profile from net/http/pprof shows where the responses are held."
+        }
+        (Runtime::Node, Need::CloseResponse) => {
+            "consume every response (res.resume() when the body is not needed, or read it to \
+             'end'), and res.destroy() or req.destroy() on errors and aborts: a response never \
+             read keeps its socket paused, out of the agent's reach."
         }
         (Runtime::Go, Need::ServerIdleTimeout) => {
             "set http.Server ReadHeaderTimeout, ReadTimeout and IdleTimeout; on a raw net.Conn, \
@@ -218,7 +233,10 @@ fn phrase(runtime: Runtime, need: Need) -> Option<&'static str> {
             "a worker is blocked (a slow disk, a blocking module) or out of worker_connections: \
              see the error log, worker_connections and worker_processes."
         }
-        (Runtime::Nginx, _) => return None,
+        // Their clients do not read idle pooled connections: no such cause there.
+        (Runtime::Jvm | Runtime::Python, Need::CloseResponse) | (Runtime::Nginx, _) => {
+            return None;
+        }
     })
 }
 

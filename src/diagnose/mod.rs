@@ -539,6 +539,10 @@ mod tests {
             ),
             (CloseWaitCause::NeverAccepted.into(), "never_accepted"),
             (
+                CloseWaitCause::ResponseNotClosed.into(),
+                "response_not_closed",
+            ),
+            (
                 WorkerPoolCause::WorkersBlockedOnReads.into(),
                 "workers_blocked_on_reads",
             ),
