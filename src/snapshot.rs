@@ -162,6 +162,36 @@ pub struct Process {
     /// closed by a reset or a timeout (state CLOSE, unhashed), never close()d.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub closed_tcp_fds: u32,
+    /// What the kernel still held of those sockets, grouped; empty when it
+    /// could not be read (no BPF socket iterator), so "unknown" never reads
+    /// as "none".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_tcp: Vec<ClosedGroup>,
+}
+
+/// Sockets of one process in state CLOSE that share what the kernel still
+/// holds of them: where they were connecting or connected to, whether the
+/// handshake ever completed, and how their connection ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClosedGroup {
+    pub count: u32,
+    /// The address they connected or tried to connect to; `None` when the
+    /// kernel kept none (never connected), or for the other peers of a
+    /// process with more peers than a snapshot keeps groups for.
+    pub peer: Option<std::net::IpAddr>,
+    /// The peer's port when all of the group share it; `None` when they do
+    /// not (clients' ephemeral ports) or the kernel forgot it (a failed
+    /// blocking `connect()` resets the socket).
+    pub peer_port: Option<u16>,
+    /// Whether the handshake ever completed: something was received or
+    /// acknowledged, or a round-trip time measured.
+    pub established: bool,
+    /// Whether data (or a FIN) they sent was unacknowledged when they ended.
+    pub unacked: bool,
+    /// The error the kernel holds for the application (`ETIMEDOUT`,
+    /// `ECONNREFUSED`, `ECONNRESET`, `EPIPE`, ...), not yet collected by a
+    /// read, a write or `SO_ERROR`; `None` once the application saw it.
+    pub error: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

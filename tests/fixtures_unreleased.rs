@@ -7,7 +7,9 @@
 mod common;
 
 use common::load;
-use connleak::diagnose::{FdCause, Finding, Severity, Thresholds, Window, diagnose};
+use connleak::diagnose::{
+    FdCause, Finding, Severity, Thresholds, UnreleasedCause, Window, diagnose,
+};
 use connleak::report::Report;
 use connleak::snapshot::Snapshot;
 use connleak::tcp::TcpState;
@@ -129,4 +131,78 @@ fn old_snapshots_load() {
     let s = load("leak.json");
     assert_eq!(s.processes[0].closed_tcp_fds, 0);
     assert!(s.kernel.sockstat.is_none());
+}
+
+/// Two clients that kept their sockets after connect() failed, saved from
+/// a real run (`tests/unreleased_live.rs` builds it): one toward a host
+/// whose answers never came back, one toward a local port that refused.
+#[test]
+fn failed_connects_are_told_with_their_destinations() {
+    let s = load("failed-connects.json");
+    let all = diagnose(&s, Thresholds::default());
+    let closed = of_kind(&all, "closed_not_released");
+    assert_eq!(closed.len(), 2, "{all:#?}");
+    for f in &closed {
+        assert_eq!(
+            f.cause,
+            Some(UnreleasedCause::ConnectFailed.into()),
+            "{f:#?}"
+        );
+        assert!(f.suggestion.contains("connect() fails"), "{f:#?}");
+        assert!(
+            !f.evidence
+                .iter()
+                .any(|e| e.contains("a write after the peer")),
+            "{f:#?}"
+        );
+    }
+    let timed_out = closed
+        .iter()
+        .find(|f| f.count == 6)
+        .expect("the 6 timed out");
+    assert_eq!(timed_out.peers.len(), 1);
+    assert_eq!(timed_out.peers[0].host.to_string(), "10.64.0.2");
+    assert_eq!(timed_out.peers[0].connections, 6);
+    assert!(
+        timed_out
+            .evidence
+            .iter()
+            .any(|e| e.contains("10.64.0.2:5432 (3, ETIMEDOUT unread)")),
+        "{:#?}",
+        timed_out.evidence
+    );
+    let refused = closed.iter().find(|f| f.count == 4).expect("the 4 refused");
+    assert!(
+        refused
+            .evidence
+            .iter()
+            .any(|e| e.contains("127.0.0.1:7398 (2, ECONNREFUSED unread)")),
+        "{:#?}",
+        refused.evidence
+    );
+}
+
+/// The same snapshot as a host without the BPF socket iterator reads it:
+/// the sockets are counted, how they ended is not known, and the finding
+/// says so instead of guessing a cause.
+#[test]
+fn without_the_sockets_themselves_no_cause_is_guessed() {
+    let mut s = load("failed-connects.json");
+    for p in &mut s.processes {
+        p.closed_tcp.clear();
+    }
+    let all = diagnose(&s, Thresholds::default());
+    let closed = of_kind(&all, "closed_not_released");
+    assert_eq!(closed.len(), 2, "{all:#?}");
+    for f in &closed {
+        assert_eq!(f.cause, None, "{f:#?}");
+        assert!(f.peers.is_empty());
+        assert!(
+            f.evidence
+                .iter()
+                .any(|e| e.contains("was not read") && e.contains("a connect() that failed")),
+            "{:#?}",
+            f.evidence
+        );
+    }
 }

@@ -29,6 +29,14 @@ fn reset_sockets_never_closed_are_found() {
     assert_eq!(f["count"], 12);
     assert_eq!(f["severity"], "warning");
     assert_eq!(f["local"], Value::Null);
+    // The reply was written after the client had closed: the kernel still
+    // holds that it went unacknowledged and ended in a reset.
+    assert_eq!(f["cause"], "reset_after_write", "{f:#}");
+    assert!(
+        f["evidence"]
+            .to_string()
+            .contains("12 ended with data they sent unacknowledged")
+    );
     assert!(
         f["evidence"][0]
             .as_str()
@@ -92,4 +100,85 @@ fn reset_sockets_closed_properly_are_no_finding() {
         "{report:#}"
     );
     assert_eq!(report["status"], "ok", "{report:#}");
+}
+
+/// A client that keeps its sockets after connect() fails: toward a host
+/// whose answers never come back (timed out) and toward a local port where
+/// nothing listens (refused). Each is told as failed connects, with its
+/// destination, never as resets after a write.
+#[test]
+fn failed_connects_kept_are_told_as_failed_connects() {
+    let (Some(mut lab), Some(peer)) = (Lab::new("unrel-connect"), Lab::new("unrel-connect-p"))
+    else {
+        return;
+    };
+    lab.wire(&peer, 64);
+    // Two SYNs, then the kernel gives up: ETIMEDOUT within about 3 s.
+    lab.exec(&["sysctl", "-qw", "net.ipv4.tcp_syn_retries=1"]);
+    peer.go_silent_toward("10.64.0.1");
+    let timed_out = failed_connects(&mut lab, "10.64.0.2", "5432", "6", "keep");
+    let refused = failed_connects(&mut lab, "127.0.0.1", "7398", "4", "keep");
+    let report = lab.report(&[]);
+    let of = |pid: &Value| {
+        findings(&report, "closed_not_released")
+            .into_iter()
+            .find(|f| &f["pid"] == pid)
+            .unwrap_or_else(|| panic!("no closed_not_released for {pid}: {report:#}"))
+    };
+    let f = of(&timed_out["pid"]);
+    assert_eq!(f["count"], 6, "{f:#}");
+    assert_eq!(f["cause"], "connect_failed", "{f:#}");
+    assert_eq!(f["peers"][0]["host"], "10.64.0.2", "{f:#}");
+    assert_eq!(f["peers"][0]["connections"], 6, "{f:#}");
+    let text = f["evidence"].to_string();
+    assert!(
+        text.contains("6 are connects that never got established"),
+        "{text}"
+    );
+    // The non-blocking ones keep their port and their pending error; a
+    // failed blocking connect() made the kernel forget the port.
+    assert!(
+        text.contains("10.64.0.2:5432 (3, ETIMEDOUT unread)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("10.64.0.2 (3, port no longer known)"),
+        "{text}"
+    );
+    assert!(!text.contains("a write after the peer"), "{text}");
+    assert!(
+        f["suggestion"]
+            .as_str()
+            .unwrap()
+            .contains("connect() fails")
+    );
+
+    let f = of(&refused["pid"]);
+    assert_eq!(f["cause"], "connect_failed", "{f:#}");
+    let text = f["evidence"].to_string();
+    assert!(
+        text.contains("127.0.0.1:7398 (2, ECONNREFUSED unread)"),
+        "{text}"
+    );
+}
+
+/// The same failed connects from a client that closes each socket after
+/// the error: nothing to report.
+#[test]
+fn failed_connects_closed_are_no_finding() {
+    let Some(mut lab) = Lab::new("unrel-connect-ok") else {
+        return;
+    };
+    failed_connects(&mut lab, "127.0.0.1", "7398", "6", "close");
+    let report = lab.report(&[]);
+    assert!(
+        findings(&report, "closed_not_released").is_empty(),
+        "{report:#}"
+    );
+}
+
+/// A client of `failed_connects` toward `host:port` (`tests/scenarios/incident_roles.py`).
+fn failed_connects(lab: &mut Lab, host: &str, port: &str, n: &str, kind: &str) -> Value {
+    let args = ["--host", host, "--port", port, "--n", n, "--kind", kind];
+    lab.spawn("failed_connects", &args)
 }

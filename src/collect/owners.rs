@@ -63,6 +63,9 @@ enum Probe {
 /// which needs no socket table and so runs while the kernel dumps it.
 pub struct FdTables {
     scans: Vec<(u32, Scan)>,
+    /// The fd iterator the tables were read with, if any: it also reads
+    /// the sockets the kernel closed.
+    iterator: Option<FdIter>,
     /// Why `/proc` itself could not be listed, if it could not.
     failed: Option<(String, String)>,
 }
@@ -78,6 +81,7 @@ pub struct FdTables {
 pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>, by: FdScan) -> FdTables {
     let failed = |e: Errno| FdTables {
         scans: Vec::new(),
+        iterator: None,
         failed: Some((proc_root.display().to_string(), e.to_string())),
     };
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -128,6 +132,7 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>, by: FdScan) -> FdTab
     ));
     FdTables {
         scans,
+        iterator,
         failed: None,
     }
 }
@@ -222,7 +227,8 @@ pub fn owners(
                         .filter(|&i| tcp_inodes.contains(i))
                         .collect();
                     sockets.retain(|&(_, i)| !tcp_inodes.contains(i));
-                    let closed_tcp_fds = probe.closed_tcp_fds(pid, &sockets);
+                    let (closed_tcp_fds, closed_tcp) =
+                        probe.closed(pid, &sockets, tables.iterator.as_ref());
                     if inodes.is_empty() && closed_tcp_fds == 0 {
                         continue;
                     }
@@ -232,6 +238,7 @@ pub fn owners(
                     match describe(proc_root, pid, fds, inodes) {
                         Some(p) => processes.push(Process {
                             closed_tcp_fds,
+                            closed_tcp,
                             ..p
                         }),
                         None => unreadable.processes_vanished += 1,
@@ -546,6 +553,7 @@ fn describe(proc_root: &Path, pid: u32, fds: u32, socket_inodes: Vec<u64>) -> Op
         workload: None,
         runtime: super::runtime::detect(&dir),
         closed_tcp_fds: 0,
+        closed_tcp: Vec::new(),
     })
 }
 

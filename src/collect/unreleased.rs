@@ -15,7 +15,15 @@
 //! namespace's live TCP sockets are not in this namespace's dump either.
 //! A connection opened while the dump ran can count once: the diagnosis
 //! grades on a threshold, and a sampled run tells a leak by its growth.
+//!
+//! Where the fd iterator can read the sockets themselves
+//! ([`super::fd_iter::FdIter::closed_sockets`]), [`groups`] sums up what the
+//! kernel still holds of them, so that the diagnosis can tell a connect that
+//! never got established from a connection reset while idle or after a write.
 
+use super::fd_iter::{ClosedSocket, FdIter};
+use crate::snapshot::ClosedGroup;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -36,8 +44,37 @@ impl Probe {
     }
 
     /// How many of `unmatched` (fd, inode) sockets of `pid`, none of them in
+    /// the dump, are TCP sockets the kernel closed, and what it still holds of
+    /// them, grouped. With the fd iterator the sockets themselves say it:
+    /// only those in state CLOSE count (a connection accepted or opened
+    /// since the dump is in the process's table, not in the dump, and not
+    /// closed). Without it, or when it fails, every unmatched TCP fd counts
+    /// and nothing is known of how they ended.
+    pub fn closed(
+        &self,
+        pid: u32,
+        unmatched: &[(u32, u64)],
+        iterator: Option<&FdIter>,
+    ) -> (u32, Vec<ClosedGroup>) {
+        let counted = self.closed_tcp_fds(pid, unmatched);
+        let Some(iterator) = iterator.filter(|_| counted > 0) else {
+            return (counted, Vec::new());
+        };
+        match iterator.closed_sockets(pid) {
+            Ok(closed) => {
+                let groups = groups(&closed, unmatched);
+                (groups.iter().map(|g| g.count).sum(), groups)
+            }
+            Err(e) => {
+                crate::timings::note(&format!("closed sockets of pid {pid} not read: {e}"));
+                (counted, Vec::new())
+            }
+        }
+    }
+
+    /// How many of `unmatched` (fd, inode) sockets of `pid`, none of them in
     /// the dump, are TCP sockets: closed by the kernel, not by the process.
-    pub fn closed_tcp_fds(&self, pid: u32, unmatched: &[(u32, u64)]) -> u32 {
+    fn closed_tcp_fds(&self, pid: u32, unmatched: &[(u32, u64)]) -> u32 {
         if unmatched.is_empty() {
             return 0;
         }
@@ -64,6 +101,81 @@ impl Probe {
         }
         n
     }
+}
+
+/// Groups a process's closed TCP sockets that are among `unmatched` (fd,
+/// inode): at most [`MAX_GROUPS`] groups, the largest; the rest are summed
+/// by how they ended, with no peer.
+pub fn groups(closed: &[ClosedSocket], unmatched: &[(u32, u64)]) -> Vec<ClosedGroup> {
+    let wanted: FxHashSet<(u32, u64)> = unmatched.iter().copied().collect();
+    let mut by_key: FxHashMap<Key, (u32, Option<u16>)> = FxHashMap::default();
+    for s in closed.iter().filter(|s| wanted.contains(&(s.fd, s.inode))) {
+        let key = (s.peer, s.established, s.unacked, s.error);
+        let port = (s.peer_port != 0).then_some(s.peer_port);
+        let (n, shared) = by_key.entry(key).or_insert((0, port));
+        *n += 1;
+        if *shared != port {
+            *shared = None;
+        }
+    }
+    let mut groups: Vec<ClosedGroup> = by_key
+        .into_iter()
+        .map(
+            |((peer, established, unacked, error), (count, peer_port))| ClosedGroup {
+                count,
+                peer,
+                peer_port,
+                established,
+                unacked,
+                error: (error != 0).then(|| errno_name(error)),
+            },
+        )
+        .collect();
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.peer.cmp(&b.peer)));
+    if groups.len() > MAX_GROUPS {
+        let rest = groups.split_off(MAX_GROUPS - 1);
+        let mut merged: Vec<ClosedGroup> = Vec::new();
+        for g in rest {
+            let same = |m: &&mut ClosedGroup| {
+                (m.established, m.unacked, &m.error) == (g.established, g.unacked, &g.error)
+            };
+            match merged.iter_mut().find(|m| same(m)) {
+                Some(m) => m.count += g.count,
+                None => merged.push(ClosedGroup {
+                    peer: None,
+                    peer_port: None,
+                    ..g
+                }),
+            }
+        }
+        groups.extend(merged);
+    }
+    groups
+}
+
+/// (peer, established, unacked, error): what makes sockets one group.
+type Key = (Option<std::net::IpAddr>, bool, bool, i32);
+
+/// Groups a process keeps at most: one per peer and ending on a server
+/// with thousands of clients would make the snapshot as large as the leak.
+pub const MAX_GROUPS: usize = 16;
+
+/// The symbolic name of the errors a TCP socket ends with.
+fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::EPIPE => "EPIPE",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::EPROTO => "EPROTO",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_string()
 }
 
 fn netns_inode(path: &Path) -> Option<u64> {
@@ -117,5 +229,58 @@ mod tests {
         assert_eq!(probe.closed_tcp_fds(pid, &[(fds[0].0, 1)]), 0);
         assert_eq!(probe.closed_tcp_fds(pid, &[]), 0);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn closed(fd: u32, host: u8, port: u16, established: bool) -> ClosedSocket {
+        ClosedSocket {
+            fd,
+            inode: u64::from(fd) + 1000,
+            peer: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, host))),
+            peer_port: port,
+            established,
+            unacked: !established,
+            error: 0,
+        }
+    }
+
+    fn unmatched(sockets: &[ClosedSocket]) -> Vec<(u32, u64)> {
+        sockets.iter().map(|s| (s.fd, s.inode)).collect()
+    }
+
+    #[test]
+    fn groups_keep_a_shared_port_and_only_the_unmatched_sockets() {
+        let sockets = [
+            closed(3, 9, 5432, false),
+            closed(4, 9, 5432, false),
+            closed(5, 7, 40001, true),
+            closed(6, 7, 40002, true),
+            closed(7, 8, 80, true),
+        ];
+        // fd 7 is in the dump after all (reused since the scan): not counted.
+        let g = groups(&sockets, &unmatched(&sockets[..4]));
+        assert_eq!(g.len(), 2, "{g:#?}");
+        assert_eq!(
+            (g[0].count, g[0].peer_port),
+            (2, None),
+            "ports differ: {g:#?}"
+        );
+        assert_eq!((g[1].count, g[1].peer_port), (2, Some(5432)), "{g:#?}");
+    }
+
+    #[test]
+    fn more_peers_than_kept_are_summed_by_how_they_ended() {
+        let sockets: Vec<ClosedSocket> = (0..40u32)
+            .map(|i| closed(i, u8::try_from(i).unwrap_or(0), 443, i % 2 == 0))
+            .collect();
+        let g = groups(&sockets, &unmatched(&sockets));
+        assert!(g.len() <= MAX_GROUPS + 1, "{g:#?}");
+        assert_eq!(g.iter().map(|g| g.count).sum::<u32>(), 40);
+        assert!(g.iter().any(|g| g.peer.is_none() && g.count > 1));
     }
 }

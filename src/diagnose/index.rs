@@ -438,6 +438,7 @@ mod tests {
             workload: None,
             runtime: None,
             closed_tcp_fds: 0,
+            closed_tcp: Vec::new(),
         }
     }
 

@@ -41,6 +41,7 @@ pub use fd_limit::FdCause;
 pub use half_closed::HalfClosedCause;
 pub use index::{Index, Placed};
 pub use peers::{Peer, is_local_destination};
+pub use unreleased::UnreleasedCause;
 pub use window::{Span, Trend, Window};
 pub use worker_pool::WorkerPoolCause;
 
@@ -107,6 +108,13 @@ pub enum Cause {
     Fd(FdCause),
     HalfClosed(HalfClosedCause),
     BlockedSend(BlockedSendCause),
+    Unreleased(UnreleasedCause),
+}
+
+impl From<UnreleasedCause> for Cause {
+    fn from(c: UnreleasedCause) -> Cause {
+        Cause::Unreleased(c)
+    }
 }
 
 impl From<BlockedSendCause> for Cause {
@@ -568,6 +576,10 @@ mod tests {
             ),
             (BlockedSendCause::PeerNotReading.into(), "peer_not_reading"),
             (BlockedSendCause::PeerGone.into(), "peer_gone"),
+            (UnreleasedCause::ConnectFailed.into(), "connect_failed"),
+            (UnreleasedCause::ResetAfterWrite.into(), "reset_after_write"),
+            (UnreleasedCause::EndedWhileIdle.into(), "ended_while_idle"),
+            (UnreleasedCause::NeverConnected.into(), "never_connected"),
         ];
         for (cause, name) in names {
             assert_eq!(json(cause), format!("\"{name}\""));

@@ -1,13 +1,16 @@
 """Roles for the incident tests (loaded by roles.py): a server that writes without end to every
-connection, a server that reads and discards, and a SYN flood from spoofed sources that never
-complete their handshakes.
+connection, a server that reads and discards, a SYN flood from spoofed sources that never
+complete their handshakes, and a client that keeps its sockets after connect() fails.
 """
 import random
 import socket
 import struct
 import threading
+import time
 
-from roles import forever, listener, ready
+from roles import forever, listener, ready, tcp_state
+
+TCP_CLOSE = 7
 
 
 def role_write_server(a):
@@ -68,6 +71,43 @@ def role_syn_flood(a):
     for i in range(a.n):
         src = "%s.%d.%d" % (a.label, 1 + i // 250 % 250, 1 + i % 250)
         s.sendto(syn(src, a.host, 10000 + i % 50000, a.port, i), (a.host, 0))
+    ready(a.ready, port=a.port, n=a.n)
+    forever()
+
+
+def role_failed_connects(a):
+    """Connects --n times toward --host:--port, where nothing answers or a reset refuses: half
+    blocking connect() calls (a thread each; the kernel forgets the port when one fails), half
+    non-blocking ones left to fail on their own. --kind keep holds every socket after its
+    connect failed, as a client that forgets close() on its error path; --kind close closes it."""
+    kept = []
+
+    def blocking():
+        c = socket.socket()
+        try:
+            c.connect((a.host, a.port))
+        except OSError:
+            pass
+        kept.append(c)
+
+    threads = [threading.Thread(target=blocking) for _ in range(a.n // 2)]
+    for t in threads:
+        t.start()
+    pending = []
+    for _ in range(a.n - a.n // 2):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex((a.host, a.port))
+        pending.append(c)
+    for t in threads:
+        t.join()
+    while any(tcp_state(c) != TCP_CLOSE for c in pending):
+        time.sleep(0.1)
+    kept.extend(pending)
+    if a.kind == "close":
+        for c in kept:
+            c.close()
+        kept.clear()
     ready(a.ready, port=a.port, n=a.n)
     forever()
 

@@ -19,10 +19,15 @@
 //! `/proc` being read does (another pid namespace), the caller falls back
 //! to the `/proc` scan, which is always there.
 
+mod asm;
 mod program;
+mod sockets;
+
+pub use sockets::ClosedSocket;
 
 use super::btf::{Btf, BtfError, Field};
-use program::assemble;
+use program::{assemble, assemble_sockets};
+use sockets::{SOCKET_RECORD, SockOffsets};
 use std::ffi::CStr;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -34,7 +39,6 @@ const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_ITER: u32 = 28;
-const BPF_FUNC_SEQ_WRITE: i32 = 127;
 /// Size of `union bpf_attr` in the uapi header this was written against;
 /// the kernel accepts a shorter one as long as the rest would be zero.
 const ATTR_LEN: usize = 144;
@@ -65,9 +69,11 @@ pub enum FdIterError {
     NotOneProcess,
 }
 
-/// The loaded iterator program, ready to read one process's fd table at a time.
+/// The loaded iterator programs, ready to read one process's fd table at a time.
 pub struct FdIter {
     prog: OwnedFd,
+    /// The socket program, if this kernel has every field it reads.
+    sockets: Result<OwnedFd, String>,
 }
 
 /// One process's fd table as the iterator saw it.
@@ -85,9 +91,14 @@ impl FdIter {
     pub fn load(proc_root: &Path) -> Result<FdIter, FdIterError> {
         let vmlinux = std::fs::read("/sys/kernel/btf/vmlinux").map_err(FdIterError::NoBtf)?;
         let btf = Btf::parse(&vmlinux)?;
-        let program = assemble(&Offsets::of(&btf)?);
+        let offsets = Offsets::of(&btf)?;
+        let attach_to = btf.function("bpf_iter_task_file")?;
+        let sockets = SockOffsets::of(&btf)
+            .and_then(|s| load(&assemble_sockets(&offsets, &s), attach_to))
+            .map_err(|e| e.to_string());
         let iter = FdIter {
-            prog: load(&program, btf.function("bpf_iter_task_file")?)?,
+            prog: load(&assemble(&offsets), attach_to)?,
+            sockets,
         };
         iter.check_pid_namespace(proc_root)?;
         Ok(iter)
@@ -98,19 +109,19 @@ impl FdIter {
     /// shows. An iterator of one process (Linux 6.1), so that only the
     /// processes of the namespace being diagnosed are read.
     pub fn table(&self, pid: u32) -> Result<FdTable, FdIterError> {
-        // `union bpf_iter_link_info`, its `task` member: tid, pid, pid_fd.
-        let mut info = [0u32; 4];
-        info[1] = pid;
-        let link = syscall_fd("creating the iterator link", BPF_LINK_CREATE, |a| {
-            put32(a, 0, self.prog.as_raw_fd() as u32);
-            put32(a, 8, BPF_TRACE_ITER);
-            put64(a, 16, info.as_ptr() as u64);
-            put32(a, 24, std::mem::size_of_val(&info) as u32);
-        })?;
-        let iter = syscall_fd("opening the iterator", BPF_ITER_CREATE, |a| {
-            put32(a, 0, link.as_raw_fd() as u32);
-        })?;
-        read_table(std::fs::File::from(iter))
+        read_table(open(&self.prog, pid)?)
+    }
+
+    /// The TCP sockets in state CLOSE in process `pid`'s fd table: what the
+    /// kernel still holds of each. An error says why they cannot be read
+    /// (this kernel lacks a field the program reads, or the read failed).
+    pub fn closed_sockets(&self, pid: u32) -> Result<Vec<ClosedSocket>, String> {
+        let prog = self.sockets.as_ref().map_err(Clone::clone)?;
+        let mut closed = Vec::new();
+        let file = open(prog, pid).map_err(|e| e.to_string())?;
+        read_records(file, SOCKET_RECORD, |r| closed.extend(sockets::parse(r)))
+            .map_err(|e| e.to_string())?;
+        Ok(closed)
     }
 
     /// The iterator numbers processes as this process's pid namespace does;
@@ -140,11 +151,47 @@ impl FdIter {
     }
 }
 
-/// Reads an iterator to its end: one record per fd, all of one process (a
-/// kernel that ignores the process asked for, before Linux 6.1, would
-/// report every process's fds as this one's).
-fn read_table(mut file: std::fs::File) -> Result<FdTable, FdIterError> {
+/// An iterator of `prog` over the fd table of process `pid` (as this
+/// process's pid namespace numbers it): only that process's table (Linux 6.1).
+fn open(prog: &OwnedFd, pid: u32) -> Result<std::fs::File, FdIterError> {
+    // `union bpf_iter_link_info`, its `task` member: tid, pid, pid_fd.
+    let mut info = [0u32; 4];
+    info[1] = pid;
+    let link = syscall_fd("creating the iterator link", BPF_LINK_CREATE, |a| {
+        put32(a, 0, prog.as_raw_fd() as u32);
+        put32(a, 8, BPF_TRACE_ITER);
+        put64(a, 16, info.as_ptr() as u64);
+        put32(a, 24, std::mem::size_of_val(&info) as u32);
+    })?;
+    let iter = syscall_fd("opening the iterator", BPF_ITER_CREATE, |a| {
+        put32(a, 0, link.as_raw_fd() as u32);
+    })?;
+    Ok(std::fs::File::from(iter))
+}
+
+/// The fd table in the fd-table program's records: (pid, fd, socket inode or 0).
+fn read_table(file: std::fs::File) -> Result<FdTable, FdIterError> {
     let mut table = FdTable::default();
+    read_records(file, RECORD, |r| {
+        table.fds += 1;
+        let inode = u64::from_ne_bytes([r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]]);
+        if inode != 0 {
+            let fd = u32::from_ne_bytes([r[4], r[5], r[6], r[7]]);
+            table.sockets.push((fd, inode));
+        }
+    })?;
+    Ok(table)
+}
+
+/// Reads an iterator to its end, handing each record of `size` bytes to
+/// `each`; every record must be of one process (a kernel that ignores the
+/// process asked for, before Linux 6.1, would report every process's fds
+/// as this one's).
+fn read_records(
+    mut file: std::fs::File,
+    size: usize,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), FdIterError> {
     let mut tgid = None;
     let mut buf = [0u8; 32 * 1024];
     let mut kept = 0;
@@ -161,22 +208,18 @@ fn read_table(mut file: std::fs::File) -> Result<FdTable, FdIterError> {
             }
         };
         let filled = kept + n;
-        let whole = filled - filled % RECORD;
-        for r in buf[..whole].chunks_exact(RECORD) {
-            let word = |i: usize| u32::from_ne_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
-            if *tgid.get_or_insert(word(0)) != word(0) {
+        let whole = filled - filled % size;
+        for r in buf[..whole].chunks_exact(size) {
+            let pid = u32::from_ne_bytes([r[0], r[1], r[2], r[3]]);
+            if *tgid.get_or_insert(pid) != pid {
                 return Err(FdIterError::NotOneProcess);
             }
-            table.fds += 1;
-            let inode = u64::from(word(8)) | (u64::from(word(12)) << 32);
-            if inode != 0 {
-                table.sockets.push((word(4), inode));
-            }
+            each(r);
         }
         buf.copy_within(whole..filled, 0);
         kept = filled - whole;
     }
-    Ok(table)
+    Ok(())
 }
 
 /// Loads the program; the verifier's log is asked for only to explain a refusal.
