@@ -93,6 +93,9 @@ pub struct ProcessReport {
     /// The runtime it runs on (`jvm`, `go`, `node`, `python`, `nginx`), when recognised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Runtime>,
+    /// The connection-pool libraries seen in it (`hikaricp`, `okhttp`, `libpq`, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub libraries: Vec<crate::snapshot::Library>,
     /// TCP sockets it holds that the kernel closed (reset, timeout) and
     /// unhashed: in no state count above (absent when none).
     #[serde(skip_serializing_if = "is_zero")]
@@ -141,6 +144,7 @@ impl Report {
                     threads: p.threads,
                     workload: p.workload.clone(),
                     runtime: p.runtime,
+                    libraries: p.libraries.clone(),
                     closed_tcp_fds: p.closed_tcp_fds,
                     trend,
                 }

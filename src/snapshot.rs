@@ -158,6 +158,10 @@ pub struct Process {
     /// The runtime it runs on, when recognised (read only for socket holders).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Runtime>,
+    /// The connection-pool libraries it is seen to run (from its thread
+    /// names or mapped libraries), so that advice names their settings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libraries: Vec<Library>,
     /// TCP sockets in its fd table that are in no TCP table of the namespace:
     /// closed by a reset or a timeout (state CLOSE, unhashed), never close()d.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -196,6 +200,39 @@ pub struct ClosedGroup {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A client library that keeps a pool of connections, told without attaching
+/// to the process: by the threads it names or the library it maps.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Library {
+    /// The JDBC pool (threads `HikariPool-N housekeeper`, `... connection adder`).
+    Hikaricp,
+    /// Apache Commons Pool, under DBCP2 and Jedis (thread `commons-pool-evictor`).
+    CommonsPool,
+    /// The c3p0 JDBC pool (threads `C3P0PooledConnectionPoolManager...`).
+    C3p0,
+    /// The Tomcat JDBC pool (thread `PoolCleaner[...]`).
+    TomcatJdbc,
+    /// OkHttp's connection pool (threads `OkHttp ConnectionPool`, `OkHttp TaskRunner`).
+    Okhttp,
+    /// PostgreSQL's C client library (libpq), under psycopg and most PostgreSQL drivers
+    /// outside the JVM and Go.
+    Libpq,
+}
+
+impl Library {
+    pub fn name(self) -> &'static str {
+        match self {
+            Library::Hikaricp => "HikariCP",
+            Library::CommonsPool => "Commons Pool (DBCP2, Jedis)",
+            Library::C3p0 => "c3p0",
+            Library::TomcatJdbc => "Tomcat JDBC",
+            Library::Okhttp => "OkHttp",
+            Library::Libpq => "libpq",
+        }
+    }
 }
 
 /// What runs a process, as a person names it: a systemd unit, a container,

@@ -8,22 +8,9 @@
 
 mod common;
 
-use common::{Lab, findings, say};
+use common::{Lab, findings, report_when, say};
 use serde_json::Value;
-use std::time::{Duration, Instant};
-
-/// The report once `ready` holds of it (the kernel's timers need a moment:
-/// a SYN is retransmitted after 1 s), or the last one after 40 s.
-fn report_when(lab: &Lab, args: &[&str], ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let r = lab.report(args);
-        if ready(&r) || Instant::now() > deadline {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
+use std::time::Duration;
 
 /// The one finding of `kind` in the report.
 fn one<'a>(r: &'a Value, kind: &str) -> &'a Value {

@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod dense;
 pub mod fd_iter;
 pub mod kernel;
+pub mod libraries;
 pub mod netns;
 pub mod owners;
 pub mod proc_net;

@@ -538,6 +538,7 @@ fn describe(proc_root: &Path, pid: u32, fds: u32, socket_inodes: Vec<u64>) -> Op
     };
     let limits = std::fs::read_to_string(dir.join("limits")).unwrap_or_default();
     let (fd_soft_limit, fd_hard_limit) = open_files_limit(&limits);
+    let runtime = super::runtime::detect(&dir);
     Some(Process {
         pid,
         ppid: status_field("PPid"),
@@ -551,7 +552,8 @@ fn describe(proc_root: &Path, pid: u32, fds: u32, socket_inodes: Vec<u64>) -> Op
         tasks: Vec::new(),
         socket_inodes,
         workload: None,
-        runtime: super::runtime::detect(&dir),
+        runtime,
+        libraries: super::libraries::detect(&dir, runtime),
         closed_tcp_fds: 0,
         closed_tcp: Vec::new(),
     })

@@ -30,18 +30,8 @@ const MAX_POLLFDS: usize = 4;
 
 /// Reads the threads of `pid`; an unreadable or vanished one is left out.
 pub fn read(proc_dir: &Path) -> Vec<Task> {
-    let Ok(entries) = std::fs::read_dir(proc_dir.join("task")) else {
-        return Vec::new();
-    };
-    let named: Vec<(u32, String)> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .take(MAX_NAMES)
-        .filter_map(|tid| {
-            let path = proc_dir.join("task").join(tid.to_string()).join("comm");
-            let comm = std::fs::read(path).ok()?;
-            Some((tid, super::procfs::lossless_text(comm.trim_ascii_end())))
-        })
+    let named: Vec<(u32, String)> = names(proc_dir)
+        .into_iter()
         .filter(|(_, comm)| !is_housekeeping(comm))
         .collect();
     let mem = File::open(proc_dir.join("mem")).ok();
@@ -51,6 +41,24 @@ pub fn read(proc_dir: &Path) -> Vec<Task> {
         .collect();
     tasks.sort_by_key(|t| t.tid);
     tasks
+}
+
+/// (tid, name) of up to [`MAX_NAMES`] threads of the process at `proc_dir`;
+/// an unreadable or vanished one is left out.
+pub fn names(proc_dir: &Path) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir(proc_dir.join("task")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .take(MAX_NAMES)
+        .filter_map(|tid| {
+            let path = proc_dir.join("task").join(tid.to_string()).join("comm");
+            let comm = std::fs::read(path).ok()?;
+            Some((tid, super::procfs::lossless_text(comm.trim_ascii_end())))
+        })
+        .collect()
 }
 
 /// Up to `cap` of the threads, round-robin over their pools: the first of

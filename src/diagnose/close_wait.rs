@@ -210,8 +210,8 @@ impl CloseWaitCause {
             (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Client) => {
                 "Pooled connections closed by the server sit idle and nobody reads them. Make the \
                  pool's idle timeout shorter than the server's keep-alive timeout (urllib3/requests: \
-                 a smaller pool or retries on stale connections; HikariCP: idleTimeout and \
-                 maxLifetime below the server's; Go: http.Transport.IdleConnTimeout), validate or \
+                 a smaller pool or retries on stale connections; HikariCP: maxLifetime below the \
+                 server's; Go: http.Transport.IdleConnTimeout), validate or \
                  evict idle connections, or poll them for EOF."
             }
             (CloseWaitCause::UnreadAfterPeerClose, ConnSide::Server) => {

@@ -8,7 +8,7 @@
 //! keep the generic text alone.
 
 use super::{CloseWaitCause, ConnSide};
-use crate::snapshot::{Process, Runtime};
+use crate::snapshot::{Library, Process, Runtime};
 
 /// What the fix has to do, whatever the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,21 @@ pub fn suggest(generic: &str, owner: Option<&Process>, need: Need) -> String {
     let Some((p, runtime)) = owner.and_then(|p| Some((p, p.runtime?))) else {
         return generic.to_string();
     };
+    // The pool libraries seen in the process speak for the runtime where they can.
+    let libraries: Vec<String> = p
+        .libraries
+        .iter()
+        .filter_map(|&l| {
+            Some(format!(
+                "With {} (seen in the process): {}",
+                l.name(),
+                library_phrase(l, need)?
+            ))
+        })
+        .collect();
+    if !libraries.is_empty() {
+        return format!("{generic} {}", libraries.join(" "));
+    }
     match phrase(runtime, need) {
         Some(idiom) => format!(
             "{generic} {}: {}",
@@ -68,6 +83,44 @@ pub fn suggest(generic: &str, owner: Option<&Process>, need: Need) -> String {
         ),
         None => generic.to_string(),
     }
+}
+
+/// A pool library's own settings for a need, where they differ from the
+/// runtime's usual ones.
+fn library_phrase(library: Library, need: Need) -> Option<&'static str> {
+    if need != Need::StalePool {
+        return None;
+    }
+    Some(match library {
+        Library::Hikaricp => {
+            "set maxLifetime a few seconds below the server's idle or connection timeout \
+             (PostgreSQL idle_session_timeout, MySQL wait_timeout, a firewall's idle timeout); \
+             idleTimeout retires only connections above minimumIdle, so it does nothing in a \
+             fixed-size pool; from HikariCP 4, keepaliveTime also tests idle connections."
+        }
+        Library::CommonsPool => {
+            "set testWhileIdle with timeBetweenEvictionRunsMillis (and a validationQuery for \
+             DBCP2), and minEvictableIdleTimeMillis and maxConnLifetimeMillis below the server's \
+             idle timeout."
+        }
+        Library::C3p0 => {
+            "set maxIdleTime (or maxConnectionAge) below the server's idle timeout, and \
+             idleConnectionTestPeriod so that idle connections are tested."
+        }
+        Library::TomcatJdbc => {
+            "set testWhileIdle with a validationQuery and timeBetweenEvictionRunsMillis, and \
+             maxAge below the server's idle timeout."
+        }
+        Library::Okhttp => {
+            "give the OkHttpClient a ConnectionPool whose keepAliveDuration is below the \
+             server's keep-alive timeout (OkHttp's default is 5 minutes)."
+        }
+        Library::Libpq => {
+            "libpq itself does not pool, the application does: psycopg_pool's max_idle and \
+             max_lifetime below the server's timeout, with check=ConnectionPool.check_connection; \
+             SQLAlchemy's pool_recycle and pool_pre_ping."
+        }
+    })
 }
 
 fn title(runtime: Runtime) -> &'static str {
@@ -94,8 +147,8 @@ fn phrase(runtime: Runtime, need: Need) -> Option<&'static str> {
         }
         (Runtime::Jvm, Need::StalePool) => {
             "evict idle connections before the server's keep-alive timeout: HikariCP \
-             maxLifetime and idleTimeout below it, OkHttp ConnectionPool keepAliveDuration, \
-             Apache HttpClient evictIdleConnections."
+             maxLifetime below it, OkHttp ConnectionPool keepAliveDuration, Apache HttpClient \
+             evictIdleConnections."
         }
         (Runtime::Jvm, Need::ServerIdleTimeout) => {
             "set Socket.setSoTimeout on accepted sockets (Tomcat connectionTimeout and \

@@ -439,6 +439,7 @@ mod tests {
             runtime: None,
             closed_tcp_fds: 0,
             closed_tcp: Vec::new(),
+            libraries: Vec::new(),
         }
     }
 

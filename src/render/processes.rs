@@ -265,6 +265,7 @@ mod tests {
             threads: Some(4),
             workload: None,
             runtime: None,
+            libraries: Vec::new(),
             closed_tcp_fds,
             trend: None,
         }

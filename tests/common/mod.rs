@@ -295,6 +295,18 @@ impl Drop for Lab {
     }
 }
 
+/// The report once `ready` says so, or after 40 s (the test's assertions then say what is missing).
+pub fn report_when(lab: &Lab, args: &[&str], ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let r = lab.report(args);
+        if ready(&r) || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// The findings of a report of one kind.
 pub fn findings<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
     report["findings"]
