@@ -7,6 +7,7 @@
 use crate::collect::{CollectError, Collector, netns};
 use crate::diagnose::Window;
 use crate::plan::{Plan, Scope};
+use crate::render::text::escape;
 use crate::report::{Labelled, Report};
 use crate::snapshot::{LoadError, Snapshot};
 use std::collections::BTreeMap;
@@ -30,6 +31,18 @@ pub struct Refresh {
 }
 
 impl Refresh {
+    /// One line for each namespace skipped, saying why, its strings escaped:
+    /// for stderr.
+    pub fn skipped_lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.skipped.iter().map(|(label, e)| {
+            format!(
+                "connleak: skipped namespace {}: {}",
+                escape(label),
+                escape(&e.to_string())
+            )
+        })
+    }
+
     /// The reports with their labels, as the renderers take them.
     pub fn labelled(&self) -> Vec<Labelled<'_>> {
         self.namespaces
