@@ -253,12 +253,17 @@ pub enum Command {
     },
     /// A live view, refreshed every --interval seconds (findings on top); q or Ctrl-C quits.
     Watch,
-    /// A long-running agent for Prometheus: collects every --interval seconds (60 by default)
-    /// and serves the latest result over HTTP: GET /metrics (Prometheus), /report (the JSON
-    /// report) and /healthz. A scrape never triggers a collection. SIGTERM or SIGINT ends it.
+    /// A long-running agent for Prometheus: /metrics, /report and /healthz over HTTP.
+    ///
+    /// Collects every --interval seconds (60 by default) and serves the latest result: GET
+    /// /metrics (Prometheus' text format: the --prometheus series and the agent's own),
+    /// /report (the JSON report) and /healthz (200 once a collection succeeded, 503 before or
+    /// while the last one failed). A scrape never triggers a collection. A collection that
+    /// fails is counted (connleak_collection_errors_total) and said on stderr; the next one
+    /// proceeds. SIGTERM or SIGINT ends it.
     Serve {
-        /// Address and port to listen on, explicit (0.0.0.0:9187 for every interface,
-        /// 127.0.0.1:9187 for this host only).
+        /// Address and port to listen on, never implicit (0.0.0.0:9742 for every interface,
+        /// 127.0.0.1:9742 for this host only).
         #[arg(long, value_name = "ADDR:PORT")]
         listen: std::net::SocketAddr,
     },
@@ -305,7 +310,9 @@ fn reference() -> String {
         "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  2  an error: nothing \
          could be collected, or a bad argument, configuration or snapshot\n  connleak check: \
          0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect, or \
-         bad thresholds); its status survives a closed or full stdout\n\n\
+         bad thresholds); its status survives a closed or full stdout\n  connleak serve: \
+         0 when SIGTERM or SIGINT ended it, 2 when it could not start (the address, a bad flag \
+         or configuration); a collection that fails is counted, never fatal\n\n\
          FINDING KINDS (connleak explain KIND):\n{}\n\n\
          FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
          ENVIRONMENT:\n  NO_COLOR            no colour with --color auto (the default), even on a terminal\n  \
