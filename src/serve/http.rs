@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 128;
 /// Time a client has to send a request's head, from when one is awaited.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection's whole life, its responses written included.
