@@ -87,7 +87,9 @@ def run(a, ns):
         [a.binary, "serve", "--listen", "127.0.0.1:0", "--netns", ns,
          "--interval", str(a.interval)],
         stderr=subprocess.PIPE, text=True, env=env)
-    first = agent.stderr.readline()
+    first = agent.stderr.readline()  # "connleak: serving http://ADDR/metrics, ..."
+    if "http://" not in first:
+        sys.exit(f"connleak serve did not start: {first}")
     url = "http://" + first.split("http://")[1].split("/")[0]
     refreshes = [0]
     failed = [0]

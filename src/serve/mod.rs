@@ -57,15 +57,16 @@ pub fn run(pipeline: Pipeline, listen: SocketAddr) -> Result<(), ServeError> {
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let latest = Arc::new(Latest::new(sampler::starting()));
-    let every = pipeline.plan().interval.as_secs_f64();
+    // The first line, before the collections say anything: what it listens on.
+    stderr_line(&format!(
+        "connleak: serving http://{bound}/metrics, /report and /healthz; collecting every {} s",
+        pipeline.plan().interval.as_secs_f64()
+    ));
     let shared = Arc::clone(&latest);
     std::thread::Builder::new()
         .name("collect".into())
         .spawn(move || sampler::run(pipeline, &shared))
         .map_err(ServeError::Thread)?;
-    stderr_line(&format!(
-        "connleak: serving http://{bound}/metrics, /report and /healthz; collecting every {every} s"
-    ));
     runtime.block_on(async {
         tokio::select! {
             _ = term.recv() => {}
