@@ -66,10 +66,10 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub samples: u32,
 
-    /// Seconds between samples (with --samples) or refreshes (watch), 0.1 to 86400.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_INTERVAL,
-          value_parser = interval)]
-    pub interval: f64,
+    /// Seconds between samples (with --samples) or refreshes (watch, serve), 0.1 to 86400
+    /// [default: 5; serve: 60].
+    #[arg(long, global = true, value_name = "SECS", value_parser = interval)]
+    pub interval: Option<f64>,
 
     /// Where to read the socket table from.
     #[arg(long, global = true, value_enum, default_value_t = SourceChoice::Auto)]
@@ -143,9 +143,7 @@ impl Cli {
             fd_scan: self.fd_scan,
             host_root: self.host_root.clone(),
             samples: self.samples,
-            // The parser admits only finite, positive intervals; the fallback is never taken.
-            interval: std::time::Duration::try_from_secs_f64(self.interval)
-                .unwrap_or(std::time::Duration::from_secs(5)),
+            interval: self.interval(),
             filter: Filter {
                 pids: self.filter.pid.clone(),
                 ports: self.filter.port.clone(),
@@ -158,6 +156,18 @@ impl Cli {
 }
 
 impl Cli {
+    /// `--interval`, else the subcommand's default: an agent that runs for
+    /// months collects once a minute, as often as Prometheus scrapes.
+    fn interval(&self) -> std::time::Duration {
+        let default = match self.command {
+            Some(Command::Serve { .. }) => SERVE_INTERVAL,
+            _ => DEFAULT_INTERVAL,
+        };
+        // The parser admits only finite, positive intervals; the fallback is never taken.
+        std::time::Duration::try_from_secs_f64(self.interval.unwrap_or(default))
+            .unwrap_or(std::time::Duration::from_secs(5))
+    }
+
     /// The output format, chosen once.
     pub fn format(&self, thresholds: Thresholds) -> Format {
         if let Some(Command::Check { verbose }) = self.command {
@@ -243,6 +253,20 @@ pub enum Command {
     },
     /// A live view, refreshed every --interval seconds (findings on top); q or Ctrl-C quits.
     Watch,
+    /// A long-running agent for Prometheus: /metrics, /report and /healthz over HTTP.
+    ///
+    /// Collects every --interval seconds (60 by default) and serves the latest result: GET
+    /// /metrics (Prometheus' text format: the --prometheus series and the agent's own),
+    /// /report (the JSON report) and /healthz (200 once a collection succeeded, 503 before or
+    /// while the last one failed). A scrape never triggers a collection. A collection that
+    /// fails is counted (connleak_collection_errors_total) and said on stderr; the next one
+    /// proceeds. SIGTERM or SIGINT ends it.
+    Serve {
+        /// Address and port to listen on, never implicit (0.0.0.0:9742 for every interface,
+        /// 127.0.0.1:9742 for this host only).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+    },
     /// Explain a TCP state (who is in it, what ends it, which timer bounds it) or a finding kind.
     Explain {
         /// A state, as ss or RFC 9293 spells it (CLOSE_WAIT, close-wait, FIN-WAIT-2...), or a
@@ -286,7 +310,9 @@ fn reference() -> String {
         "EXIT STATUS:\n  0  the report was produced (whatever it found)\n  2  an error: nothing \
          could be collected, or a bad argument, configuration or snapshot\n  connleak check: \
          0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (could not collect, or \
-         bad thresholds); its status survives a closed or full stdout\n\n\
+         bad thresholds); its status survives a closed or full stdout\n  connleak serve: \
+         0 when SIGTERM or SIGINT ended it, 2 when it could not start (the address, a bad flag \
+         or configuration); a collection that fails is counted, never fatal\n\n\
          FINDING KINDS (connleak explain KIND):\n{}\n\n\
          FILES:\n  {}  thresholds, keys as the threshold flags in snake_case\n\n\
          ENVIRONMENT:\n  NO_COLOR            no colour with --color auto (the default), even on a terminal\n  \
@@ -302,6 +328,9 @@ fn reference() -> String {
 
 /// `--interval`'s default, seconds.
 const DEFAULT_INTERVAL: f64 = 5.0;
+
+/// `--interval`'s default for `serve`, seconds.
+const SERVE_INTERVAL: f64 = 60.0;
 
 /// `--interval`'s bounds, seconds: shorter is a busy loop, longer than a day
 /// is a typo (and `inf` or `1e30` cannot be slept).
@@ -329,11 +358,24 @@ fn interval(arg: &str) -> Result<f64, String> {
 pub fn validate(cli: &Cli) -> Result<(), String> {
     const REPORT_FORMATS: &[&str] = &["--json", "--prometheus"];
     const NOT_ON_SCREEN: &[&str] = &["--json", "--prometheus", "--output", "--save", "--samples"];
+    const NOT_SERVED: &[&str] = &[
+        "--json",
+        "--prometheus",
+        "--output",
+        "--save",
+        "--from",
+        "--samples",
+    ];
     // For explain and completions (no list), every flag but --output: they read nothing.
     let (name, what, ignored) = match &cli.command {
         None => return Ok(()),
         Some(Command::Check { .. }) => ("check", "prints one status line", Some(REPORT_FORMATS)),
         Some(Command::Watch) => ("watch", "draws on the terminal", Some(NOT_ON_SCREEN)),
+        Some(Command::Serve { .. }) => (
+            "serve",
+            "serves every format over HTTP from its own live collections",
+            Some(NOT_SERVED),
+        ),
         Some(Command::Explain { .. }) => ("explain", "reads nothing", None),
         Some(Command::Completions { .. }) => ("completions", "reads nothing", None),
     };
@@ -360,10 +402,7 @@ fn given(cli: &Cli) -> Vec<String> {
         ("--netns-pid", cli.netns_pid.is_some()),
         ("--all-netns", cli.all_netns),
         ("--samples", cli.samples != 1),
-        (
-            "--interval",
-            cli.interval.to_bits() != DEFAULT_INTERVAL.to_bits(),
-        ),
+        ("--interval", cli.interval.is_some()),
         ("--source", cli.source != SourceChoice::Auto),
         ("--fd-scan", cli.fd_scan != FdScan::Auto),
         ("--config", cli.config.is_some()),

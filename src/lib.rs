@@ -13,6 +13,8 @@
 //! - [`link`] joins the findings into incidents: a finding another one
 //!   explains becomes its consequence (`caused_by`), under its root cause.
 //! - [`report::Report`] is the JSON contract; [`render`] turns it into text.
+//! - [`serve`] is the long-running agent: the same pipeline every interval,
+//!   its latest result served over HTTP to Prometheus.
 //! - [`output`] delivers the text to stdout or a file without ever
 //!   destroying what is at the target (a device, a FIFO, a directory).
 
@@ -29,6 +31,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod report;
+pub mod serve;
 pub mod snapshot;
 pub mod tcp;
 pub mod threads;

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use connleak::cli::{self, Cli, Command};
 use connleak::collect::netns;
 use connleak::output::{self, emit, write_atomically};
-use connleak::pipeline::{Pipeline, Refresh};
+use connleak::pipeline::Pipeline;
 use connleak::plan::Plan;
 use connleak::render::{self, Format, text::escape};
 use connleak::report::worst;
@@ -135,13 +135,17 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Watch) => return watch(cli),
+        Some(Command::Serve { listen }) => return serve(cli, *listen),
         _ => {}
     }
     let plan = cli.plan()?;
     let format = cli.format(plan.thresholds);
     let mut pipeline = Pipeline::new(plan);
     let refresh = pipeline.run()?;
-    say_skipped(&refresh);
+    // With --all-netns, a namespace that vanished meanwhile is skipped, said on stderr.
+    refresh
+        .skipped_lines()
+        .for_each(|l| output::stderr_line(&l));
     if let Some(path) = &cli.save {
         let [one] = refresh.namespaces.as_slice() else {
             bail!(
@@ -162,17 +166,6 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-/// With --all-netns, a namespace that vanished meanwhile is skipped, said on stderr.
-fn say_skipped(refresh: &Refresh) {
-    for (label, e) in &refresh.skipped {
-        output::stderr_line(&format!(
-            "connleak: skipped namespace {}: {}",
-            escape(label),
-            escape(&e.to_string())
-        ));
-    }
-}
-
 /// `connleak watch`: the live view, over a window of its last refreshes.
 fn watch(cli: &Cli) -> anyhow::Result<ExitCode> {
     let plan = Plan {
@@ -180,5 +173,15 @@ fn watch(cli: &Cli) -> anyhow::Result<ExitCode> {
         ..cli.plan()?
     };
     connleak::watch::run(Pipeline::new(plan), cli.color())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `connleak serve`: the agent, until SIGTERM or SIGINT.
+fn serve(cli: &Cli, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    let plan = Plan {
+        samples: connleak::serve::WINDOW,
+        ..cli.plan()?
+    };
+    connleak::serve::run(Pipeline::new(plan), listen)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,9 +4,10 @@
 //! the same loop — [`Pipeline::refresh`] once per sample — so both show
 //! growth. Nothing here prints, and nothing here knows the command line.
 
-use crate::collect::{self, CollectError, netns};
+use crate::collect::{CollectError, Collector, netns};
 use crate::diagnose::Window;
 use crate::plan::{Plan, Scope};
+use crate::render::text::escape;
 use crate::report::{Labelled, Report};
 use crate::snapshot::{LoadError, Snapshot};
 use std::collections::BTreeMap;
@@ -30,6 +31,18 @@ pub struct Refresh {
 }
 
 impl Refresh {
+    /// One line for each namespace skipped, saying why, its strings escaped:
+    /// for stderr.
+    pub fn skipped_lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.skipped.iter().map(|(label, e)| {
+            format!(
+                "connleak: skipped namespace {}: {}",
+                escape(label),
+                escape(&e.to_string())
+            )
+        })
+    }
+
     /// The reports with their labels, as the renderers take them.
     pub fn labelled(&self) -> Vec<Labelled<'_>> {
         self.namespaces
@@ -64,13 +77,16 @@ pub enum PipelineError {
 /// A plan being carried out: the windows of earlier samples, per namespace.
 pub struct Pipeline {
     plan: Plan,
+    collector: Collector,
     windows: BTreeMap<Option<String>, Window>,
 }
 
 impl Pipeline {
     pub fn new(plan: Plan) -> Pipeline {
+        let collector = Collector::new(plan.source, plan.fd_scan, &plan.host_root);
         Pipeline {
             plan,
+            collector,
             windows: BTreeMap::new(),
         }
     }
@@ -90,11 +106,19 @@ impl Pipeline {
         Ok(last)
     }
 
-    /// One sample of every namespace of the plan, each diagnosed against its window.
+    /// One sample of every namespace of the plan, each diagnosed against its
+    /// window. The windows of namespaces that are gone are dropped: on a host
+    /// whose pods come and go, a long-running loop would otherwise keep one
+    /// per namespace that ever existed.
     pub fn refresh(&mut self) -> Result<Refresh, PipelineError> {
         let mut refresh = Refresh::default();
-        for target in self.targets() {
-            let label = target.as_ref().map(netns::Target::label);
+        let targets = self.targets();
+        let labels: Vec<Option<String>> = targets
+            .iter()
+            .map(|t| t.as_ref().map(netns::Target::label))
+            .collect();
+        self.windows.retain(|label, _| labels.contains(label));
+        for (target, label) in targets.into_iter().zip(labels) {
             // Another namespace than connleak's own may be a container's or a pod's.
             let foreign = self.plan.scope == Scope::AllNetns && target != Some(netns::Target::Own);
             match self.collect(target.as_ref()) {
@@ -135,20 +159,16 @@ impl Pipeline {
         if let Scope::Saved(path) = &self.plan.scope {
             return Ok(Snapshot::load(path)?);
         }
-        let (source, fds, root) = (
-            self.plan.source,
-            self.plan.fd_scan,
-            self.plan.host_root.as_path(),
-        );
+        let root = self.plan.host_root.as_path();
         let Some(target) = target else {
-            return Ok(collect::collect(source, fds, root)?);
+            return Ok(self.collector.collect()?);
         };
         let label = target.label();
         // setns moves one thread: a fresh one enters, collects, and ends.
         let collected = std::thread::scope(|s| {
             s.spawn(|| -> Result<Snapshot, PipelineError> {
                 netns::enter(target, root)?;
-                Ok(collect::collect(source, fds, root)?)
+                Ok(self.collector.collect()?)
             })
             .join()
         })

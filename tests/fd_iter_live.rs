@@ -56,3 +56,25 @@ fn the_iterator_and_the_proc_scan_find_the_same_owners() {
         "{stderr}"
     );
 }
+
+/// A sampled run loads the iterator (its BTF parsed, its program verified)
+/// once, not at every sample: `watch` and `serve` refresh for as long as they run.
+#[test]
+fn the_iterator_is_loaded_once_per_process() {
+    let Some(mut lab) = Lab::new("fd-iter-once") else {
+        return;
+    };
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        say("SKIP the iterator is loaded once: this kernel has no BTF");
+        return;
+    }
+    lab.spawn("leak_server", &["--port", "7001"]);
+    lab.spawn("clients", &["--port", "7001", "--n", "5"]);
+    let args = ["--json", "--samples", "4", "--interval", "0.1"];
+    let out = lab.connleak_output_env(&args, ("CONNLEAK_TIMINGS", "1"));
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let loads = stderr.matches("timing fd iterator load").count();
+    let scans = stderr.matches("timing fd scan").count();
+    assert_eq!((loads, scans), (1, 4), "{stderr}");
+}

@@ -26,10 +26,12 @@ use crate::snapshot::{Meta, Netns, SNAPSHOT_VERSION, Snapshot, Socket, SocketSou
 use crate::tcp::TcpState;
 use crate::timings;
 use dense::DenseSet;
+use fd_iter::FdIter;
 use rustc_hash::FxHashSet;
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Which socket table to read (the command line names them: `cli`).
@@ -71,81 +73,132 @@ pub enum CollectError {
     Neither { netlink: String, proc: String },
 }
 
-/// Takes a snapshot of the host whose root is `host_root` (`/`, or where a
-/// container mounted it), in the current network namespace, now.
-pub fn collect(
+/// What every collection of one process shares, set up at the first that
+/// needs it and reused by the next ones: a sampled run, `watch` and `serve`
+/// collect again and again, and the fd iterator costs a read and parse of
+/// the kernel's BTF (megabytes) and a pass of the BPF verifier to load.
+/// Shared by reference with the threads that enter other namespaces: the
+/// loaded program reads fd tables whatever network namespace asks.
+pub struct Collector {
     source: SourceChoice,
     fd_scan: FdScan,
-    host_root: &Path,
-) -> Result<Snapshot, CollectError> {
-    let started = Instant::now();
-    let proc_root = &host_root.join("proc");
-    if !proc_root.is_dir() {
-        return Err(CollectError::NoProc(host_root.display().to_string()));
+    host_root: PathBuf,
+    /// The fd iterator once it was tried: `None` when it cannot be used here
+    /// (then every scan reads `/proc`, without trying again).
+    fd_iter: OnceLock<Option<FdIter>>,
+}
+
+impl Collector {
+    /// A collector of the host whose root is `host_root` (`/`, or where a
+    /// container mounted it); nothing is loaded before the first collection.
+    pub fn new(source: SourceChoice, fd_scan: FdScan, host_root: &Path) -> Collector {
+        Collector {
+            source,
+            fd_scan,
+            host_root: host_root.to_path_buf(),
+            fd_iter: OnceLock::new(),
+        }
     }
-    let taken_at_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut unreadable = Unreadable::default();
-    let netns = netns(proc_root, host_root);
-    // The kernel's dump and the fd scan are independent: run them side by side.
-    let (sockets, tables) = std::thread::scope(|s| {
-        let tables = s.spawn(|| {
-            timings::phase("fd scan", || {
-                owners::scan_fd_tables(proc_root, netns.inode, fd_scan)
-            })
+
+    /// Takes a snapshot of the calling thread's network namespace, now.
+    pub fn collect(&self) -> Result<Snapshot, CollectError> {
+        let host_root = self.host_root.as_path();
+        let started = Instant::now();
+        let proc_root = &host_root.join("proc");
+        if !proc_root.is_dir() {
+            return Err(CollectError::NoProc(host_root.display().to_string()));
+        }
+        let taken_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut unreadable = Unreadable::default();
+        let netns = netns(proc_root, host_root);
+        // The kernel's dump and the fd scan are independent: run them side by side.
+        let (sockets, tables) = std::thread::scope(|s| {
+            let tables = s.spawn(|| {
+                timings::phase("fd scan", || {
+                    let iterator = self.fd_iter(proc_root);
+                    owners::scan_fd_tables(proc_root, netns.inode, iterator)
+                })
+            });
+            let sockets = timings::phase("dump", || {
+                read_sockets(self.source, proc_root, &mut unreadable)
+            });
+            (sockets, tables.join())
         });
-        let sockets = timings::phase("dump", || read_sockets(source, proc_root, &mut unreadable));
-        (sockets, tables.join())
-    });
-    let (sockets, source) = sockets?;
-    let tables = tables.map_err(|_| CollectError::Panicked("the /proc fd scan"))?;
-    let (tcp_inodes, wants_tasks) = timings::phase("join", || inodes(&sockets));
-    let mut processes = owners::owners(
-        proc_root,
-        tables,
-        &tcp_inodes,
-        &wants_tasks,
-        &mut unreadable,
-    );
-    let mut namer = workload::Namer::new(host_root);
-    for p in &mut processes {
-        p.workload = namer.of_process(proc_root, p.pid);
+        let (sockets, source) = sockets?;
+        let tables = tables.map_err(|_| CollectError::Panicked("the /proc fd scan"))?;
+        let (tcp_inodes, wants_tasks) = timings::phase("join", || inodes(&sockets));
+        let mut processes = owners::owners(
+            proc_root,
+            tables,
+            &tcp_inodes,
+            &wants_tasks,
+            &mut unreadable,
+        );
+        let mut namer = workload::Namer::new(host_root);
+        for p in &mut processes {
+            p.workload = namer.of_process(proc_root, p.pid);
+        }
+        // Connections never accepted (and orphans) have no process: their
+        // cgroup, the listener's, is the only link to a workload.
+        let unowned_cgroups: FxHashSet<u64> = sockets
+            .iter()
+            .filter(|s| s.inode() == 0)
+            .filter_map(Socket::cgroup_id)
+            .collect();
+        let cgroups = cgroup::paths(proc_root, host_root, &unowned_cgroups);
+        let kernel = timings::phase("kernel", || kernel::read(proc_root, &mut unreadable));
+        let text = |rel: &str| {
+            std::fs::read_to_string(proc_root.join(rel))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        let meta = Meta {
+            taken_at_ms,
+            duration_ms: 0,
+            host: text("sys/kernel/hostname"),
+            kernel_release: text("sys/kernel/osrelease"),
+            netns,
+            source,
+            connleak_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let mut snapshot = Snapshot {
+            snapshot_version: SNAPSHOT_VERSION,
+            meta,
+            sockets,
+            processes,
+            kernel,
+            unreadable,
+            cgroups,
+        };
+        snapshot.meta.duration_ms =
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(snapshot)
     }
-    // Connections never accepted (and orphans) have no process: their
-    // cgroup, the listener's, is the only link to a workload.
-    let unowned_cgroups: FxHashSet<u64> = sockets
-        .iter()
-        .filter(|s| s.inode() == 0)
-        .filter_map(Socket::cgroup_id)
-        .collect();
-    let cgroups = cgroup::paths(proc_root, host_root, &unowned_cgroups);
-    let kernel = timings::phase("kernel", || kernel::read(proc_root, &mut unreadable));
-    let text = |rel: &str| {
-        std::fs::read_to_string(proc_root.join(rel))
-            .ok()
-            .map(|s| s.trim().to_string())
-    };
-    let meta = Meta {
-        taken_at_ms,
-        duration_ms: 0,
-        host: text("sys/kernel/hostname"),
-        kernel_release: text("sys/kernel/osrelease"),
-        netns,
-        source,
-        connleak_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let mut snapshot = Snapshot {
-        snapshot_version: SNAPSHOT_VERSION,
-        meta,
-        sockets,
-        processes,
-        kernel,
-        unreadable,
-        cgroups,
-    };
-    snapshot.meta.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(snapshot)
+
+    /// The fd iterator, loaded at the first call where `--fd-scan auto`
+    /// allows it and `/proc` under the host root is a real procfs (not a
+    /// copy, as in tests, of which the iterator would know nothing).
+    fn fd_iter(&self, proc_root: &Path) -> Option<&FdIter> {
+        self.fd_iter
+            .get_or_init(|| {
+                if self.fd_scan != FdScan::Auto || !fd_iter::is_procfs(proc_root) {
+                    return None;
+                }
+                match timings::phase("fd iterator load", || FdIter::load(proc_root)) {
+                    Ok(iterator) => {
+                        timings::note("fd tables read by a BPF task-file iterator");
+                        Some(iterator)
+                    }
+                    Err(e) => {
+                        timings::note(&format!("fd tables read from /proc: no fd iterator: {e}"));
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
 }
 
 /// The inodes of the snapshot's sockets, and of those whose owners' threads

@@ -16,7 +16,6 @@
 //! fields used, not through procfs, whose parsers fail a whole file for one
 //! field an older or newer kernel lacks.
 
-use super::FdScan;
 use super::dense::DenseSet;
 use super::fd_iter::FdIter;
 use super::procfs::{cmdline_text, lossless_text, open_files_limit, socket_inode, trim_newline};
@@ -61,11 +60,11 @@ enum Probe {
 
 /// Every process's fd table, as read: the first half of the owner scan,
 /// which needs no socket table and so runs while the kernel dumps it.
-pub struct FdTables {
+pub struct FdTables<'a> {
     scans: Vec<(u32, Scan)>,
     /// The fd iterator the tables were read with, if any: it also reads
     /// the sockets the kernel closed.
-    iterator: Option<FdIter>,
+    iterator: Option<&'a FdIter>,
     /// Why `/proc` itself could not be listed, if it could not.
     failed: Option<(String, String)>,
 }
@@ -77,8 +76,13 @@ pub struct FdTables {
 /// process can name the same inode as a socket of this one: such processes
 /// are never owners here, and not scanning them is also the speed win on a
 /// host of containers. Kernel threads (no fds) are skipped too, and the
-/// largest fd tables go first, so that the threads end together.
-pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>, by: FdScan) -> FdTables {
+/// largest fd tables go first, so that the threads end together. Each
+/// table is read by `iterator` when there is one, else from `/proc`.
+pub fn scan_fd_tables<'a>(
+    proc_root: &Path,
+    netns: Option<u64>,
+    iterator: Option<&'a FdIter>,
+) -> FdTables<'a> {
     let failed = |e: Errno| FdTables {
         scans: Vec::new(),
         iterator: None,
@@ -89,18 +93,6 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>, by: FdScan) -> FdTab
         Ok(fd) => fd,
         Err(e) => return failed(e),
     };
-    let iterator = (by == FdScan::Auto && is_procfs(&proc_dir))
-        .then(|| FdIter::load(proc_root))
-        .and_then(|loaded| match loaded {
-            Ok(iterator) => {
-                timings::note("fd tables read by a BPF task-file iterator");
-                Some(iterator)
-            }
-            Err(e) => {
-                timings::note(&format!("fd tables read from /proc: no fd iterator: {e}"));
-                None
-            }
-        });
     let pids = match list_pids(&proc_dir) {
         Ok(p) => p,
         Err(e) => return failed(e),
@@ -123,27 +115,12 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>, by: FdScan) -> FdTab
     todo.sort_unstable_by(|a, b| b.cmp(a));
     // The iterator reads a table whole: no slices for it.
     let slice = if iterator.is_some() { u64::MAX } else { SLICE };
-    scans.extend(scan_all(
-        &proc_dir,
-        &todo,
-        threads,
-        slice,
-        iterator.as_ref(),
-    ));
+    scans.extend(scan_all(&proc_dir, &todo, threads, slice, iterator));
     FdTables {
         scans,
         iterator,
         failed: None,
     }
-}
-
-/// Whether `dir` is a real procfs (not a copy of one, as in tests, where the
-/// iterator would report the real processes instead).
-fn is_procfs(dir: &OwnedFd) -> bool {
-    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-    // `f_type`'s width differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    rustix::fs::fstatfs(dir).is_ok_and(|st| st.f_type as i64 == PROC_SUPER_MAGIC)
 }
 
 /// `f` of every item, on `threads` threads that each take the next item
@@ -227,8 +204,7 @@ pub fn owners(
                         .filter(|&i| tcp_inodes.contains(i))
                         .collect();
                     sockets.retain(|&(_, i)| !tcp_inodes.contains(i));
-                    let (closed_tcp_fds, closed_tcp) =
-                        probe.closed(pid, &sockets, tables.iterator.as_ref());
+                    let (closed_tcp_fds, closed_tcp) = probe.closed(pid, &sockets, tables.iterator);
                     if inodes.is_empty() && closed_tcp_fds == 0 {
                         continue;
                     }
@@ -697,10 +673,10 @@ mod tests {
         let tcp = DenseSet::new([7, 9].into_iter());
         let mut unreadable = Unreadable::default();
         let none = FxHashSet::default();
-        let tables = scan_fd_tables(&root, Some(netns), FdScan::Proc);
+        let tables = scan_fd_tables(&root, Some(netns), None);
         let procs = owners(&root, tables, &tcp, &none, &mut unreadable);
         let mut ignored = Unreadable::default();
-        let tables = scan_fd_tables(&root, None, FdScan::Proc);
+        let tables = scan_fd_tables(&root, None, None);
         let everyone = owners(&root, tables, &tcp, &none, &mut ignored);
         std::fs::remove_dir_all(&root)?;
         assert_eq!(procs.len(), 1);

@@ -1,9 +1,10 @@
-//! Prometheus' text exposition format, for node_exporter's textfile collector:
-//! socket counts by state (and by owning process, for the top processes
+//! Prometheus' text exposition format, for node_exporter's textfile collector
+//! and for `connleak serve`'s `/metrics`: socket counts by state (and by owning process, for the top processes
 //! only, to bound cardinality), findings by kind, severity and workload (the
 //! unit, container or pod, empty for none), fd use against
 //! the limit, the kernel counters that betray these states, and how the
-//! collection went. Label values are escaped as the format requires; process
+//! collection went; a running agent adds its own state (its version, when it
+//! last collected, how many collections failed). Label values are escaped as the format requires; process
 //! names are untrusted.
 
 use super::text::is_bidi_control;
@@ -55,6 +56,13 @@ impl Family {
             help,
             kind: "gauge",
             samples: Vec::new(),
+        }
+    }
+
+    fn counter(name: &'static str, help: &'static str) -> Family {
+        Family {
+            kind: "counter",
+            ..Family::gauge(name, help)
         }
     }
 
@@ -152,13 +160,10 @@ impl Exposition {
                 "connleak_netns_workload",
                 "1 for the workload that owns a network namespace (--all-netns).",
             ),
-            counters: Family {
-                kind: "counter",
-                ..Family::gauge(
-                    "connleak_kernel_counter_total",
-                    "Kernel TCP counters of the network namespace, since it was created.",
-                )
-            },
+            counters: Family::counter(
+                "connleak_kernel_tcp_events_total",
+                "Kernel TCP counters of the network namespace, since it was created.",
+            ),
             unreadable: Family::gauge(
                 "connleak_unreadable_processes",
                 "Processes whose fds could not be read, by reason.",
@@ -288,16 +293,66 @@ impl Exposition {
 
 /// Writes the reports (one per network namespace) as one exposition.
 pub fn write(out: &mut impl Write, reports: &[Labelled]) -> io::Result<()> {
+    write_families(out, exposition(reports).families())
+}
+
+/// What a running agent (`connleak serve`) says of itself beside its reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Agent<'a> {
+    pub version: &'a str,
+    /// When the last collection that succeeded was taken, seconds since the
+    /// epoch (`None`: none yet).
+    pub last_collection: Option<f64>,
+    /// Collections (and, with `--all-netns`, namespaces) that failed since it started.
+    pub errors: u64,
+    /// The last collection failed: `connleak_up` is 0 and no report is shown.
+    pub failing: bool,
+}
+
+/// A running agent's exposition: the reports of its last collection (none
+/// when it failed, or before the first) and the agent's own series.
+pub fn write_agent(out: &mut impl Write, reports: &[Labelled], agent: &Agent) -> io::Result<()> {
+    let mut exposition = exposition(reports);
+    if agent.failing {
+        exposition.up.add(String::new(), 0);
+    }
+    let mut build = Family::gauge(
+        "connleak_build_info",
+        "1, labelled with the version of connleak that serves these metrics.",
+    );
+    build.add(format!("{{version=\"{}\"}}", label(agent.version)), 1);
+    let mut last = Family::gauge(
+        "connleak_last_collection_timestamp_seconds",
+        "When the last collection that succeeded was taken, seconds since the epoch.",
+    );
+    if let Some(at) = agent.last_collection {
+        last.add(String::new(), format!("{at:.3}"));
+    }
+    let mut errors = Family::counter(
+        "connleak_collection_errors_total",
+        "Collections that failed (and namespaces that could not be read) since the agent started.",
+    );
+    errors.add(String::new(), agent.errors);
+    let families = exposition.families().into_iter();
+    write_families(out, families.chain([&build, &last, &errors]))
+}
+
+/// Every family of the reports, one namespace after the other.
+fn exposition(reports: &[Labelled]) -> Exposition {
     let mut exposition = Exposition::new();
     for l in reports {
         exposition.add(l.report, &Labels::of(l.label));
     }
+    exposition
+}
+
+/// The families that have samples: HELP, TYPE, then each sample.
+fn write_families<'a>(
+    out: &mut impl Write,
+    families: impl IntoIterator<Item = &'a Family>,
+) -> io::Result<()> {
     let mut text = String::new();
-    for fam in exposition
-        .families()
-        .into_iter()
-        .filter(|f| !f.samples.is_empty())
-    {
+    for fam in families.into_iter().filter(|f| !f.samples.is_empty()) {
         let _ = writeln!(text, "# HELP {} {}", fam.name, fam.help);
         let _ = writeln!(text, "# TYPE {} {}", fam.name, fam.kind);
         for (labels, value) in &fam.samples {

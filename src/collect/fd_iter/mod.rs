@@ -151,6 +151,15 @@ impl FdIter {
     }
 }
 
+/// Whether `proc_root` is a real procfs: the iterator numbers the processes
+/// of the running kernel, which a copy of `/proc` (a test's) does not show.
+pub fn is_procfs(proc_root: &Path) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    // `f_type`'s width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs(proc_root).is_ok_and(|st| st.f_type as i64 == PROC_SUPER_MAGIC)
+}
+
 /// An iterator of `prog` over the fd table of process `pid` (as this
 /// process's pid namespace numbers it): only that process's table (Linux 6.1).
 fn open(prog: &OwnedFd, pid: u32) -> Result<std::fs::File, FdIterError> {
