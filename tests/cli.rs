@@ -199,3 +199,23 @@ fn completions_for_each_shell() {
         );
     }
 }
+
+/// Timings name the fd scan that ran, also when it was asked for by name.
+#[test]
+fn timings_say_which_fd_scan_ran() {
+    let out = Command::new(CONNLEAK)
+        .args(["--fd-scan", "proc", "--json"])
+        .env("CONNLEAK_TIMINGS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("connleak: note fd tables read from /proc: --fd-scan proc"),
+        "{err}"
+    );
+}

@@ -89,18 +89,7 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>, by: FdScan) -> FdTab
         Ok(fd) => fd,
         Err(e) => return failed(e),
     };
-    let iterator = (by == FdScan::Auto && is_procfs(&proc_dir))
-        .then(|| FdIter::load(proc_root))
-        .and_then(|loaded| match loaded {
-            Ok(iterator) => {
-                timings::note("fd tables read by a BPF task-file iterator");
-                Some(iterator)
-            }
-            Err(e) => {
-                timings::note(&format!("fd tables read from /proc: no fd iterator: {e}"));
-                None
-            }
-        });
+    let iterator = fd_iterator(proc_root, &proc_dir, by);
     let pids = match list_pids(&proc_dir) {
         Ok(p) => p,
         Err(e) => return failed(e),
@@ -135,6 +124,24 @@ pub fn scan_fd_tables(proc_root: &Path, netns: Option<u64>, by: FdScan) -> FdTab
         iterator,
         failed: None,
     }
+}
+
+/// The BPF fd iterator, where `by` allows it and it loads; says which
+/// scan runs (and why not the iterator) when timings are asked for.
+fn fd_iterator(proc_root: &Path, proc_dir: &OwnedFd, by: FdScan) -> Option<FdIter> {
+    let why_not = match by {
+        FdScan::Proc => "--fd-scan proc".to_string(),
+        FdScan::Auto if !is_procfs(proc_dir) => format!("{} is not a procfs", proc_root.display()),
+        FdScan::Auto => match FdIter::load(proc_root) {
+            Ok(iterator) => {
+                timings::note("fd tables read by a BPF task-file iterator");
+                return Some(iterator);
+            }
+            Err(e) => format!("no fd iterator: {e}"),
+        },
+    };
+    timings::note(&format!("fd tables read from /proc: {why_not}"));
+    None
 }
 
 /// Whether `dir` is a real procfs (not a copy of one, as in tests, where the
