@@ -200,8 +200,8 @@ fn writers(owner: &Process, socks: &[&Socket]) -> Option<String> {
         })
         .collect();
     Some(format!(
-        "{} threads of pid {} blocked sending on them: {}{}",
-        blocked.len(),
+        "{} of pid {} blocked sending on them: {}{}",
+        plural(blocked.len() as u64, "thread"),
         owner.pid,
         shown.join(", "),
         if blocked.len() > 3 { ", ..." } else { "" }

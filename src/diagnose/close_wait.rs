@@ -35,7 +35,7 @@
 
 use super::{
     ConnSide, Context, Finding, Rule, Severity, canonical, farewell, human_duration, idioms,
-    percent, who,
+    percent, plural, who,
 };
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
@@ -336,12 +336,12 @@ fn evidence(
     }
     let mut evidence = vec![match side {
         ConnSide::Server => format!(
-            "{who} holds {} CLOSE_WAIT sockets accepted on listener {at}",
-            g.count
+            "{who} holds {} accepted on listener {at}",
+            plural(g.count, "CLOSE_WAIT socket")
         ),
         ConnSide::Client => format!(
-            "{who} holds {} CLOSE_WAIT sockets toward {at} (client side)",
-            g.count
+            "{who} holds {} toward {at} (client side)",
+            plural(g.count, "CLOSE_WAIT socket")
         ),
     }];
     evidence.push(

@@ -6,7 +6,7 @@
 //! closes, and the one that half-closed and waits. A FIN-WAIT-2 socket that no
 //! process holds any more (orphaned) is bounded by `tcp_fin_timeout`.
 
-use super::{Context, Finding, Rule, Severity, canonical, who};
+use super::{Context, Finding, Rule, Severity, canonical, plural, who};
 use crate::snapshot::{Socket, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -175,9 +175,8 @@ fn orphan_finding(cx: &Context, orphans: Vec<usize>) -> Finding {
         count: orphans.len() as u64,
         evidence: vec![
             format!(
-                "{} FIN-WAIT-2 sockets no process holds: this host closed them and the peers \
-                 never sent their FIN",
-                orphans.len()
+                "{} no process holds: this host closed them and the peers never sent their FIN",
+                plural(orphans.len() as u64, "FIN-WAIT-2 socket")
             ),
             match timeout {
                 Some(t) => format!("the kernel drops each after net.ipv4.tcp_fin_timeout = {t} s"),

@@ -16,7 +16,7 @@
 
 use super::idioms::{Need, suggest};
 use super::pools::{self, Pool, Wait};
-use super::{Context, Finding, Rule, Severity, canonical, who};
+use super::{Context, Finding, Rule, Severity, canonical, plural, who};
 use crate::snapshot::{Process, Runtime, Socket, endpoint};
 use crate::tcp::TcpState;
 use serde::Serialize;
@@ -162,7 +162,8 @@ pub(super) fn unread_evidence(
     }
     let mut evidence = vec![
         format!(
-            "{count} connections accepted on {} by {} hold {bytes} request bytes nobody read",
+            "{} accepted on {} by {}, with {bytes} request bytes nobody read",
+            plural(count, "connection"),
             endpoint(&listener),
             who(Some(owner))
         ),
