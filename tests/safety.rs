@@ -295,6 +295,48 @@ fn all_netns_unprivileged_reads_its_own_namespace() {
     assert_eq!(cmd.status().unwrap().code(), Some(0));
 }
 
+/// Processes that exited before the scan (zombies: no namespace, no fds) are
+/// counted in no namespace: not as "exited while being scanned" in each.
+/// As root, every namespace (a second one made for the test); else our own.
+#[test]
+fn exited_processes_are_not_counted_in_every_namespace() {
+    const ZOMBIES: u64 = 20;
+    let mut parent = Command::new("sh")
+        .args([
+            "-c",
+            &format!("for i in $(seq {ZOMBIES}); do sleep 0 & done; exec sleep 30"),
+        ])
+        .spawn()
+        .unwrap();
+    let mut other = is_root()
+        .then(|| {
+            Command::new("unshare")
+                .args(["-n", "sleep", "30"])
+                .spawn()
+                .ok()
+        })
+        .flatten();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = run(&["--all-netns", "--json"]);
+    let _ = parent.kill();
+    let _ = parent.wait();
+    if let Some(child) = other.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let namespaces = report["namespaces"].as_array().unwrap();
+    if is_root() {
+        assert!(namespaces.len() >= 2, "{report}");
+    }
+    for ns in namespaces {
+        let vanished = ns["unreadable"]["processes_vanished"].as_u64().unwrap_or(0);
+        // Other processes of this busy host may really exit mid-scan; not all twenty.
+        assert!(vanished < ZOMBIES, "{}: {vanished}", ns["netns"]);
+    }
+}
+
 #[test]
 fn the_hosts_namespace_is_called_host() {
     if !is_root() {

@@ -190,6 +190,10 @@ fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Pro
             // init of another user namespace, an LSM): scan it, as before
             // namespaces were compared, and let the fd table say.
             Err(Errno::ACCESS | Errno::PERM) => {}
+            // Exited before it could be placed (a zombie has no namespace and
+            // no fds): it held nothing of this namespace's that we would miss,
+            // and counting it would count it in every namespace.
+            Err(Errno::NOENT | Errno::SRCH) => return Probe::Skip,
             Err(e) => return Probe::Failed(classify(e)),
         }
     }
@@ -656,8 +660,9 @@ mod tests {
     }
 
     /// A fake /proc with one socket-holding process, one without TCP
-    /// sockets, one gone, and one in another network namespace whose fd
-    /// names the same inode: only the first is an owner.
+    /// sockets, one gone once placed in this namespace (counted), one gone
+    /// before (of no namespace: not counted), and one in another network
+    /// namespace whose fd names the same inode: only the first is an owner.
     #[test]
     fn scans_a_fake_proc_tree() -> std::io::Result<()> {
         let root = std::env::temp_dir().join(format!("connleak-owners-{}", std::process::id()));
@@ -684,6 +689,7 @@ mod tests {
         std::fs::create_dir_all(q.join("fd"))?;
         symlink("socket:[99]", q.join("fd/5"))?;
         std::fs::create_dir_all(root.join("300"))?; // no fd dir: exited
+        std::fs::create_dir_all(root.join("500"))?; // not even a namespace: exited before
         let other = root.join("400");
         std::fs::create_dir_all(other.join("fd"))?;
         symlink("socket:[7]", other.join("fd/3"))?;
@@ -692,11 +698,12 @@ mod tests {
         let ours = root.join("thread-self/ns/net");
         std::fs::create_dir_all(root.join("thread-self/ns"))?;
         std::fs::write(&ours, "")?;
-        for pid in ["100", "200", "400"] {
+        for pid in ["100", "200", "300", "400"] {
             std::fs::create_dir_all(root.join(pid).join("ns"))?;
         }
         std::fs::hard_link(&ours, p.join("ns/net"))?;
         std::fs::hard_link(&ours, q.join("ns/net"))?;
+        std::fs::hard_link(&ours, root.join("300/ns/net"))?;
         std::fs::write(other.join("ns/net"), "")?;
         let netns = std::fs::metadata(&ours)?.ino();
         let tcp = DenseSet::new([7, 9].into_iter());
