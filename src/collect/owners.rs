@@ -54,7 +54,7 @@ enum Scan {
 enum Probe {
     /// Worth scanning; about this many fds (0: the kernel does not say).
     Scan(u64),
-    /// In another network namespace, or no fd at all (a kernel thread).
+    /// In another network namespace, or in none any more (it exited).
     Skip,
     Failed(Scan),
 }
@@ -200,8 +200,10 @@ fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Pro
     if !counted {
         return Probe::Scan(0);
     }
+    // Zero is a kernel thread's empty table, or one the kernel will not
+    // count for us (ptrace access denied, even to root under some LSMs and
+    // user namespaces): listing it tells them apart.
     match statat(proc_dir, format!("{pid}/fd"), AtFlags::empty()) {
-        Ok(st) if st.st_size <= 0 => Probe::Skip,
         Ok(st) => Probe::Scan(u64::try_from(st.st_size).unwrap_or(0)),
         Err(e) => Probe::Failed(classify(e)),
     }
@@ -339,11 +341,10 @@ fn scan_fds(proc_dir: &OwnedFd, pid: u32, expected: u64) -> Scan {
     let hole_budget = expected / 8 + 64;
     while u64::from(table.fds) < expected && holes <= hole_budget {
         let mut name = [0u8; 12];
-        if table
-            .read(&fd_dir, fd_name(tried, &mut name), tried)
-            .is_none()
-        {
-            holes += 1;
+        match table.read(&fd_dir, fd_name(tried, &mut name), tried) {
+            Ok(true) => {}
+            Ok(false) => holes += 1,
+            Err(e) => return classify(e),
         }
         tried += 1;
     }
@@ -427,7 +428,9 @@ fn scan_slice(proc_dir: &OwnedFd, pid: u32, numbers: Range<u32>) -> Scan {
     let mut table = Table::default();
     for n in numbers {
         let mut name = [0u8; 12];
-        table.read(&fd_dir, fd_name(n, &mut name), n);
+        if let Err(e) = table.read(&fd_dir, fd_name(n, &mut name), n) {
+            return classify(e);
+        }
     }
     table.into_scan()
 }
@@ -481,15 +484,21 @@ struct Table {
 }
 
 impl Table {
-    /// Reads the link of fd `fd` (named `name`): `Some` (and counted) when it is open.
-    fn read(&mut self, fd_dir: &OwnedFd, name: &CStr, fd: u32) -> Option<()> {
+    /// Reads the link of fd `fd` (named `name`): `true` (and counted) when
+    /// it is open, `false` when it is not; an error when the table may not
+    /// be read (a directory we may list, of links we may not follow).
+    fn read(&mut self, fd_dir: &OwnedFd, name: &CStr, fd: u32) -> rustix::io::Result<bool> {
         let mut link = [0u8; 64];
-        let len = readlinkat_raw(fd_dir, name, &mut link[..]).ok()?;
+        let len = match readlinkat_raw(fd_dir, name, &mut link[..]) {
+            Ok(len) => len,
+            Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(e),
+            Err(_) => return Ok(false),
+        };
         self.fds += 1;
         if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
             self.sockets.push((fd, inode));
         }
-        Some(())
+        Ok(true)
     }
 
     /// Lists the table and reads every fd numbered `tried` or more.
@@ -504,7 +513,7 @@ impl Table {
                 continue; // `.`, `..`, or read by number already
             };
             // A link that fails to read is an fd closed since the listing: counted, not a socket.
-            if self.read(fd_dir, name, number).is_none() {
+            if !self.read(fd_dir, name, number)? {
                 self.fds += 1;
             }
         }
