@@ -17,14 +17,13 @@ const EXIT_ERROR: u8 = 2;
 const EXIT_UNKNOWN: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = cli::parse();
-    let check = matches!(cli.command, Some(Command::Check { .. }));
     std::panic::set_hook(Box::new(report_panic));
-    if let Err(e) = cli::validate(&cli) {
-        output::stderr_line(&format!("connleak: error: {}", escape(&e)));
-        return ExitCode::from(EXIT_ERROR);
-    }
-    if let Some(note) = netns::left_out().filter(|_| cli.all_netns) {
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(usage) => return fail(&usage.into(), true),
+    };
+    let check = matches!(cli.command, Some(Command::Check { .. }));
+    if let Some(note) = netns::left_out().filter(|_| cli.all_netns()) {
         output::stderr_line(&format!("connleak: note: {note}"));
     }
     // A bug must not leave a cron job or a monitoring plugin without an answer.
@@ -123,19 +122,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     match &cli.command {
-        Some(Command::Explain { topic }) => {
+        Some(Command::Explain { topic, .. }) => {
             let topic = render::explain::topic(topic.as_deref()).map_err(anyhow::Error::msg)?;
             render::explain::write(&mut out, &topic, usize::from(cli.width()))?;
-            emit(cli.output.as_deref(), &out)?;
+            emit(cli.output(), &out)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Some(Command::Completions { shell }) => {
+        Some(Command::Completions { shell, .. }) => {
             clap_complete::generate(*shell, &mut cli::command(), "connleak", &mut out);
-            emit(cli.output.as_deref(), &out)?;
+            emit(cli.output(), &out)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Some(Command::Watch) => return watch(cli),
-        Some(Command::Serve { listen }) => return serve(cli, *listen),
+        Some(Command::Watch { .. }) => return watch(cli),
+        Some(Command::Serve { listen, .. }) => return serve(cli, *listen),
         _ => {}
     }
     let plan = cli.plan()?;
@@ -146,7 +145,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     refresh
         .skipped_lines()
         .for_each(|l| output::stderr_line(&l));
-    if let Some(path) = &cli.save {
+    if let Some(path) = cli.save() {
         let [one] = refresh.namespaces.as_slice() else {
             bail!(
                 "--save writes one namespace's snapshot; use --netns NAME instead of --all-netns"
@@ -162,7 +161,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Format::Check { .. } => render::check::exit_code(worst(&reports)),
         _ => 0,
     };
-    emit(cli.output.as_deref(), &out).map_err(|e| e.with_exit_code(code))?;
+    emit(cli.output(), &out).map_err(|e| e.with_exit_code(code))?;
     Ok(ExitCode::from(code))
 }
 

@@ -123,6 +123,8 @@ impl Pipeline {
             let foreign = self.plan.scope == Scope::AllNetns && target != Some(netns::Target::Own);
             match self.collect(target.as_ref()) {
                 Ok(snapshot) => {
+                    // Its `ip netns` name, as the report calls it, wherever it was reached from.
+                    let label = label.map(|l| snapshot.meta.netns.name.clone().unwrap_or(l));
                     let report = self.diagnose(label.clone(), &snapshot, foreign);
                     refresh.namespaces.push(Diagnosed {
                         label,

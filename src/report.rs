@@ -75,6 +75,10 @@ pub struct Summary {
     pub states: BTreeMap<TcpState, u64>,
     /// Sockets no visible process holds (TIME_WAIT, not yet accepted, or owners we could not read).
     pub unowned: u64,
+    /// Of them, those some process holds (an fd names them) that could not be
+    /// read: denied, hidden, or exited meanwhile (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub held_unseen: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,8 +109,8 @@ pub struct ProcessReport {
     pub trend: Option<Trend>,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl Report {
@@ -175,6 +179,9 @@ impl Report {
                 sockets,
                 states,
                 unowned: sockets.saturating_sub(index.owned()),
+                held_unseen: (0..snapshot.sockets.len())
+                    .filter(|&i| snapshot.sockets[i].inode() != 0 && index.owner(i).is_none())
+                    .count() as u64,
             },
             processes,
             findings,

@@ -115,7 +115,20 @@ fn errors_say_what_to_do() {
         config.to_str().unwrap(),
     ]);
     std::fs::remove_file(&config).unwrap();
-    assert_one_line_error(&bad, &format!("configuration {}", config.display()));
+    // One short line: the file, the line, the key and what it accepts; no list of keys.
+    assert_one_line_error(
+        &bad,
+        &format!(
+            "configuration {} line 1: close_wait_warn must be a whole number, 0 or more, not a \
+             string",
+            config.display()
+        ),
+    );
+    assert!(
+        bad.stderr.len() < 200,
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     assert_one_line_error(
         &run(&[
             "--from",
@@ -169,9 +182,76 @@ fn explain_tells_the_state_machine() {
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        err.contains("unknown state or finding kind") && err.contains("close_wait_leak"),
+        err.contains("unknown state, finding kind or cause") && err.contains("close_wait_leak"),
         "{err}"
     );
+}
+
+/// `explain` knows every cause the JSON can name, from the rules' own enums.
+#[test]
+fn explain_answers_for_every_cause() {
+    for cause in connleak::diagnose::Cause::all() {
+        let out = run(&["explain", cause.name()]);
+        assert!(out.status.success(), "{}", cause.name());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(cause.about()), "{}: {text}", cause.name());
+        assert!(
+            flat.contains(&format!("cause of {}", cause.kind())),
+            "{text}"
+        );
+    }
+}
+
+/// Each subcommand's help lists what it accepts and nothing it refuses.
+#[test]
+fn help_lists_only_what_each_subcommand_accepts() {
+    let help = |sub: &str| String::from_utf8(run(&[sub, "--help"]).stdout).unwrap();
+    let flags = |text: &str| -> Vec<String> {
+        // The flag that opens each option's entry, not the ones its text mentions.
+        text.lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with('-'))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .collect()
+    };
+    for (sub, absent, present) in [
+        (
+            "check",
+            &["--json", "--prometheus", "--color"][..],
+            &["--output", "--save", "--fd-warn"][..],
+        ),
+        (
+            "watch",
+            &["--json", "--prometheus", "--output", "--save", "--samples"],
+            &["--interval", "--color", "--fd-warn"],
+        ),
+        (
+            "explain",
+            &["--close-wait-warn", "--port", "--json", "--from"],
+            &["--output"],
+        ),
+        (
+            "completions",
+            &["--close-wait-warn", "--idle", "--json"],
+            &["--output"],
+        ),
+    ] {
+        let listed = flags(&help(sub));
+        for flag in absent {
+            assert!(
+                !listed.iter().any(|f| f == flag),
+                "{sub} --help lists {flag}"
+            );
+        }
+        for flag in present {
+            assert!(
+                listed.iter().any(|f| f == flag),
+                "{sub} --help lacks {flag}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -187,6 +267,32 @@ fn check_says_unknown_when_it_cannot_collect() {
     assert_eq!(ok.status.code(), Some(1));
 }
 
+/// After `explain`, the states, kinds and causes; after `--state`, the states.
+#[test]
+fn completions_offer_topics_and_states() {
+    let bash = String::from_utf8(run(&["completions", "bash"]).stdout).unwrap();
+    let explain = bash
+        .split("connleak__subcmd__explain)")
+        .nth(1)
+        .and_then(|s| s.lines().find(|l| l.trim_start().starts_with("opts=")))
+        .unwrap_or_default();
+    for topic in [
+        "CLOSE_WAIT",
+        "close_wait_leak",
+        "never_closed_after_eof",
+        "peer_gone",
+    ] {
+        assert!(explain.contains(topic), "{explain}");
+    }
+    assert!(!explain.contains("--close-wait-warn"), "{explain}");
+    let state = bash
+        .split("--state)")
+        .nth(1)
+        .and_then(|s| s.lines().nth(1))
+        .unwrap_or_default();
+    assert!(state.contains("compgen -W \"ESTABLISHED"), "{state}");
+}
+
 #[test]
 fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
@@ -198,4 +304,24 @@ fn completions_for_each_shell() {
             "{shell}"
         );
     }
+}
+
+/// Timings name the fd scan that ran, also when it was asked for by name.
+#[test]
+fn timings_say_which_fd_scan_ran() {
+    let out = Command::new(CONNLEAK)
+        .args(["--fd-scan", "proc", "--json"])
+        .env("CONNLEAK_TIMINGS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("connleak: note fd tables read from /proc: --fd-scan proc"),
+        "{err}"
+    );
 }

@@ -198,6 +198,12 @@ fn netns_by_name_from_outside() {
     let by_pid: Value =
         serde_json::from_slice(&outside(&["--netns-pid", &pid, "--json"]).stdout).unwrap();
     assert_eq!(by_pid["findings"][0]["count"], 25);
+    // One label for the namespace, its name, in the check line as in the report.
+    let line = stdout(&outside(&["check", "--netns-pid", &pid]));
+    assert!(
+        line.contains(&format!(" in netns {}", lab.ns)) && !line.contains("pid:"),
+        "{line}"
+    );
     // Every namespace, each labelled; ours among them with its leak.
     let all: Value = serde_json::from_slice(&outside(&["--all-netns", "--json"]).stdout).unwrap();
     let ours = all["namespaces"]

@@ -295,6 +295,48 @@ fn all_netns_unprivileged_reads_its_own_namespace() {
     assert_eq!(cmd.status().unwrap().code(), Some(0));
 }
 
+/// Processes that exited before the scan (zombies: no namespace, no fds) are
+/// counted in no namespace: not as "exited while being scanned" in each.
+/// As root, every namespace (a second one made for the test); else our own.
+#[test]
+fn exited_processes_are_not_counted_in_every_namespace() {
+    const ZOMBIES: u64 = 20;
+    let mut parent = Command::new("sh")
+        .args([
+            "-c",
+            &format!("for i in $(seq {ZOMBIES}); do sleep 0 & done; exec sleep 30"),
+        ])
+        .spawn()
+        .unwrap();
+    let mut other = is_root()
+        .then(|| {
+            Command::new("unshare")
+                .args(["-n", "sleep", "30"])
+                .spawn()
+                .ok()
+        })
+        .flatten();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = run(&["--all-netns", "--json"]);
+    let _ = parent.kill();
+    let _ = parent.wait();
+    if let Some(child) = other.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let namespaces = report["namespaces"].as_array().unwrap();
+    if is_root() {
+        assert!(namespaces.len() >= 2, "{report}");
+    }
+    for ns in namespaces {
+        let vanished = ns["unreadable"]["processes_vanished"].as_u64().unwrap_or(0);
+        // Other processes of this busy host may really exit mid-scan; not all twenty.
+        assert!(vanished < ZOMBIES, "{}: {vanished}", ns["netns"]);
+    }
+}
+
 #[test]
 fn the_hosts_namespace_is_called_host() {
     if !is_root() {
@@ -338,43 +380,42 @@ fn interval_is_a_sane_number_of_seconds() {
     }
 }
 
+/// A flag a subcommand does not use is not part of it: the parser refuses
+/// it (clap's message and status), as it refuses any unknown flag.
 #[test]
 fn flags_that_would_do_nothing_are_refused() {
-    let leak = fixture("leak.json");
-    for (args, flag, sub) in [
-        (vec!["check", "--json", "--from", &leak], "--json", "check"),
-        (
-            vec!["check", "--prometheus", "--from", &leak],
-            "--prometheus",
-            "check",
-        ),
-        (vec!["explain", "--json"], "--json", "explain"),
-        (
-            vec!["--prometheus", "explain", "close_wait"],
-            "--prometheus",
-            "explain",
-        ),
-        (vec!["watch", "--json"], "--json", "watch"),
-        (vec!["watch", "--samples", "3"], "--samples", "watch"),
-        (vec!["watch", "--output", "/tmp/x"], "--output", "watch"),
-        (
-            vec!["completions", "bash", "--json"],
-            "--json",
-            "completions",
-        ),
+    for (args, flag) in [
+        (vec!["explain", "--json"], "--json"),
+        (vec!["watch", "--json"], "--json"),
+        (vec!["watch", "--samples", "3"], "--samples"),
+        (vec!["watch", "--output", "/tmp/x"], "--output"),
+        (vec!["watch", "--save", "/tmp/x"], "--save"),
+        (vec!["completions", "bash", "--json"], "--json"),
         (
             vec!["explain", "--close-wait-warn", "3"],
             "--close-wait-warn",
-            "explain",
         ),
-        (vec!["explain", "--port", "80"], "--port", "explain"),
+        (vec!["explain", "--port", "80"], "--port"),
+        (vec!["explain", "--color", "never"], "--color"),
     ] {
-        assert_refused(
-            &run(&args),
-            &format!("{flag} does nothing with `connleak {sub}`"),
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!("error: unexpected argument '{flag}' found")),
+            "{args:?}: {err}"
         );
     }
+    // Before the subcommand, a flag is the report's: not the subcommand's.
+    let out = run(&["--prometheus", "explain", "close_wait"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the subcommand 'explain' cannot be used with '--prometheus'"),
+        "{}",
+        stderr(&out)
+    );
     // What each does use stays accepted.
+    let leak = fixture("leak.json");
     let dir = TempDir::new("flags");
     let file = dir.path("out");
     let file = file.to_str().unwrap();
@@ -409,6 +450,98 @@ fn flags_that_would_do_nothing_are_refused() {
             stderr(&out)
         );
     }
+}
+
+/// Nagios reads 2 as CRITICAL: every bad invocation of `check` says
+/// UNKNOWN (3) on one status line, with the reason, not clap's usage text.
+#[test]
+fn a_bad_check_is_unknown_not_critical() {
+    let leak = fixture("leak.json");
+    for (args, reason) in [
+        (
+            vec!["check", "--bogus"],
+            "unexpected argument '--bogus' found",
+        ),
+        (
+            vec!["check", "--interval", "0"],
+            "invalid value '0' for '--interval <SECS>'",
+        ),
+        (
+            vec!["check", "--close-wait-warn", "abc"],
+            "invalid value 'abc' for '--close-wait-warn <N>'",
+        ),
+        (
+            vec!["check", "--close-wait-warn", "-5"],
+            "invalid value '-5' for '--close-wait-warn <N>'",
+        ),
+        (
+            vec!["check", "--json"],
+            "unexpected argument '--json' found",
+        ),
+        (
+            vec!["check", "--prometheus"],
+            "unexpected argument '--prometheus' found",
+        ),
+        (
+            vec!["check", "--save", "x", "--from", "x"],
+            "the argument '--save <FILE>' cannot be used with '--from <FILE>'",
+        ),
+        (
+            vec!["check", "--from", &leak, "--ports-warn", "200"],
+            "invalid value '200' for '--ports-warn <PCT>': 200 is not in 0..=100",
+        ),
+        (
+            vec!["--from", &leak, "check"],
+            "the subcommand 'check' cannot be used with '--from <FILE>'",
+        ),
+        (
+            vec!["check", "--state", "LEAKING"],
+            "invalid value 'LEAKING' for '--state <STATE>'",
+        ),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        let line = String::from_utf8(out.stdout.clone()).unwrap();
+        assert_eq!(line.lines().count(), 1, "{args:?}: {line}");
+        assert!(
+            line.starts_with(&format!("CONNLEAK UNKNOWN - {reason}")),
+            "{args:?}: {line}"
+        );
+        assert!(stderr(&out).is_empty(), "{args:?}: {}", stderr(&out));
+    }
+    // Asking for help is no error; other subcommands keep clap's status.
+    assert_eq!(run(&["check", "--help"]).status.code(), Some(0));
+    assert_eq!(run(&["--bogus"]).status.code(), Some(2));
+}
+
+/// Percentages above 100 could never be reached: refused at the flag and in
+/// the configuration file, naming the key, the file and its line.
+#[test]
+fn percentages_are_bounded() {
+    let leak = fixture("leak.json");
+    let out = run(&["--from", &leak, "--fd-warn", "150"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid value '150' for '--fd-warn <PCT>': 150 is not in 0..=100"),
+        "{}",
+        stderr(&out)
+    );
+    let dir = TempDir::new("percent");
+    let config = dir.path("connleak.toml");
+    std::fs::write(&config, "# ours\nports_warn = 200\n").unwrap();
+    let config = config.to_str().unwrap();
+    assert_refused(
+        &run(&["--from", &leak, "--config", config]),
+        &format!(
+            "configuration {config} line 2: ports_warn must be a whole number of percent, 0 to \
+             100, not 200"
+        ),
+    );
+    let check = run(&["check", "--from", &leak, "--config", config]);
+    assert_eq!(check.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("CONNLEAK UNKNOWN - configuration"));
+    let full = run(&["--from", &leak, "--fd-warn", "100", "--fd-crit", "100"]);
+    assert!(full.status.success(), "{}", stderr(&full));
 }
 
 #[test]
@@ -500,9 +633,15 @@ fn explain_takes_any_spelling_of_a_kind() {
         text.starts_with("NEW_SYN_RECV (RFC 9293: SYN-RECEIVED)\n"),
         "{text}"
     );
-    assert_refused(
-        &run(&["explain", "leaking"]),
-        "unknown state or finding kind: \"leaking\"; states: ESTABLISHED",
+    let bad = run(&["explain", "leaking"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).starts_with(
+            "error: invalid value 'leaking' for '[TOPIC]': unknown state, finding kind or \
+             cause: \"leaking\"; one of: ESTABLISHED"
+        ),
+        "{}",
+        stderr(&bad)
     );
 }
 

@@ -183,19 +183,21 @@ impl Collector {
     fn fd_iter(&self, proc_root: &Path) -> Option<&FdIter> {
         self.fd_iter
             .get_or_init(|| {
-                if self.fd_scan != FdScan::Auto || !fd_iter::is_procfs(proc_root) {
-                    return None;
-                }
-                match timings::phase("fd iterator load", || FdIter::load(proc_root)) {
-                    Ok(iterator) => {
-                        timings::note("fd tables read by a BPF task-file iterator");
-                        Some(iterator)
+                let why_not = if self.fd_scan == FdScan::Proc {
+                    "--fd-scan proc".to_string()
+                } else if !fd_iter::is_procfs(proc_root) {
+                    format!("{} is not a procfs", proc_root.display())
+                } else {
+                    match timings::phase("fd iterator load", || FdIter::load(proc_root)) {
+                        Ok(iterator) => {
+                            timings::note("fd tables read by a BPF task-file iterator");
+                            return Some(iterator);
+                        }
+                        Err(e) => format!("no fd iterator: {e}"),
                     }
-                    Err(e) => {
-                        timings::note(&format!("fd tables read from /proc: no fd iterator: {e}"));
-                        None
-                    }
-                }
+                };
+                timings::note(&format!("fd tables read from /proc: {why_not}"));
+                None
             })
             .as_ref()
     }

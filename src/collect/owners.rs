@@ -53,7 +53,7 @@ enum Scan {
 enum Probe {
     /// Worth scanning; about this many fds (0: the kernel does not say).
     Scan(u64),
-    /// In another network namespace, or no fd at all (a kernel thread).
+    /// In another network namespace, or in none any more (it exited).
     Skip,
     Failed(Scan),
 }
@@ -160,14 +160,20 @@ fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Pro
             // init of another user namespace, an LSM): scan it, as before
             // namespaces were compared, and let the fd table say.
             Err(Errno::ACCESS | Errno::PERM) => {}
+            // Exited before it could be placed (a zombie has no namespace and
+            // no fds): it held nothing of this namespace's that we would miss,
+            // and counting it would count it in every namespace.
+            Err(Errno::NOENT | Errno::SRCH) => return Probe::Skip,
             Err(e) => return Probe::Failed(classify(e)),
         }
     }
     if !counted {
         return Probe::Scan(0);
     }
+    // Zero is a kernel thread's empty table, or one the kernel will not
+    // count for us (ptrace access denied, even to root under some LSMs and
+    // user namespaces): listing it tells them apart.
     match statat(proc_dir, format!("{pid}/fd"), AtFlags::empty()) {
-        Ok(st) if st.st_size <= 0 => Probe::Skip,
         Ok(st) => Probe::Scan(u64::try_from(st.st_size).unwrap_or(0)),
         Err(e) => Probe::Failed(classify(e)),
     }
@@ -304,11 +310,10 @@ fn scan_fds(proc_dir: &OwnedFd, pid: u32, expected: u64) -> Scan {
     let hole_budget = expected / 8 + 64;
     while u64::from(table.fds) < expected && holes <= hole_budget {
         let mut name = [0u8; 12];
-        if table
-            .read(&fd_dir, fd_name(tried, &mut name), tried)
-            .is_none()
-        {
-            holes += 1;
+        match table.read(&fd_dir, fd_name(tried, &mut name), tried) {
+            Ok(true) => {}
+            Ok(false) => holes += 1,
+            Err(e) => return classify(e),
         }
         tried += 1;
     }
@@ -392,7 +397,9 @@ fn scan_slice(proc_dir: &OwnedFd, pid: u32, numbers: Range<u32>) -> Scan {
     let mut table = Table::default();
     for n in numbers {
         let mut name = [0u8; 12];
-        table.read(&fd_dir, fd_name(n, &mut name), n);
+        if let Err(e) = table.read(&fd_dir, fd_name(n, &mut name), n) {
+            return classify(e);
+        }
     }
     table.into_scan()
 }
@@ -446,15 +453,21 @@ struct Table {
 }
 
 impl Table {
-    /// Reads the link of fd `fd` (named `name`): `Some` (and counted) when it is open.
-    fn read(&mut self, fd_dir: &OwnedFd, name: &CStr, fd: u32) -> Option<()> {
+    /// Reads the link of fd `fd` (named `name`): `true` (and counted) when
+    /// it is open, `false` when it is not; an error when the table may not
+    /// be read (a directory we may list, of links we may not follow).
+    fn read(&mut self, fd_dir: &OwnedFd, name: &CStr, fd: u32) -> rustix::io::Result<bool> {
         let mut link = [0u8; 64];
-        let len = readlinkat_raw(fd_dir, name, &mut link[..]).ok()?;
+        let len = match readlinkat_raw(fd_dir, name, &mut link[..]) {
+            Ok(len) => len,
+            Err(e @ (Errno::ACCESS | Errno::PERM)) => return Err(e),
+            Err(_) => return Ok(false),
+        };
         self.fds += 1;
         if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
             self.sockets.push((fd, inode));
         }
-        Some(())
+        Ok(true)
     }
 
     /// Lists the table and reads every fd numbered `tried` or more.
@@ -469,7 +482,7 @@ impl Table {
                 continue; // `.`, `..`, or read by number already
             };
             // A link that fails to read is an fd closed since the listing: counted, not a socket.
-            if self.read(fd_dir, name, number).is_none() {
+            if !self.read(fd_dir, name, number)? {
                 self.fds += 1;
             }
         }
@@ -627,8 +640,9 @@ mod tests {
     }
 
     /// A fake /proc with one socket-holding process, one without TCP
-    /// sockets, one gone, and one in another network namespace whose fd
-    /// names the same inode: only the first is an owner.
+    /// sockets, one gone once placed in this namespace (counted), one gone
+    /// before (of no namespace: not counted), and one in another network
+    /// namespace whose fd names the same inode: only the first is an owner.
     #[test]
     fn scans_a_fake_proc_tree() -> std::io::Result<()> {
         let root = std::env::temp_dir().join(format!("connleak-owners-{}", std::process::id()));
@@ -655,6 +669,7 @@ mod tests {
         std::fs::create_dir_all(q.join("fd"))?;
         symlink("socket:[99]", q.join("fd/5"))?;
         std::fs::create_dir_all(root.join("300"))?; // no fd dir: exited
+        std::fs::create_dir_all(root.join("500"))?; // not even a namespace: exited before
         let other = root.join("400");
         std::fs::create_dir_all(other.join("fd"))?;
         symlink("socket:[7]", other.join("fd/3"))?;
@@ -663,11 +678,12 @@ mod tests {
         let ours = root.join("thread-self/ns/net");
         std::fs::create_dir_all(root.join("thread-self/ns"))?;
         std::fs::write(&ours, "")?;
-        for pid in ["100", "200", "400"] {
+        for pid in ["100", "200", "300", "400"] {
             std::fs::create_dir_all(root.join(pid).join("ns"))?;
         }
         std::fs::hard_link(&ours, p.join("ns/net"))?;
         std::fs::hard_link(&ours, q.join("ns/net"))?;
+        std::fs::hard_link(&ours, root.join("300/ns/net"))?;
         std::fs::write(other.join("ns/net"), "")?;
         let netns = std::fs::metadata(&ours)?.ino();
         let tcp = DenseSet::new([7, 9].into_iter());

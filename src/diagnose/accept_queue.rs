@@ -11,7 +11,7 @@
 
 use super::idioms::{Need, suggest};
 use super::pools::{self, Wait};
-use super::{Context, Finding, Rule, Severity, canonical, close_wait, who};
+use super::{Context, Finding, Rule, Severity, canonical, close_wait, plural, who};
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
@@ -68,9 +68,9 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         let mut evidence = vec![
             queue_line(cx, l, owner, backlog),
             format!(
-                "{} connections wait unaccepted (inode 0: no process has an fd for them); {gave_up} \
+                "{} waiting unaccepted (inode 0: no process has an fd for them); {gave_up} \
                  of them in CLOSE-WAIT, their clients already gave up",
-                queued.len()
+                plural(queued.len() as u64, "connection")
             ),
         ];
         evidence.extend(sharing_evidence(cx, l));

@@ -10,12 +10,12 @@
 //! data has moved (not reading) or nothing was heard (gone) for
 //! `--send-stall-secs`.
 
+use super::cause::cause_enum;
 use super::peers::{self, Ends, PeerKey};
 use super::send_stall::{self, Stall};
 use super::{Context, Finding, Rule, Severity, human_duration, plural, who};
 use crate::snapshot::{Process, Socket, Task};
 use crate::tcp::TcpState;
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub const RULE: Rule = Rule {
@@ -32,12 +32,18 @@ pub const RULE: Rule = Rule {
     run: find,
 };
 
+cause_enum! {
 /// Which of the two stalls the connections show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(PartialOrd, Ord)]
 pub enum BlockedSendCause {
-    PeerNotReading,
-    PeerGone,
+    PeerNotReading = "peer_not_reading": "Data waits in Send-Q while the peer's receive window \
+        is closed and it answers the zero-window probes: the peer is alive and does not read. \
+        Fix the reader, or bound the writer with a send timeout.",
+    PeerGone = "peer_gone": "Data waits in Send-Q and its retransmissions go unanswered: the \
+        peer is gone (crashed, unplugged, firewalled), and the connection lasts until \
+        net.ipv4.tcp_retries2 gives up (about 15 minutes). Fix: TCP_USER_TIMEOUT or \
+        keep-alive, so that a dead peer is noticed sooner.",
+}
 }
 
 impl BlockedSendCause {
@@ -200,8 +206,8 @@ fn writers(owner: &Process, socks: &[&Socket]) -> Option<String> {
         })
         .collect();
     Some(format!(
-        "{} threads of pid {} blocked sending on them: {}{}",
-        blocked.len(),
+        "{} of pid {} blocked sending on them: {}{}",
+        plural(blocked.len() as u64, "thread"),
         owner.pid,
         shown.join(", "),
         if blocked.len() > 3 { ", ..." } else { "" }

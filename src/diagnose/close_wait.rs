@@ -33,13 +33,13 @@
 //! Sockets are grouped per owning process and per listening port (server
 //! side) or remote endpoint (client side).
 
+use super::cause::cause_enum;
 use super::{
     ConnSide, Context, Finding, Rule, Severity, canonical, farewell, human_duration, idioms,
-    percent, who,
+    percent, plural, who,
 };
 use crate::snapshot::{Process, Socket, endpoint};
 use crate::tcp::TcpState;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -146,22 +146,38 @@ pub fn find(cx: &Context) -> Vec<Finding> {
         .collect()
 }
 
+cause_enum! {
 /// Which of the three Recv-Q cases dominates the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum CloseWaitCause {
-    NeverClosedAfterEof,
-    UnreadAfterPeerClose,
-    RequestNeverRead,
+    NeverClosedAfterEof = "never_closed_after_eof": "CLOSE-WAIT sockets with nothing left \
+        unread: the peer closed, the application read the end of the stream (read() returned \
+        0) and never called close(). Fix: close the socket when a read returns 0, on every \
+        path (finally, defer, a guard that drops it).",
+    UnreadAfterPeerClose = "unread_after_peer_close": "CLOSE-WAIT sockets with data still \
+        unread before the peer's FIN: the application stopped reading before the peer closed. \
+        On a client, idle pooled connections the server closed, which the pool never checks; \
+        on a server, connections whose idle clients left while no timeout closed them. Fix: \
+        check pooled connections before use, or keep their idle time below the server's; give \
+        a server an idle timeout.",
+    RequestNeverRead = "request_never_read": "CLOSE-WAIT sockets whose Recv-Q holds a request \
+        as well as the FIN: the client sent it, waited, and gave up; the application accepted \
+        the connection and never read it, its workers busy or blocked. Fix: see what the \
+        workers do (a thread dump); bound the time a request may take; add workers or shed \
+        load.",
     /// Queued in a listener's accept queue, never accept()ed: the client gave up.
-    NeverAccepted,
+    NeverAccepted = "never_accepted": NEVER_ACCEPTED_ABOUT,
     /// Client side, in a runtime whose HTTP client reads its idle pooled
     /// connections: a response (or stream) the application never closed.
-    ResponseNotClosed,
+    ResponseNotClosed = "response_not_closed": "Client side, in a runtime whose HTTP client \
+        reads its own idle pooled connections: CLOSE-WAIT sockets still holding data are \
+        responses (or streams) the application took and never closed, so the pool never got \
+        their connections back. Fix: close every response body (defer resp.Body.Close(), \
+        try-with-resources), on the error paths too.",
+}
 }
 
 /// What `connleak explain never_accepted` says.
-pub const NEVER_ACCEPTED_ABOUT: &str = "CLOSE-WAIT sockets with inode 0 on a listening port: \
+const NEVER_ACCEPTED_ABOUT: &str = "CLOSE-WAIT sockets with inode 0 on a listening port: \
     the kernel completed the handshake and queued the connection, the application never called \
     accept(), and the client gave up (its FIN turned the queued socket CLOSE-WAIT). No process \
     holds them: they are queued, not held, and told on the listener's holder apart from the \
@@ -336,12 +352,12 @@ fn evidence(
     }
     let mut evidence = vec![match side {
         ConnSide::Server => format!(
-            "{who} holds {} CLOSE_WAIT sockets accepted on listener {at}",
-            g.count
+            "{who} holds {} accepted on listener {at}",
+            plural(g.count, "CLOSE_WAIT socket")
         ),
         ConnSide::Client => format!(
-            "{who} holds {} CLOSE_WAIT sockets toward {at} (client side)",
-            g.count
+            "{who} holds {} toward {at} (client side)",
+            plural(g.count, "CLOSE_WAIT socket")
         ),
     }];
     evidence.push(

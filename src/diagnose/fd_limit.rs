@@ -7,11 +7,11 @@
 //! when TCP sockets the kernel already closed (`closed_not_released`) fill
 //! it: they are in no socket table, only in the fd count.
 
+use super::cause::cause_enum;
 use super::{Context, Finding, Rule, Severity, percent, who};
 use crate::snapshot::Process;
 use crate::tcp::TcpState;
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 
 pub const RULE: Rule = Rule {
     kind: "fd_exhaustion",
@@ -25,17 +25,23 @@ pub const RULE: Rule = Rule {
     run: find,
 };
 
+cause_enum! {
 /// Why the fd table is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum FdCause {
     /// Leaked CLOSE-WAIT sockets fill at least half of it.
-    CloseWaitLeak,
+    CloseWaitLeak = "close_wait_leak": "Leaked CLOSE-WAIT sockets fill at least half of the \
+        process's fd table: the fd limit is a consequence of the leak. Fix the leak (close \
+        the socket when read() returns 0); raising the limit only delays the next outage.",
     /// TCP sockets the kernel closed and the process did not (in no TCP
     /// table) fill at least half of it.
-    ClosedNotReleased,
+    ClosedNotReleased = "closed_not_released": "TCP sockets the kernel already closed (reset, \
+        timed out) and the process never closed fill at least half of its fd table. Fix: \
+        close the socket when a read or write fails or returns EOF.",
     /// Anything else: the load, or fds of other kinds.
-    FdLimit,
+    FdLimit = "fd_limit": "The fd table is full of something else than leaked sockets: the \
+        load, or fds of other kinds (files, pipes). Find what holds them (ls -l \
+        /proc/PID/fd); raise the limit if the load is real.",
+}
 }
 
 impl FdCause {

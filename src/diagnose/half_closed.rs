@@ -6,11 +6,11 @@
 //! closes, and the one that half-closed and waits. A FIN-WAIT-2 socket that no
 //! process holds any more (orphaned) is bounded by `tcp_fin_timeout`.
 
-use super::{Context, Finding, Rule, Severity, canonical, who};
+use super::cause::cause_enum;
+use super::{Context, Finding, Rule, Severity, canonical, plural, who};
 use crate::snapshot::{Socket, endpoint};
 use crate::tcp::TcpState;
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -26,14 +26,18 @@ pub const RULE: Rule = Rule {
     run: find,
 };
 
+cause_enum! {
 /// Which end of a half-closed connection this host holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum HalfClosedCause {
     /// Both ends local: one half-closed and waits, the other never closes.
-    HalfCloseNotAnswered,
+    HalfCloseNotAnswered = "half_close_not_answered": "Both ends of the connections are on \
+        this host: one end closed its side (FIN-WAIT-2) and waits, the other sits in \
+        CLOSE-WAIT and never closes. Fix the end that never closes.",
     /// FIN-WAIT-2 sockets no process holds, waiting for peers that never close.
-    OrphanedFinWait2,
+    OrphanedFinWait2 = "orphaned_fin_wait2": "FIN-WAIT-2 sockets no process holds: this host \
+        closed them and the peers never sent their FIN. The kernel drops each after \
+        net.ipv4.tcp_fin_timeout; many at once are peers that never close their end.",
+}
 }
 
 pub fn find(cx: &Context) -> Vec<Finding> {
@@ -175,9 +179,8 @@ fn orphan_finding(cx: &Context, orphans: Vec<usize>) -> Finding {
         count: orphans.len() as u64,
         evidence: vec![
             format!(
-                "{} FIN-WAIT-2 sockets no process holds: this host closed them and the peers \
-                 never sent their FIN",
-                orphans.len()
+                "{} no process holds: this host closed them and the peers never sent their FIN",
+                plural(orphans.len() as u64, "FIN-WAIT-2 socket")
             ),
             match timeout {
                 Some(t) => format!("the kernel drops each after net.ipv4.tcp_fin_timeout = {t} s"),

@@ -9,6 +9,7 @@
 
 mod accept_queue;
 mod blocked_send;
+mod cause;
 mod close_wait;
 mod ephemeral_ports;
 mod event_loop;
@@ -98,53 +99,19 @@ pub enum ConnSide {
     Client,
 }
 
-/// The specific cause within a finding's kind, each rule's own enum; the JSON
-/// names it in snake_case (`never_closed_after_eof`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Cause {
-    CloseWait(CloseWaitCause),
-    WorkerPool(WorkerPoolCause),
-    Fd(FdCause),
-    HalfClosed(HalfClosedCause),
-    BlockedSend(BlockedSendCause),
-    Unreleased(UnreleasedCause),
+cause::causes! {
+    CloseWait(CloseWaitCause) of close_wait::RULE,
+    WorkerPool(WorkerPoolCause) of worker_pool::RULE,
+    Fd(FdCause) of fd_limit::RULE,
+    HalfClosed(HalfClosedCause) of half_closed::RULE,
+    BlockedSend(BlockedSendCause) of blocked_send::RULE,
+    Unreleased(UnreleasedCause) of unreleased::RULE,
 }
 
-impl From<UnreleasedCause> for Cause {
-    fn from(c: UnreleasedCause) -> Cause {
-        Cause::Unreleased(c)
-    }
-}
-
-impl From<BlockedSendCause> for Cause {
-    fn from(c: BlockedSendCause) -> Cause {
-        Cause::BlockedSend(c)
-    }
-}
-
-impl From<CloseWaitCause> for Cause {
-    fn from(c: CloseWaitCause) -> Cause {
-        Cause::CloseWait(c)
-    }
-}
-
-impl From<WorkerPoolCause> for Cause {
-    fn from(c: WorkerPoolCause) -> Cause {
-        Cause::WorkerPool(c)
-    }
-}
-
-impl From<FdCause> for Cause {
-    fn from(c: FdCause) -> Cause {
-        Cause::Fd(c)
-    }
-}
-
-impl From<HalfClosedCause> for Cause {
-    fn from(c: HalfClosedCause) -> Cause {
-        Cause::HalfClosed(c)
-    }
+/// Finds a cause by name, in any spelling (case, `-` or `_`).
+pub fn cause_named(name: &str) -> Option<Cause> {
+    let name = name.replace('-', "_");
+    Cause::all().find(|c| c.name().eq_ignore_ascii_case(&name))
 }
 
 /// One diagnosed cause: the JSON contract's `findings[]` entry.
@@ -258,7 +225,7 @@ impl Finding {
 }
 
 pub(crate) use thresholds::threshold_table;
-pub use thresholds::{Contradiction, Thresholds};
+pub use thresholds::{Contradiction, Measure, Threshold, Thresholds};
 
 /// The limit a timer-bounded build-up runs into. Sockets that a kernel timer
 /// ends (TIME-WAIT after a fixed 60 s) pile up while a service warms up and
@@ -377,21 +344,6 @@ pub const RULES: &[Rule] = &[
     kernel_limits::ORPHAN_RULE,
     idle::RULE,
 ];
-
-/// A cause `connleak explain` tells on its own, beside the kinds: its name,
-/// the kind it is a cause of, and what it means.
-pub struct ExplainedCause {
-    pub name: &'static str,
-    pub kind: &'static str,
-    pub about: &'static str,
-}
-
-/// The causes `explain` knows by name.
-pub const EXPLAINED_CAUSES: &[ExplainedCause] = &[ExplainedCause {
-    name: "never_accepted",
-    kind: close_wait::RULE.kind,
-    about: close_wait::NEVER_ACCEPTED_ABOUT,
-}];
 
 /// Runs every rule on a single sample; findings come worst first, then largest first.
 pub fn diagnose(snapshot: &Snapshot, thresholds: Thresholds) -> Vec<Finding> {

@@ -6,7 +6,7 @@
 //! they crowd `tcp_max_tw_buckets`, but each is a connection set up for one
 //! request: keep-alive would save the handshakes.
 
-use super::{Ceiling, Context, Finding, Rule, Severity, canonical, percent};
+use super::{Ceiling, Context, Finding, Rule, Severity, canonical, percent, plural};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
 use std::collections::BTreeMap;
@@ -43,7 +43,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
                 .is_some_and(|max| percent(all_tw, max) >= cx.thresholds.kernel_limit_warn);
             let mut evidence = vec![
                 format!(
-                    "{count} TIME-WAIT sockets on listener {}: the server sent FIN first",
+                    "{} on listener {}: the server sent FIN first",
+                    plural(count, "TIME-WAIT socket"),
                     endpoint(&listener)
                 ),
                 "TIME-WAIT lasts a fixed 60 s on the side that closed first; on a server it \
@@ -52,7 +53,8 @@ pub fn find(cx: &Context) -> Vec<Finding> {
             ];
             if let Some(max) = sysctls.tcp_max_tw_buckets {
                 evidence.push(format!(
-                    "{all_tw} TIME-WAIT sockets in all of {max} net.ipv4.tcp_max_tw_buckets ({}%)",
+                    "{} in all of {max} net.ipv4.tcp_max_tw_buckets ({}%)",
+                    plural(all_tw, "TIME-WAIT socket"),
                     percent(all_tw, max)
                 ));
             }

@@ -8,7 +8,7 @@
 //! retransmits with backoff until `tcp_orphan_retries` gives up).
 
 use super::send_stall::{self, Stall};
-use super::{Context, Finding, Rule, Severity};
+use super::{Context, Finding, Rule, Severity, plural};
 use crate::snapshot::Socket;
 use crate::tcp::TcpState;
 use std::collections::BTreeSet;
@@ -57,10 +57,10 @@ fn finding(cx: &Context, state: TcpState, sockets: Vec<usize>) -> Finding {
         .unwrap_or(0);
     let info = state.info();
     let mut evidence = vec![format!(
-        "{count} sockets in {} toward {} remote addresses; {orphans} orphaned (no process holds \
-         them)",
+        "{} in {} toward {}; {orphans} orphaned (no process holds them)",
+        plural(count, "socket"),
         state.rfc_name(),
-        remotes.len(),
+        plural(remotes.len() as u64, "remote address"),
     )];
     if !not_reading.is_empty() {
         evidence.push(format!(

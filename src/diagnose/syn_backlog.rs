@@ -149,7 +149,8 @@ fn finding(
         .map(|&i| cx.snapshot.sockets[i].remote().ip())
         .collect();
     let mut evidence = vec![format!(
-        "{count} half-open connections (SYN-RECEIVED) on {} from {}{}",
+        "{} (SYN-RECEIVED) on {} from {}{}",
+        plural(count, "half-open connection"),
         endpoint(&local),
         plural(sources.len() as u64, "source address"),
         q.cap

@@ -72,9 +72,10 @@ fn finding(cx: &Context, ends: &Ends, pid: Option<u32>, peer: PeerKey, g: Group)
     let (remote, endpoints) = peers::endpoints(cx, &g.sockets);
     let listener = g.sockets.first().and_then(|&i| ends.process(i));
     let mut evidence = vec![format!(
-        "{} has {count} connection attempts (SYN-SENT) toward {}; {} of them retransmitting \
+        "{} has {} (SYN-SENT) toward {}; {} of them retransmitting \
          their SYN (up to {}): nothing answers, not even a refusal (RST)",
         who(owner),
+        plural(count, "connection attempt"),
         peers::describe(&peers),
         g.unanswered,
         plural(u64::from(g.max_retransmits), "time")

@@ -4,72 +4,115 @@
 //! (snake_case, read by `config`). Precedence: flag, then configuration file,
 //! then the default here. The rules only ever see the resulting values.
 
-use serde::Deserialize;
+/// What a threshold measures, which names its value and bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    Count,
+    Seconds,
+    /// 0 to 100: a higher percentage could never be reached.
+    Percent,
+}
+
+impl Measure {
+    /// The value's name in `--help`.
+    pub const fn value_name(self) -> &'static str {
+        match self {
+            Measure::Count => "N",
+            Measure::Seconds => "SECS",
+            Measure::Percent => "PCT",
+        }
+    }
+
+    /// The largest value that means something.
+    pub const fn max(self) -> u64 {
+        match self {
+            Measure::Percent => 100,
+            Measure::Count | Measure::Seconds => u64::MAX,
+        }
+    }
+
+    /// The values accepted, said for an error.
+    pub fn accepted(self) -> &'static str {
+        match self {
+            Measure::Count => "a whole number, 0 or more",
+            Measure::Seconds => "a whole number of seconds, 0 or more",
+            Measure::Percent => "a whole number of percent, 0 to 100",
+        }
+    }
+}
+
+/// One threshold as the table defines it: its configuration key (the
+/// field's name), what it measures, its default.
+#[derive(Debug, Clone, Copy)]
+pub struct Threshold {
+    pub key: &'static str,
+    pub measure: Measure,
+    pub default: u64,
+}
 
 /// Calls macro `$then` with the table of every threshold: doc, field,
-/// value name and default. The one definition that [`Thresholds`] here and
+/// [`Measure`] and default. The one definition that [`Thresholds`] here and
 /// the command line's flags are both made from.
 macro_rules! threshold_table {
     ($then:ident) => {
         $then! {
             /// Stuck CLOSE_WAIT sockets per process and endpoint that make a warning.
-            close_wait_warn: "N" = 10;
+            close_wait_warn: Count = 10;
             /// Stuck CLOSE_WAIT sockets per process and endpoint that make a critical.
-            close_wait_crit: "N" = 200;
+            close_wait_crit: Count = 200;
             /// CLOSE_WAIT sockets younger than SECS are still being closed, not stuck.
-            close_wait_min_age: "SECS" = 2;
+            close_wait_min_age: Seconds = 2;
             /// A warning whose oldest CLOSE_WAIT socket is older than SECS becomes critical
             /// (not a client's idle pool the server closed: age alone does not make that critical).
-            close_wait_crit_age: "SECS" = 3600;
+            close_wait_crit_age: Seconds = 3600;
             /// Accepted connections with requests nobody reads that make a warning (worker pool).
-            unread_warn: "N" = 5;
+            unread_warn: Count = 5;
             /// Accepted connections with requests nobody reads that make a critical (worker pool).
-            unread_crit: "N" = 200;
+            unread_crit: Count = 200;
             /// Half-closed connection pairs (or orphaned FIN_WAIT2 sockets) that make a finding.
-            half_closed_warn: "N" = 10;
+            half_closed_warn: Count = 10;
             /// Half-closed connection pairs that make a critical.
-            half_closed_crit: "N" = 200;
+            half_closed_crit: Count = 200;
             /// TIME_WAIT sockets on one listener that are noted (the server closes first).
-            server_close_min: "N" = 10;
+            server_close_min: Count = 10;
             /// Half-open handshakes (SYN_RECV) on one listener that are noted; a warning from half
             /// the listener's backlog (or four times this with the backlog unknown).
-            syn_backlog_min: "N" = 64;
+            syn_backlog_min: Count = 64;
             /// Connection attempts (SYN_SENT) toward one destination that make a warning.
-            syn_sent_warn: "N" = 5;
+            syn_sent_warn: Count = 5;
             /// Connection attempts (SYN_SENT) toward one destination that make a critical.
-            syn_sent_crit: "N" = 100;
+            syn_sent_crit: Count = 100;
             /// Unread data on an ESTABLISHED connection counts toward a stuck pool after SECS without new data.
-            unread_min_age: "SECS" = 10;
+            unread_min_age: Seconds = 10;
             /// Percent of the usable ephemeral ports toward one destination that makes a warning.
-            ports_warn: "PCT" = 50;
+            ports_warn: Percent = 50;
             /// Percent of the usable ephemeral ports toward one destination that makes a critical.
-            ports_crit: "PCT" = 80;
+            ports_crit: Percent = 80;
             /// Percent of a process's soft fd limit in use that makes a warning.
-            fd_warn: "PCT" = 80;
+            fd_warn: Percent = 80;
             /// Percent of a process's soft fd limit in use that makes a critical.
-            fd_crit: "PCT" = 90;
+            fd_crit: Percent = 90;
             /// Seconds a connection's Send-Q must stand still (peer not reading, or gone) to count.
-            send_stall_secs: "SECS" = 30;
+            send_stall_secs: Seconds = 30;
             /// Connections toward one peer with a standing Send-Q that make a warning.
-            send_stall_warn: "N" = 5;
+            send_stall_warn: Count = 5;
             /// Sockets in LAST_ACK, FIN_WAIT1 or CLOSING (each) that make a warning.
-            stalled_close_warn: "N" = 50;
+            stalled_close_warn: Count = 50;
             /// Percent of tcp_max_tw_buckets or tcp_max_orphans in use that makes a warning.
-            kernel_limit_warn: "PCT" = 80;
+            kernel_limit_warn: Percent = 80;
             /// TCP sockets a process holds after the kernel closed them (reset, timeout) that make a warning.
-            unreleased_warn: "N" = 10;
+            unreleased_warn: Count = 10;
             /// ESTABLISHED connections silent this long (seconds) without keep-alive are noted.
-            idle: "SECS" = 3600;
+            idle: Seconds = 3600;
         }
     };
 }
 pub(crate) use threshold_table;
 
 macro_rules! define_thresholds {
-    ($( $(#[doc = $doc:literal])* $field:ident: $value_name:literal = $default:expr; )*) => {
+    ($( $(#[doc = $doc:literal])* $field:ident: $measure:ident = $default:expr; )*) => {
         /// Every threshold the rules use.
-        #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-        #[serde(deny_unknown_fields, default)]
+        #[derive(Debug, Clone, Copy, PartialEq)]
         pub struct Thresholds {
             $( $(#[doc = $doc])* pub $field: u64, )*
         }
@@ -81,8 +124,19 @@ macro_rules! define_thresholds {
         }
 
         impl Thresholds {
-            /// Each threshold's field name and default, for `--help`.
-            pub const DEFAULTS: &[(&str, u64)] = &[ $( (stringify!($field), $default), )* ];
+            /// Every threshold: key, measure and default.
+            pub const TABLE: &[Threshold] = &[
+                $( Threshold { key: stringify!($field), measure: Measure::$measure, default: $default }, )*
+            ];
+
+            /// Sets the threshold named `key`; `false` when there is none.
+            pub fn set(&mut self, key: &str, value: u64) -> bool {
+                match key {
+                    $( stringify!($field) => self.$field = value, )*
+                    _ => return false,
+                }
+                true
+            }
         }
     };
 }

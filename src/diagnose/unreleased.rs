@@ -13,9 +13,9 @@
 //! per process and tells the failed connects (with their destinations) from
 //! connections reset after a write or while idle.
 
+use super::cause::cause_enum;
 use super::{Context, Finding, Peer, Rule, Severity, percent, who};
 use crate::snapshot::{ClosedGroup, Process, Sockstat};
-use serde::Serialize;
 
 pub const RULE: Rule = Rule {
     kind: "closed_not_released",
@@ -42,31 +42,37 @@ pub const RULE: Rule = Rule {
 /// process is on its way to `EMFILE` from this leak: critical.
 const CRIT_LIMIT_SHARE: u64 = 50;
 
+cause_enum! {
 /// How the sockets' connections ended, as far as the kernel still tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(PartialOrd, Ord)]
 pub enum UnreleasedCause {
     /// A SYN went out and no connection came of it: refused or timed out.
-    ConnectFailed,
+    ConnectFailed = "connect_failed": "TCP sockets in no table whose connect() failed \
+        (refused, or no answer until the kernel gave up), kept open by the process: each \
+        failed attempt leaks an fd. Fix: close the socket when connect() fails, on every \
+        retry path.",
     /// Established, and data sent was never acknowledged when it ended: a
     /// write after the peer closed or went away.
-    ResetAfterWrite,
+    ResetAfterWrite = "reset_after_write": "TCP sockets in no table that ended with data they \
+        sent unacknowledged: a write after the peer had closed or gone, answered by a reset \
+        or given up by the retransmission timer, and never closed by the process. Fix: close \
+        the socket when a write fails (EPIPE, ECONNRESET).",
     /// Established, nothing in flight when it ended: reset (or timed out by
     /// keep-alive) while idle, as a pooled connection is.
-    EndedWhileIdle,
+    EndedWhileIdle = "ended_while_idle": "TCP sockets in no table that ended while idle (a \
+        peer's idle timeout, a restart or a middlebox reset them, or keep-alive gave up) and \
+        that the process keeps: often a pool that never notices its dead connections. Fix: \
+        drop a connection whose read fails or returns EOF; check pooled connections.",
     /// No SYN ever went out: `socket()` never connected, or a `connect()`
     /// that failed before sending anything (no route).
-    NeverConnected,
+    NeverConnected = "never_connected": "TCP sockets in no table that never sent a SYN: made \
+        by socket() and never connected, or a connect() that failed before sending anything \
+        (no route). Fix: close the socket on every path after socket(), a failed connect() \
+        included.",
+}
 }
 
 impl UnreleasedCause {
-    pub const ALL: [UnreleasedCause; 4] = [
-        UnreleasedCause::ConnectFailed,
-        UnreleasedCause::ResetAfterWrite,
-        UnreleasedCause::EndedWhileIdle,
-        UnreleasedCause::NeverConnected,
-    ];
-
     fn of(g: &ClosedGroup) -> UnreleasedCause {
         match (
             g.established,
@@ -186,7 +192,8 @@ fn sockstat_evidence(s: Sockstat, n: u32) -> String {
 /// The cause of most of the sockets, when the kernel's sockets were read.
 fn dominant(groups: &[ClosedGroup]) -> Option<UnreleasedCause> {
     UnreleasedCause::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .map(|c| (sockets_of(groups, c), c))
         .filter(|&(n, _)| n > 0)
         .max_by_key(|&(n, c)| (n, std::cmp::Reverse(c)))
@@ -259,7 +266,8 @@ fn breakdown(groups: &[ClosedGroup]) -> Vec<String> {
         ];
     }
     UnreleasedCause::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter_map(|c| {
             let n = sockets_of(groups, c);
             (n > 0).then(|| match destinations(groups, c) {

@@ -14,12 +14,12 @@
 //! upstream, a broker muting a connection), not a stuck pool. A process that
 //! serves from an event loop is left to `event_loop_not_reading`.
 
+use super::cause::cause_enum;
 use super::idioms::{Need, suggest};
 use super::pools::{self, Pool, Wait};
-use super::{Context, Finding, Rule, Severity, canonical, who};
+use super::{Context, Finding, Rule, Severity, canonical, plural, who};
 use crate::snapshot::{Process, Runtime, Socket, endpoint};
 use crate::tcp::TcpState;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -37,17 +37,27 @@ pub const RULE: Rule = Rule {
     run: find,
 };
 
+cause_enum! {
 /// What the owner's threads say about why nobody reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum WorkerPoolCause {
     /// At least half the workers block reading accepted clients.
-    WorkersBlockedOnReads,
+    WorkersBlockedOnReads = "workers_blocked_on_reads": "At least half the worker threads \
+        block reading accepted clients that send nothing, so new requests wait behind them. \
+        Fix: give reads a timeout (SO_RCVTIMEO, a read deadline) or read without blocking.",
     /// At least half the workers wait on one outgoing connection's answer.
-    WorkersBlockedOnDependency,
-    WorkersBlockedElsewhere,
+    WorkersBlockedOnDependency = "workers_blocked_on_dependency": "At least half the worker \
+        threads wait on one outgoing connection's answer: a slow dependency (a database, an \
+        upstream service) holds the pool. Fix: a timeout on the dependency's calls, and a \
+        bound on how many workers may wait on it.",
+    WorkersBlockedElsewhere = "workers_blocked_elsewhere": "The worker threads are busy or \
+        blocked on something other than sockets (locks, disk, CPU), so accepted requests are \
+        not read. Fix: a thread dump says where they wait; add workers only once that is \
+        understood.",
     /// The threads could not be read.
-    WorkersUnknown,
+    WorkersUnknown = "workers_unknown": "The owner's threads could not be read (permission \
+        denied, or it exited), so why its workers do not read is unknown. Run connleak as \
+        root to read their wait channels.",
+}
 }
 
 impl WorkerPoolCause {
@@ -162,7 +172,8 @@ pub(super) fn unread_evidence(
     }
     let mut evidence = vec![
         format!(
-            "{count} connections accepted on {} by {} hold {bytes} request bytes nobody read",
+            "{} accepted on {} by {}, with {bytes} request bytes nobody read",
+            plural(count, "connection"),
             endpoint(&listener),
             who(Some(owner))
         ),

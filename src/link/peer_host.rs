@@ -6,7 +6,9 @@
 //! everything else toward that host its consequences.
 
 use super::{Context, Explained, Link};
-use crate::diagnose::{BlockedSendCause, Cause, Finding, canonical, is_local_destination, kind};
+use crate::diagnose::{
+    BlockedSendCause, Cause, Finding, canonical, is_local_destination, kind, plural,
+};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -87,9 +89,15 @@ fn dead_peer(cx: &Context) -> Vec<Explained> {
         let Some((_, cause)) = root else { continue };
         let c = &cx.findings[cause];
         let silence = if c.kind == kind::BLOCKED_SEND {
-            format!("{} connections toward it retransmit unanswered", c.count)
+            format!(
+                "{} toward it retransmitting, unanswered",
+                plural(c.count, "connection")
+            )
         } else {
-            format!("{} connection attempts toward it get no answer", c.count)
+            format!(
+                "{} toward it, unanswered",
+                plural(c.count, "connection attempt")
+            )
         };
         for effect in members.into_iter().filter(|&e| e != cause) {
             out.push(Explained {

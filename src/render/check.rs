@@ -69,10 +69,11 @@ fn summary(reports: &[Labelled]) -> String {
     let mut summary = if problems.is_empty() {
         let sockets: u64 = reports.iter().map(|l| l.report.summary.sockets).sum();
         match findings().count() {
-            0 => format!("no leak found in {sockets} TCP sockets"),
+            0 => format!("no leak found in {}", plural(sockets, "TCP socket")),
             n => format!(
-                "{} below the thresholds in {sockets} TCP sockets",
-                plural(n as u64, "finding")
+                "{} below the thresholds in {}",
+                plural(n as u64, "finding"),
+                plural(sockets, "TCP socket")
             ),
         }
     } else {

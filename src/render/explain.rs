@@ -2,7 +2,7 @@
 //! causes told on their own, for a person.
 
 use super::text::wrap;
-use crate::diagnose::{EXPLAINED_CAUSES, ExplainedCause, RULES, Rule};
+use crate::diagnose::{Cause, RULES, Rule, cause_named};
 use crate::tcp::{Bound, TcpState};
 use std::io::{self, Write};
 
@@ -11,11 +11,25 @@ pub enum Topic {
     All,
     State(TcpState),
     Kind(&'static Rule),
-    Cause(&'static ExplainedCause),
+    Cause(Cause),
 }
 
-/// The topic named by `arg`: a TCP state or a finding kind, in any spelling
-/// (case, `-` or `_`: `close-wait-leak` is `close_wait_leak`).
+/// Every topic's name: the states, the finding kinds, the causes (a cause
+/// named as a kind is told with the kind). For the completions.
+pub fn names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
+    names.extend(RULES.iter().map(|r| r.kind));
+    let causes: Vec<&str> = Cause::all().map(Cause::name).collect();
+    names.extend(
+        causes
+            .into_iter()
+            .filter(|c| !RULES.iter().any(|r| r.kind == *c)),
+    );
+    names
+}
+
+/// The topic named by `arg`: a TCP state, a finding kind or a cause, in any
+/// spelling (case, `-` or `_`: `close-wait-leak` is `close_wait_leak`).
 pub fn topic(arg: Option<&str>) -> Result<Topic, String> {
     let Some(arg) = arg else {
         return Ok(Topic::All);
@@ -24,21 +38,13 @@ pub fn topic(arg: Option<&str>) -> Result<Topic, String> {
     if let Some(rule) = RULES.iter().find(|r| r.kind.eq_ignore_ascii_case(&kind)) {
         return Ok(Topic::Kind(rule));
     }
-    if let Some(cause) = EXPLAINED_CAUSES
-        .iter()
-        .find(|c| c.name.eq_ignore_ascii_case(&kind))
-    {
+    if let Some(cause) = cause_named(arg) {
         return Ok(Topic::Cause(cause));
     }
     arg.parse().map(Topic::State).map_err(|_| {
-        let states: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
-        let kinds: Vec<&str> = RULES.iter().map(|r| r.kind).collect();
-        let causes: Vec<&str> = EXPLAINED_CAUSES.iter().map(|c| c.name).collect();
         format!(
-            "unknown state or finding kind: {arg:?}; states: {}; finding kinds: {}; causes: {}",
-            states.join(", "),
-            kinds.join(", "),
-            causes.join(", ")
+            "unknown state, finding kind or cause: {arg:?}; one of: {}",
+            names().join(", ")
         )
     })
 }
@@ -63,19 +69,25 @@ pub fn write(out: &mut impl Write, topic: &Topic, width: usize) -> io::Result<()
                 let head = format!("  {:<26} ", rule.kind);
                 wrap(out, rule.title, &head, &" ".repeat(29), width)?;
             }
-            writeln!(out, "Causes told on their own (connleak explain CAUSE):")?;
-            for cause in EXPLAINED_CAUSES {
-                writeln!(out, "  {:<26} a cause of {}", cause.name, cause.kind)?;
+            writeln!(out, "Causes (connleak explain CAUSE):")?;
+            for cause in Cause::all() {
+                writeln!(out, "  {:<29} a cause of {}", cause.name(), cause.kind())?;
             }
             return Ok(());
         }
         Topic::Kind(rule) => {
             writeln!(out, "{}: {}", rule.kind, rule.title)?;
-            return wrap(out, rule.about, "  ", "  ", width);
+            wrap(out, rule.about, "  ", "  ", width)?;
+            // A cause of another kind may have this kind's name (an fd table full of it).
+            for cause in Cause::all().filter(|c| c.name() == rule.kind) {
+                writeln!(out, "As a cause of {}:", cause.kind())?;
+                wrap(out, cause.about(), "  ", "  ", width)?;
+            }
+            return Ok(());
         }
         Topic::Cause(cause) => {
-            writeln!(out, "{}: a cause of {}", cause.name, cause.kind)?;
-            return wrap(out, cause.about, "  ", "  ", width);
+            writeln!(out, "{}: a cause of {}", cause.name(), cause.kind())?;
+            return wrap(out, cause.about(), "  ", "  ", width);
         }
         Topic::State(state) => *state,
     };
@@ -121,6 +133,6 @@ mod tests {
         );
         assert!(cause.contains("queued, not held"), "{cause}");
         let err = topic(Some("nonsense")).err().unwrap_or_default();
-        assert!(err.contains("causes: never_accepted"), "{err}");
+        assert!(err.contains("never_accepted"), "{err}");
     }
 }

@@ -151,8 +151,9 @@ fn write_heading(out: &mut impl Write, r: &Report, style: Style, width: usize) -
 }
 
 /// Sockets by state, and how many no process holds: TIME_WAIT sockets are
-/// closed and kept by the kernel; the rest wait in an accept queue, are
-/// orphaned, or belong to processes we could not read.
+/// closed and kept by the kernel; sockets an fd names belong to processes
+/// we could not read (never told as closed); the rest wait in an accept
+/// queue or are orphaned.
 fn states_line(r: &Report) -> String {
     let states: Vec<String> = r
         .summary
@@ -169,22 +170,23 @@ fn states_line(r: &Report) -> String {
         .get(&TcpState::TimeWait)
         .copied()
         .unwrap_or(0);
-    let others = r.summary.unowned.saturating_sub(closed);
+    let unseen = r.summary.held_unseen;
+    let others = r.summary.unowned.saturating_sub(closed + unseen);
     let mut unheld = Vec::new();
     if closed > 0 {
         unheld.push(format!(
             "{closed} TIME_WAIT held by no process (closed; the kernel keeps them)"
         ));
     }
-    if others > 0 {
-        let unread = if r.unreadable.processes_denied > 0 {
-            ", or held by processes we could not read"
-        } else {
-            ""
-        };
-        let more = if closed > 0 { " more" } else { "" };
+    if unseen > 0 {
         unheld.push(format!(
-            "{others}{more} held by no process (closed, or not yet accepted{unread})"
+            "{unseen} held by processes not seen (not readable, or opened since their scan)"
+        ));
+    }
+    if others > 0 {
+        let more = if closed + unseen > 0 { " more" } else { "" };
+        unheld.push(format!(
+            "{others}{more} held by no process (closed, or not yet accepted)"
         ));
     }
     if unheld.is_empty() {
@@ -288,7 +290,8 @@ fn write_unreadable(out: &mut impl Write, r: &Report, width: usize) -> io::Resul
     if u.processes_denied > 0 {
         let line = format!(
             "Not readable: the fd tables of {} (permission denied); \
-             their sockets show as held by no process. Run as root for owners.",
+             the owners of their sockets are unknown. Run as root for owners (a \
+             security module or a user namespace can deny even root).",
             plural(u64::from(u.processes_denied), "process")
         );
         wrap(out, &line, "", "  ", width)?;
