@@ -197,11 +197,7 @@ impl CloseWaitCause {
             ConnSide::Client => g.fin_unread + g.data_unread,
             ConnSide::Server => g.fin_unread.max(g.data_unread),
         };
-        let reads_pool = g
-            .owner
-            .and_then(|p| p.runtime)
-            .and_then(|r| r.idle_pool_reader())
-            .is_some();
+        let reads_pool = pool_reader(g, key).is_some();
         if key.queued {
             CloseWaitCause::NeverAccepted
         } else if g.eof_read >= unread {
@@ -258,6 +254,17 @@ impl CloseWaitCause {
     }
 }
 
+/// The HTTP client of the group's owner that reads its own idle pooled
+/// connections (Go's net/http Transport, Node's http.Agent), when the
+/// connections are that client's: toward a database's or a broker's port
+/// they belong to a driver's pool (database/sql, pgx, a Redis client), which
+/// reads nothing while idle.
+fn pool_reader(g: &Group, key: &GroupKey) -> Option<&'static str> {
+    let runtime = g.owner.and_then(|p| p.runtime)?;
+    let client = runtime.idle_pool_reader()?;
+    (!farewell::speaks_its_own_protocol(key.endpoint.port())).then_some(client)
+}
+
 fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
     let side = if key.side_is_server {
         ConnSide::Server
@@ -271,13 +278,9 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
         ConnSide::Client => (None, Some(key.endpoint)),
     };
     let mut evidence = evidence(cx, key, side, &g, stale_pool);
-    if let (CloseWaitCause::ResponseNotClosed, Some(p), Some(client)) = (
-        cause,
-        g.owner,
-        g.owner
-            .and_then(|p| p.runtime)
-            .and_then(|r| r.idle_pool_reader()),
-    ) {
+    if let (CloseWaitCause::ResponseNotClosed, Some(p), Some(client)) =
+        (cause, g.owner, pool_reader(&g, key))
+    {
         evidence.insert(
             2,
             format!(
@@ -437,11 +440,7 @@ fn recv_q_evidence(key: &GroupKey, side: ConnSide, g: &Group, evidence: &mut Vec
         let what = farewell::guess_range(min, max, key.endpoint.port())
             .map(|g| format!("; {g}"))
             .unwrap_or_default();
-        let reads_pool = g
-            .owner
-            .and_then(|p| p.runtime)
-            .and_then(|r| r.idle_pool_reader())
-            .is_some();
+        let reads_pool = pool_reader(g, key).is_some();
         let whose = match (what.is_empty(), reads_pool) {
             // A goodbye the size tells, or else: the rest of a response nobody read.
             (false, _) => what,

@@ -35,6 +35,29 @@ pub fn guess(bytes: u32, port: u16) -> Option<&'static str> {
     }
 }
 
+/// Well-known ports of servers that speak a protocol of their own (databases,
+/// caches, brokers), whose clients are drivers with pools of their own, not
+/// an HTTP client.
+const OWN_PROTOCOL_PORTS: &[u16] = &[
+    1433,  // SQL Server
+    1521,  // Oracle
+    2181,  // ZooKeeper
+    3306,  // MySQL
+    4222,  // NATS
+    5432,  // PostgreSQL
+    5672,  // AMQP
+    6379,  // Redis
+    9042,  // Cassandra
+    9092,  // Kafka
+    11211, // memcached
+    27017, // MongoDB
+];
+
+/// Whether a server on `port` speaks a protocol of its own rather than HTTP.
+pub fn speaks_its_own_protocol(port: u16) -> bool {
+    OWN_PROTOCOL_PORTS.contains(&port)
+}
+
 /// The guess that holds for the smallest and the largest of a group's sizes, if one does.
 pub fn guess_range(min: u32, max: u32, port: u16) -> Option<&'static str> {
     let g = guess(min, port)?;

@@ -42,6 +42,7 @@ pub use fd_limit::FdCause;
 pub use half_closed::HalfClosedCause;
 pub use index::{Index, Placed};
 pub use peers::{Peer, is_local_destination};
+pub use syn_backlog::SynBacklogCause;
 pub use unreleased::UnreleasedCause;
 pub use window::{Span, Trend, Window};
 pub use worker_pool::WorkerPoolCause;
@@ -106,6 +107,7 @@ cause::causes! {
     HalfClosed(HalfClosedCause) of half_closed::RULE,
     BlockedSend(BlockedSendCause) of blocked_send::RULE,
     Unreleased(UnreleasedCause) of unreleased::RULE,
+    SynBacklog(SynBacklogCause) of syn_backlog::RULE,
 }
 
 /// Finds a cause by name, in any spelling (case, `-` or `_`).

@@ -17,6 +17,7 @@
 //!   namespace began counting), never the ones at zero.
 
 use super::Placed;
+use super::cause::cause_enum;
 use super::{Context, Finding, Rule, Severity, canonical, plural, who};
 use crate::snapshot::{Kernel, endpoint};
 use crate::tcp::TcpState;
@@ -38,8 +39,33 @@ pub const RULE: Rule = Rule {
     run: find,
 };
 
+cause_enum! {
+/// What happens to new handshakes on the flooded listener: the effect the
+/// severity comes from.
+pub enum SynBacklogCause {
+    /// Dropped: the SYN queue is at its cap with cookies off, or dropped some.
+    SynQueueFull = "syn_queue_full": "Half-open handshakes fill the SYN queue and new ones are \
+        dropped (ListenDrops beyond the accept queues' overflows, TCPReqQFullDrop), legitimate \
+        clients among them: with tcp_syncookies=0 the queue takes at most the backlog and three \
+        quarters of tcp_max_syn_backlog from unproven peers. Fix: turn SYN cookies on, then \
+        filter the flood's sources upstream.",
+    /// Absorbed: past the backlog SYN cookies answer, and handshakes complete.
+    AbsorbedBySynCookies = "absorbed_by_syn_cookies": "A SYN flood (or lost replies) past the \
+        listener's backlog, answered with SYN cookies: legitimate handshakes still complete, \
+        without TCP options such as window scaling. Not critical while the cookies hold. Fix: \
+        look at the sources and filter them upstream; keep tcp_syncookies=1.",
+    /// Filling: nothing dropped yet.
+    SynQueueFilling = "syn_queue_filling": "Half-open handshakes pile up on a listener, none \
+        dropped yet: a flood building up, or clients whose final ACK is lost on the way. Fix: \
+        look at the sources and the return path; keep tcp_syncookies=1.",
+}
+}
+
 /// The counters a SYN queue's overflow moves, and what each says.
-const DROPS: &[&str] = &["ListenDrops", "TCPReqQFullDrop"];
+/// `ListenDrops` also counts every accept-queue overflow of every listener
+/// (`ListenOverflows`), so only what it counts beyond those is the SYN
+/// queue's; `ListenOverflows` is quoted beside it to say so.
+const DROPS: &[&str] = &["ListenDrops", "TCPReqQFullDrop", "ListenOverflows"];
 const COOKIES: &[&str] = &["SyncookiesSent", "TCPReqQFullDoCookies"];
 
 /// What the kernel does with a handshake past the SYN queue's cap.
@@ -135,8 +161,8 @@ fn finding(
     // Counters tell what happens now only over a window; since the
     // namespace began counting, they are context.
     let now = |names: &[&str]| moved.iter().any(|(n, _, w)| *w && names.contains(n));
-    let (dropping, cookies) = (now(DROPS), now(COOKIES));
-    let (severity, effect) = effect(
+    let (dropping, cookies) = (syn_queue_drops(moved) > 0, now(COOKIES));
+    let (severity, cause, effect) = effect(
         &q,
         count,
         at_cap,
@@ -181,6 +207,7 @@ fn finding(
         evidence,
         suggestion: suggestion(&q).to_string(),
         side: Some(super::ConnSide::Server),
+        cause: Some(cause.into()),
         sockets,
         ..Finding::of(&RULE, Some(TcpState::SynRecv))
     }
@@ -191,6 +218,19 @@ fn finding(
     })
 }
 
+/// Handshakes the SYN queue dropped over the sampled window: those
+/// `TCPReqQFullDrop` counts, or `ListenDrops` beyond the accept queues'
+/// overflows (`ListenOverflows`), which it counts too.
+fn syn_queue_drops(moved: &[(&'static str, i64, bool)]) -> i64 {
+    let grew = |name: &str| {
+        moved
+            .iter()
+            .find(|(n, _, windowed)| *windowed && *n == name)
+            .map_or(0, |&(_, v, _)| v)
+    };
+    grew("TCPReqQFullDrop").max(grew("ListenDrops") - grew("ListenOverflows"))
+}
+
 /// The severity, from what happens to new handshakes, and the line that says it.
 fn effect(
     q: &Queue,
@@ -199,10 +239,11 @@ fn effect(
     dropping: bool,
     cookies: bool,
     min: u64,
-) -> (Severity, String) {
+) -> (Severity, SynBacklogCause, String) {
     if q.cookies_on() && (at_cap || cookies) {
         return (
             Severity::Warning,
+            SynBacklogCause::AbsorbedBySynCookies,
             "absorbed: past the backlog SYN cookies answer, so legitimate handshakes still \
              complete (without TCP options such as window scaling); not critical while the \
              cookies hold"
@@ -212,6 +253,7 @@ fn effect(
     if !q.cookies_on() && at_cap {
         return (
             Severity::Critical,
+            SynBacklogCause::SynQueueFull,
             "the SYN queue is at its cap with SYN cookies off: every new handshake from a peer \
              not yet proven alive is dropped, legitimate clients among them"
                 .to_string(),
@@ -220,6 +262,7 @@ fn effect(
     if dropping {
         return (
             Severity::Warning,
+            SynBacklogCause::SynQueueFull,
             "handshakes were dropped: the SYN queue overflowed".to_string(),
         );
     }
@@ -233,6 +276,7 @@ fn effect(
     };
     (
         severity,
+        SynBacklogCause::SynQueueFilling,
         "no handshake dropped yet: the SYN queue has room".to_string(),
     )
 }
@@ -288,5 +332,23 @@ fn suggestion(q: &Queue) -> &'static str {
         "Turn SYN cookies on (sysctl net.ipv4.tcp_syncookies=1) so that legitimate handshakes \
          complete during the flood, then look at where the SYNs come from and filter them \
          upstream."
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_queue_overflows_are_no_syn_queue_drops() {
+        // Another listener's full accept queue: ListenDrops moves with ListenOverflows.
+        let overflow = [("ListenDrops", 8, true), ("ListenOverflows", 8, true)];
+        assert_eq!(syn_queue_drops(&overflow), 0);
+        // Drops beyond the overflows, or counted as such, are the SYN queue's.
+        let mixed = [("ListenDrops", 20, true), ("ListenOverflows", 8, true)];
+        assert_eq!(syn_queue_drops(&mixed), 12);
+        assert_eq!(syn_queue_drops(&[("TCPReqQFullDrop", 3, true)]), 3);
+        // Counts since the namespace began are context, not what happens now.
+        assert_eq!(syn_queue_drops(&[("ListenDrops", 9, false)]), 0);
     }
 }

@@ -5,7 +5,7 @@
 //! gave up are its CLOSE-WAIT.
 
 use super::{Context, Explained, Link};
-use crate::diagnose::{Cause, CloseWaitCause, Finding, Severity, canonical, kind};
+use crate::diagnose::{Cause, CloseWaitCause, Finding, Severity, SynBacklogCause, canonical, kind};
 use crate::snapshot::{Socket, endpoint};
 use std::net::SocketAddr;
 
@@ -23,8 +23,8 @@ pub const FULL_QUEUE: Link = Link {
     run: full_queue,
 };
 
-/// syn_backlog → connect_unanswered of local clients toward the flooded listener: the full SYN
-/// queue drops their handshakes too
+/// syn_backlog that drops handshakes (syn_queue_full) → connect_unanswered of local clients
+/// toward the flooded listener: the full SYN queue drops their handshakes too
 pub const SYN_FLOOD: Link = Link {
     name: "syn_flood_drops_connects",
     run: syn_flood,
@@ -133,7 +133,10 @@ fn full_queue(cx: &Context) -> Vec<Explained> {
 fn syn_flood(cx: &Context) -> Vec<Explained> {
     let mut out = Vec::new();
     for (cause, c) in cx.of_kind(kind::SYN_BACKLOG) {
-        let Some(listener) = c.local.filter(|_| c.severity >= Severity::Warning) else {
+        // Only a queue that drops handshakes explains connects that fail; one
+        // that SYN cookies absorb lets them complete.
+        let dropping = c.cause == Some(Cause::SynBacklog(SynBacklogCause::SynQueueFull));
+        let Some(listener) = c.local.filter(|_| dropping) else {
             continue;
         };
         let at = endpoint(&listener);
