@@ -192,6 +192,9 @@ pub struct ClosedGroup {
     pub established: bool,
     /// Whether data (or a FIN) they sent was unacknowledged when they ended.
     pub unacked: bool,
+    /// Whether the peer's FIN had arrived (before the end, or as the end).
+    #[serde(default)]
+    pub peer_fin: bool,
     /// The error the kernel holds for the application (`ETIMEDOUT`,
     /// `ECONNREFUSED`, `ECONNRESET`, `EPIPE`, ...), not yet collected by a
     /// read, a write or `SO_ERROR`; `None` once the application saw it.

@@ -302,6 +302,13 @@ fn filters_keep_incidents_whole_and_count_the_problems_outside() {
         text.starts_with("connleak: CRITICAL - 1 problem outside --port 9 on"),
         "{text}"
     );
+    // The check line agrees: never "no leak found" beside a CRITICAL.
+    let line = check_line(&r);
+    assert!(
+        line.starts_with("CONNLEAK CRITICAL - no problem within the filter, 1 problem outside it"),
+        "{line}"
+    );
+    assert!(!line.contains("no leak found"), "{line}");
 }
 
 /// Sockets that were there in every sample are counted in every sample,

@@ -298,16 +298,11 @@ fn netns(proc_root: &Path, host_root: &Path) -> Netns {
             .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == ino))
             .map(|e| e.file_name().to_string_lossy().into_owned())
     });
-    // The initial namespace has a fixed inode on current kernels
-    // (PROC_NET_INIT_INO); else it is the one of pid 1, when that is readable.
+    // The initial namespace has a fixed inode (PROC_NET_INIT_INO, since
+    // Linux 3.8): any other is a namespace created since boot, whether or
+    // not pid 1's may be read.
     const INIT_NET_INODE: u64 = 0xEFFF_FFF9;
-    let initial = inode.and_then(|ino| {
-        if ino == INIT_NET_INODE {
-            return Some(true);
-        }
-        let init = std::fs::metadata(proc_root.join("1/ns/net")).ok()?;
-        Some(init.ino() == ino)
-    });
+    let initial = inode.map(|ino| ino == INIT_NET_INODE);
     Netns {
         inode,
         name,

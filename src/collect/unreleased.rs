@@ -110,7 +110,7 @@ pub fn groups(closed: &[ClosedSocket], unmatched: &[(u32, u64)]) -> Vec<ClosedGr
     let wanted: FxHashSet<(u32, u64)> = unmatched.iter().copied().collect();
     let mut by_key: FxHashMap<Key, (u32, Option<u16>)> = FxHashMap::default();
     for s in closed.iter().filter(|s| wanted.contains(&(s.fd, s.inode))) {
-        let key = (s.peer, s.established, s.unacked, s.error);
+        let key = (s.peer, s.established, s.unacked, s.peer_fin, s.error);
         let port = (s.peer_port != 0).then_some(s.peer_port);
         let (n, shared) = by_key.entry(key).or_insert((0, port));
         *n += 1;
@@ -121,12 +121,13 @@ pub fn groups(closed: &[ClosedSocket], unmatched: &[(u32, u64)]) -> Vec<ClosedGr
     let mut groups: Vec<ClosedGroup> = by_key
         .into_iter()
         .map(
-            |((peer, established, unacked, error), (count, peer_port))| ClosedGroup {
+            |((peer, established, unacked, peer_fin, error), (count, peer_port))| ClosedGroup {
                 count,
                 peer,
                 peer_port,
                 established,
                 unacked,
+                peer_fin,
                 error: (error != 0).then(|| errno_name(error)),
             },
         )
@@ -137,7 +138,8 @@ pub fn groups(closed: &[ClosedSocket], unmatched: &[(u32, u64)]) -> Vec<ClosedGr
         let mut merged: Vec<ClosedGroup> = Vec::new();
         for g in rest {
             let same = |m: &&mut ClosedGroup| {
-                (m.established, m.unacked, &m.error) == (g.established, g.unacked, &g.error)
+                (m.established, m.unacked, m.peer_fin, &m.error)
+                    == (g.established, g.unacked, g.peer_fin, &g.error)
             };
             match merged.iter_mut().find(|m| same(m)) {
                 Some(m) => m.count += g.count,
@@ -153,8 +155,8 @@ pub fn groups(closed: &[ClosedSocket], unmatched: &[(u32, u64)]) -> Vec<ClosedGr
     groups
 }
 
-/// (peer, established, unacked, error): what makes sockets one group.
-type Key = (Option<std::net::IpAddr>, bool, bool, i32);
+/// (peer, established, unacked, peer_fin, error): what makes sockets one group.
+type Key = (Option<std::net::IpAddr>, bool, bool, bool, i32);
 
 /// Groups a process keeps at most: one per peer and ending on a server
 /// with thousands of clients would make the snapshot as large as the leak.
@@ -245,6 +247,7 @@ mod group_tests {
             peer_port: port,
             established,
             unacked: !established,
+            peer_fin: false,
             error: 0,
         }
     }

@@ -93,6 +93,6 @@ mod tests {
             assert!(c.about().len() > 40, "{}", c.name());
             assert_eq!(named(&c.name().to_uppercase()), Some(c));
         }
-        assert_eq!(Cause::all().count(), 23);
+        assert_eq!(Cause::all().count(), 24);
     }
 }

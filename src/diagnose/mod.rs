@@ -533,6 +533,7 @@ mod tests {
             (UnreleasedCause::ConnectFailed.into(), "connect_failed"),
             (UnreleasedCause::ResetAfterWrite.into(), "reset_after_write"),
             (UnreleasedCause::EndedWhileIdle.into(), "ended_while_idle"),
+            (UnreleasedCause::ClosedInOrder.into(), "closed_in_order"),
             (UnreleasedCause::NeverConnected.into(), "never_connected"),
         ];
         for (cause, name) in names {

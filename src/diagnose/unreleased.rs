@@ -63,6 +63,12 @@ pub enum UnreleasedCause {
         peer's idle timeout, a restart or a middlebox reset them, or keep-alive gave up) and \
         that the process keeps: often a pool that never notices its dead connections. Fix: \
         drop a connection whose read fails or returns EOF; check pooled connections.",
+    /// Established, ended in order: the peer's FIN came, nothing in flight,
+    /// no reset: only `close()` is missing.
+    ClosedInOrder = "closed_in_order": "TCP sockets in no table whose connection ended in \
+        order both ways (the peer's FIN came, nothing was in flight, no reset): the process \
+        called shutdown() without close(), or saw the end and kept the socket. Fix: call \
+        close() after shutdown() and when read() returns 0.",
     /// No SYN ever went out: `socket()` never connected, or a `connect()`
     /// that failed before sending anything (no route).
     NeverConnected = "never_connected": "TCP sockets in no table that never sent a SYN: made \
@@ -74,38 +80,47 @@ pub enum UnreleasedCause {
 
 impl UnreleasedCause {
     fn of(g: &ClosedGroup) -> UnreleasedCause {
-        match (
-            g.established,
-            g.unacked || g.error.as_deref() == Some("EPIPE"),
-        ) {
+        let wrote_into_the_end = g.unacked || g.error.as_deref() == Some("EPIPE");
+        match (g.established, wrote_into_the_end) {
             (true, true) => UnreleasedCause::ResetAfterWrite,
+            (true, false) if g.peer_fin && g.error.is_none() => UnreleasedCause::ClosedInOrder,
             (true, false) => UnreleasedCause::EndedWhileIdle,
             (false, _) if g.peer.is_some() || g.unacked => UnreleasedCause::ConnectFailed,
             (false, _) => UnreleasedCause::NeverConnected,
         }
     }
 
-    /// What `n` such sockets are, for the evidence.
+    /// What `n` such sockets are, for the evidence (the count after the
+    /// label, so that one reads as well as many).
     fn told(self, n: u32) -> String {
-        match self {
-            UnreleasedCause::ConnectFailed => format!(
-                "{n} are connects that never got established: the SYN went out, no connection \
-                 came of it (refused, or no answer until the kernel gave up), connect() failed \
-                 and the socket was kept"
+        let (what, how) = match self {
+            UnreleasedCause::ConnectFailed => (
+                "connects that never got established",
+                "the SYN went out and no connection came of it (refused, or no answer until \
+                 the kernel gave up); connect() failed and the socket was kept",
             ),
-            UnreleasedCause::ResetAfterWrite => format!(
-                "{n} ended with data they sent unacknowledged: a write after the peer had closed \
-                 or gone, answered by a reset or given up by the retransmission timer"
+            UnreleasedCause::ResetAfterWrite => (
+                "ended with data they sent unacknowledged",
+                "a write after the peer had closed or gone, answered by a reset or given up \
+                 by the retransmission timer",
             ),
-            UnreleasedCause::EndedWhileIdle => format!(
-                "{n} ended while idle, nothing in flight: the peer (a server's idle timeout, a \
-                 restart, a middlebox) reset them, or keep-alive gave up, while they sat unused"
+            UnreleasedCause::EndedWhileIdle => (
+                "ended while idle, with nothing in flight and no FIN from the peer",
+                "the peer (a server's idle timeout, a restart, a middlebox) reset them, or \
+                 keep-alive gave up, while they sat unused",
             ),
-            UnreleasedCause::NeverConnected => format!(
-                "{n} never sent a SYN: made by socket() and never connected, or a connect() \
-                 that failed before sending anything (no route to the destination)"
+            UnreleasedCause::ClosedInOrder => (
+                "closed in order both ways",
+                "the peer's FIN came, nothing was in flight, no reset: a shutdown() without \
+                 close(), or an end the application saw and kept the socket",
             ),
-        }
+            UnreleasedCause::NeverConnected => (
+                "never sent a SYN",
+                "made by socket() and never connected, or a connect() that failed before \
+                 sending anything (no route to the destination)",
+            ),
+        };
+        format!("{what}: {n} ({how})")
     }
 
     fn suggestion(self) -> &'static str {
@@ -130,6 +145,10 @@ impl UnreleasedCause {
                  evict them from the pool: the peer reset them while they sat idle. Validate a \
                  connection before reuse, and keep the pool's idle time and max lifetime below \
                  the server's idle timeout."
+            }
+            UnreleasedCause::ClosedInOrder => {
+                "Call close() after shutdown(), and when read() returns 0: shutdown() only ends \
+                 the conversation, the fd and the socket's memory stay until close()."
             }
             UnreleasedCause::NeverConnected => {
                 "Close sockets that are never used: a socket() made ahead of time, or one whose \

@@ -77,10 +77,12 @@ fn stops_accepting(cx: &Context) -> Vec<Explained> {
                      threads do",
                     c.id, p.pid, p.fds
                 ),
+                // The root says what fills the table, and so whether a higher
+                // limit is the fix (real load) or only buys time (a leak).
                 suggestion: Some(format!(
-                    "Follows from {}: free the fds (fix what fills the table) and the listener \
-                     accepts again. Raising the limit only buys time.",
-                    c.id
+                    "Follows from {}: once pid {} has fds to spare, the listener accepts \
+                     again. {}",
+                    c.id, p.pid, c.suggestion
                 )),
             });
         }

@@ -66,9 +66,19 @@ fn summary(reports: &[Labelled]) -> String {
     let problems: Vec<_> = findings()
         .filter(|(_, f)| f.caused_by.is_none() && f.severity >= Severity::Warning)
         .collect();
+    let hidden_problems: u64 = reports
+        .iter()
+        .filter_map(|l| l.report.filtered.as_ref())
+        .map(|h| h.problems)
+        .sum();
     let mut summary = if problems.is_empty() {
         let sockets: u64 = reports.iter().map(|l| l.report.summary.sockets).sum();
         match findings().count() {
+            // The status is that of everything: never "no leak" beside a WARNING.
+            0 if hidden_problems > 0 => format!(
+                "no problem within the filter, {} outside it",
+                plural(hidden_problems, "problem")
+            ),
             0 => format!("no leak found in {}", plural(sockets, "TCP socket")),
             n => format!(
                 "{} below the thresholds in {}",

@@ -112,4 +112,22 @@ def role_failed_connects(a):
     forever()
 
 
+def role_shutdown_keeper(a):
+    """Opens --n connections to --host:--port (an echo server that closes on EOF), sends a line,
+    half-closes with shutdown(SHUT_WR), reads the answer to EOF, and keeps every socket: the
+    connection ends in order both ways (TIME-WAIT takes over), and only close() is missing."""
+    kept = []
+    for _ in range(a.n):
+        c = socket.create_connection((a.host, a.port))
+        c.sendall(b"bye\n")
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(65536):
+            pass
+        kept.append(c)
+    while any(tcp_state(c) != TCP_CLOSE for c in kept):
+        time.sleep(0.05)
+    ready(a.ready, port=a.port, n=a.n)
+    forever()
+
+
 INCIDENT_ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role_")}

@@ -27,6 +27,7 @@ const SRTT: (i16, usize) = (48, 4);
 const ERR: (i16, usize) = (52, 4);
 const SND_NXT: (i16, usize) = (56, 4);
 const SND_UNA: (i16, usize) = (60, 4);
+const FLAGS: (i16, usize) = (64, 8);
 const BYTES_ACKED: (i16, usize) = (72, 8);
 const BYTES_RECEIVED: (i16, usize) = (80, 8);
 
@@ -69,6 +70,8 @@ impl SockOffsets {
                 field("sock", "sk_protocol", PROTOCOL)?,
                 field("sock", "sk_type", TYPE)?,
                 field("sock", "sk_err", ERR)?,
+                // A member of `sock` until Linux 6.x moved it into `sock_common`.
+                field("sock", "sk_flags", FLAGS).or_else(|_| in_common("skc_flags", FLAGS))?,
                 field("tcp_sock", "srtt_us", SRTT)?,
                 field("tcp_sock", "snd_nxt", SND_NXT)?,
                 field("tcp_sock", "snd_una", SND_UNA)?,
@@ -93,6 +96,10 @@ pub struct ClosedSocket {
     pub established: bool,
     /// Data (or a FIN) it sent that was never acknowledged when it ended.
     pub unacked: bool,
+    /// The peer's FIN arrived (`SOCK_DONE` in `sk_flags`, which is
+    /// `skc_flags` of the socket's `sock_common`; only `tcp_fin` sets it, a
+    /// reset or a timeout does not).
+    pub peer_fin: bool,
     /// The error the kernel holds for the application (errno), not yet
     /// collected by a read, a write or `SO_ERROR`; 0 if none.
     pub error: i32,
@@ -103,6 +110,8 @@ const AF_INET6: u16 = 10;
 const TCP_CLOSE: u8 = 7;
 const IPPROTO_TCP: u16 = 6;
 const SOCK_STREAM: u16 = 1;
+/// `SOCK_DONE`'s bit in `sk_flags` (`enum sock_flags`: SOCK_DEAD, SOCK_DONE, ...).
+const SOCK_DONE: u64 = 1 << 1;
 
 /// Parses one record: a TCP socket in state CLOSE, or `None` for any other socket.
 pub fn parse(r: &[u8]) -> Option<ClosedSocket> {
@@ -134,6 +143,7 @@ pub fn parse(r: &[u8]) -> Option<ClosedSocket> {
         peer_port: u16::from_be(u16_at(DPORT)?),
         established: u32_at(SRTT)? > 0 || u64_at(BYTES_ACKED)? > 0 || u64_at(BYTES_RECEIVED)? > 0,
         unacked: u32_at(SND_NXT)? != u32_at(SND_UNA)?,
+        peer_fin: u64_at(FLAGS)? & SOCK_DONE != 0,
         error: u32_at(ERR)? as i32,
     })
 }
