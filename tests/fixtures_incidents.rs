@@ -132,6 +132,36 @@ fn a_full_local_queue_explains_connects_and_no_firewall_is_blamed() {
     assert!(connects.peers[0].pid.is_some(), "{connects:#?}");
 }
 
+/// The same attempts toward a local listener whose process could not be
+/// read: still this host's listener, never routes or firewalls between hosts.
+#[test]
+fn connects_toward_a_local_listener_of_an_unseen_process_stay_local() {
+    let mut s = load("incident-queue.json");
+    let listening: Vec<u64> = s
+        .sockets
+        .iter()
+        .filter(|x| x.state() == TcpState::Listen)
+        .map(|x| x.inode())
+        .collect();
+    s.processes
+        .retain(|p| !p.socket_inodes.iter().any(|i| listening.contains(i)));
+    let r = report(&s, Thresholds::default());
+    let connects = one(&r, "connect_unanswered");
+    assert!(
+        !connects.suggestion.contains("security groups"),
+        "{}",
+        connects.suggestion
+    );
+    assert!(
+        connects
+            .evidence
+            .iter()
+            .any(|e| e.contains("an address of this host")),
+        "{:#?}",
+        connects.evidence
+    );
+}
+
 /// Twin: the same attempts toward a remote host are the network's to answer for.
 #[test]
 fn connects_toward_a_remote_host_are_not_the_local_listeners() {

@@ -70,8 +70,11 @@ const COOKIES: &[&str] = &["SyncookiesSent", "TCPReqQFullDoCookies"];
 
 /// What the kernel does with a handshake past the SYN queue's cap.
 struct Queue {
-    /// The listener's backlog (its Send-Q), when known.
+    /// The listener's backlog (its Send-Q), when known; with SO_REUSEPORT,
+    /// the sum of the listeners' backlogs.
     backlog: Option<u64>,
+    /// How many listeners share the address, each with a queue of its own.
+    listeners: usize,
     /// `tcp_syncookies`: 0 off, 1 past the backlog, 2 always.
     cookies: Option<u32>,
     /// How many half-open handshakes from unproven peers the queue takes.
@@ -79,7 +82,9 @@ struct Queue {
 }
 
 impl Queue {
-    fn of(k: &Kernel, backlog: Option<u64>) -> Queue {
+    /// The queue of the listeners at one address, from their backlogs (one
+    /// each; several with SO_REUSEPORT, each with a SYN queue of its own).
+    fn of(k: &Kernel, backlogs: &[u64]) -> Queue {
         let cookies = k.sysctls.tcp_syncookies;
         // Without cookies, the last quarter of tcp_max_syn_backlog is kept for proven peers.
         let unproven = k
@@ -87,12 +92,14 @@ impl Queue {
             .tcp_max_syn_backlog
             .filter(|_| cookies == Some(0))
             .map(|m| u64::from(m) - u64::from(m) / 4 + 1);
-        let cap = match (backlog, unproven) {
-            (Some(b), Some(u)) => Some(b.min(u)),
-            (b, u) => b.or(u),
+        let cap = match (backlogs, unproven) {
+            ([], u) => u,
+            (b, Some(u)) => Some(b.iter().map(|&b| b.min(u)).sum()),
+            (b, None) => Some(b.iter().sum()),
         };
         Queue {
-            backlog,
+            backlog: (!backlogs.is_empty()).then(|| backlogs.iter().sum()),
+            listeners: backlogs.len(),
             cookies,
             cap,
         }
@@ -151,12 +158,13 @@ fn finding(
 ) -> Finding {
     let count = sockets.len() as u64;
     let listeners: Vec<Placed> = cx.index.listeners_at(&local).collect();
-    let backlog = listeners
-        .first()
-        .and_then(|l| cx.snapshot.backlog(l))
+    let backlogs: Vec<u64> = listeners
+        .iter()
+        .filter_map(|l| cx.snapshot.backlog(l))
         .map(u64::from)
-        .filter(|&b| b > 0);
-    let q = Queue::of(&cx.snapshot.kernel, backlog);
+        .filter(|&b| b > 0)
+        .collect();
+    let q = Queue::of(&cx.snapshot.kernel, &backlogs);
     let at_cap = q.cap.is_some_and(|c| count >= c);
     // Counters tell what happens now only over a window; since the
     // namespace began counting, they are context.
@@ -288,7 +296,10 @@ fn queue_line(q: &Queue, k: &Kernel) -> String {
         None => "tcp_syncookies unknown".to_string(),
     };
     let parts = [
-        q.backlog.map(|b| format!("listener backlog {b}")),
+        q.backlog.map(|b| match q.listeners {
+            1 => format!("listener backlog {b}"),
+            n => format!("backlogs of its {n} listeners {b} in all"),
+        }),
         k.sysctls
             .tcp_max_syn_backlog
             .map(|m| format!("net.ipv4.tcp_max_syn_backlog = {m}")),
@@ -338,6 +349,18 @@ fn suggestion(q: &Queue) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_reuseport_listener_has_a_queue_of_its_own() {
+        let mut k = Kernel::default();
+        k.sysctls.tcp_syncookies = Some(0);
+        k.sysctls.tcp_max_syn_backlog = Some(128);
+        // 97 from unproven peers per queue, capped by each backlog.
+        assert_eq!(Queue::of(&k, &[511]).cap, Some(97));
+        assert_eq!(Queue::of(&k, &[511, 511]).cap, Some(194));
+        assert_eq!(Queue::of(&k, &[511, 64]).cap, Some(161));
+        assert_eq!(Queue::of(&k, &[]).cap, Some(97));
+    }
 
     #[test]
     fn accept_queue_overflows_are_no_syn_queue_drops() {

@@ -71,6 +71,12 @@ fn finding(cx: &Context, ends: &Ends, pid: Option<u32>, peer: PeerKey, g: Group)
     let peers = peers::list(cx, ends, &g.sockets);
     let (remote, endpoints) = peers::endpoints(cx, &g.sockets);
     let listener = g.sockets.first().and_then(|&i| ends.process(i));
+    // Never blamed on routes or firewalls between hosts: it is this host.
+    let toward_this_host = g
+        .sockets
+        .first()
+        .and_then(|&i| cx.snapshot.sockets.get(i))
+        .is_some_and(super::is_local_destination);
     let mut evidence = vec![format!(
         "{} has {} (SYN-SENT) toward {}; {} of them retransmitting \
          their SYN (up to {}): nothing answers, not even a refusal (RST)",
@@ -94,6 +100,22 @@ fn finding(cx: &Context, ends: &Ends, pid: Option<u32>, peer: PeerKey, g: Group)
                  accepting (its accept queue, its threads). Give the client a connect timeout of \
                  seconds so that callers fail fast.",
                 who(Some(l))
+            )
+        }
+        _ if toward_this_host => {
+            let at = remote.map_or("this host".to_string(), |r| endpoint(&r));
+            evidence.push(
+                "the destination is an address of this host, and a closed port here would \
+                 refuse at once: a listener whose process connleak could not see (another \
+                 user's, or hidden) drops these handshakes from a full queue, or a local \
+                 firewall rule drops the SYNs; no route is involved"
+                    .to_string(),
+            );
+            format!(
+                "The listener at {at} on this host answers no handshake: see its accept queue \
+                 (ss -ltn: Recv-Q against the backlog) and what its process does, and any local \
+                 firewall rule on it. Give the client a connect timeout of seconds so that \
+                 callers fail fast."
             )
         }
         _ => {
