@@ -373,6 +373,38 @@ fn sampled_counts_agree_with_present_throughout() {
     assert!(!trend.growing);
 }
 
+/// Half-closed pairs (both ends local) are counted as connections over the
+/// window too: when half of the pairs were there before, the earlier count
+/// and "present throughout" are half, not the sockets of those pairs.
+#[test]
+fn pairs_are_counted_once_over_the_window() {
+    let now = load("finwait2.json");
+    let r = report(&now, Thresholds::default());
+    let pairs = one(&r, "half_closed_peer").count;
+    assert!(pairs >= 2, "{pairs}");
+    let mut before = now.clone();
+    before.meta.taken_at_ms -= 10_000;
+    // Keep the first half of the FIN-WAIT-2 ends and their CLOSE-WAIT partners.
+    let kept: Vec<(std::net::SocketAddr, std::net::SocketAddr)> = before
+        .sockets
+        .iter()
+        .filter(|x| x.state() == TcpState::FinWait2)
+        .take(usize::try_from(pairs / 2).unwrap())
+        .map(|x| (x.local(), x.remote()))
+        .collect();
+    before.sockets.retain(|x| match x.state() {
+        TcpState::FinWait2 => kept.contains(&(x.local(), x.remote())),
+        TcpState::CloseWait => kept.contains(&(x.remote(), x.local())),
+        _ => true,
+    });
+    let mut window = Window::keeping(2);
+    Report::build_in(&before, Thresholds::default(), &window).record(&before, &mut window);
+    let r = Report::build_in(&now, Thresholds::default(), &window);
+    let trend = one(&r, "half_closed_peer").trend.clone().unwrap();
+    assert_eq!(trend.counts, [pairs / 2, pairs], "{trend:#?}");
+    assert_eq!(trend.present_throughout, Some(pairs / 2), "{trend:#?}");
+}
+
 /// A queue with a connection that waits a moment is an accept loop at work:
 /// no finding. Only past its backlog is a queue called full.
 #[test]

@@ -155,7 +155,13 @@ impl Window {
                 .filter_map(|&i| snapshot.sockets.get(i)?.cookie())
                 .filter_map(|c| self.first_seen.get(&c.get()).copied())
                 .collect();
-            let there_at = |t: u64| (seen.iter().filter(|&&s| s <= t).count() as u64).min(f.count);
+            // In the finding's unit: a pair's two ends are one connection, and
+            // a listener counted beside its queue is none (sockets scaled to count).
+            let sockets = (f.sockets.len() as u64).max(f.count).max(1);
+            let there_at = |t: u64| {
+                let n = seen.iter().filter(|&&s| s <= t).count() as u64;
+                (n * f.count / sockets).min(f.count)
+            };
             let mut counts: Vec<u64> = self
                 .past
                 .iter()
