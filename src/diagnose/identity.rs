@@ -4,6 +4,8 @@
 //! follow it, and so that `caused_by` can point at it. Two findings that
 //! would share one get `#2`, `#3`, … in report order. The cause is left
 //! out: a leak whose dominant cause changes as it grows is the same leak.
+//! A finding grouped by its peer is named by the peer, not by the one port
+//! its connections happen to use.
 
 use super::Finding;
 use crate::snapshot::endpoint;
@@ -19,13 +21,16 @@ fn base(f: &Finding) -> String {
     if let Some(a) = f.local {
         id.push_str(&format!("/at:{}", endpoint(&a)));
     }
-    if let Some(a) = f.remote {
-        id.push_str(&format!("/to:{}", endpoint(&a)));
-    } else if let [peer] = &f.peers[..] {
+    // A finding grouped by its peer is named by the peer, its grouping key,
+    // whatever ports its connections use this sample (one, then two, would
+    // otherwise change its id and lose its history).
+    if let [peer] = &f.peers[..] {
         match peer.pid {
             Some(pid) => id.push_str(&format!("/peer:pid{pid}")),
             None => id.push_str(&format!("/peer:{}", peer.host)),
         }
+    } else if let Some(a) = f.remote {
+        id.push_str(&format!("/to:{}", endpoint(&a)));
     }
     id
 }
@@ -67,5 +72,33 @@ mod tests {
         assert_eq!(fs[0].id, format!("{kind}/pid7/at:10.1.2.3:8080"));
         assert_eq!(fs[1].id, format!("{kind}/pid7/at:10.1.2.3:8080#2"));
         assert_eq!(fs[2].id, RULES[1].kind);
+    }
+
+    /// A finding grouped by its peer keeps its id whether its connections
+    /// go to one port of the peer (a remote endpoint) or to several.
+    #[test]
+    fn a_peer_names_its_finding_whatever_the_ports() {
+        let peer = crate::diagnose::Peer {
+            host: std::net::IpAddr::from([10, 0, 0, 2]),
+            pid: None,
+            comm: None,
+            connections: 3,
+        };
+        let one_port = Finding {
+            pid: Some(7),
+            remote: "10.0.0.2:5432".parse().ok(),
+            peers: vec![peer.clone()],
+            ..Finding::of(&RULES[0], None)
+        };
+        let two_ports = Finding {
+            remote: None,
+            ..one_port.clone()
+        };
+        let mut fs = [one_port];
+        identify(&mut fs);
+        let mut gs = [two_ports];
+        identify(&mut gs);
+        assert_eq!(fs[0].id, gs[0].id);
+        assert!(fs[0].id.ends_with("/peer:10.0.0.2"), "{}", fs[0].id);
     }
 }
