@@ -74,7 +74,7 @@ fn the_fd_limit_explains_the_full_queue_and_the_hanging_connects() {
     assert_eq!(r.findings[0].id, fd.id, "the root first");
     let line = check_line(&r);
     assert!(
-        line.starts_with("CONNLEAK CRITICAL - 1 finding: fd_exhaustion "),
+        line.starts_with("CONNLEAK CRITICAL - 1 problem: fd_exhaustion "),
         "{line}"
     );
 }

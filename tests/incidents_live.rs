@@ -85,7 +85,7 @@ fn fd_limit_stops_accepting_and_local_connects_hang() {
     let check = lab.connleak_output(&["check"]);
     let line = String::from_utf8_lossy(&check.stdout);
     assert!(
-        line.starts_with("CONNLEAK CRITICAL - 1 finding: fd_exhaustion ")
+        line.starts_with("CONNLEAK CRITICAL - 1 problem: fd_exhaustion ")
             && line.contains("causing accept_queue_full, connect_unanswered"),
         "{line}"
     );

@@ -44,7 +44,7 @@ fn check_exit_codes_and_one_line() {
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(
-        text.starts_with("CONNLEAK WARNING - 1 finding: close_wait_leak pid "),
+        text.starts_with("CONNLEAK WARNING - 1 problem: close_wait_leak pid "),
         "{text}"
     );
     assert!(

@@ -95,7 +95,7 @@ fn summary(reports: &[Labelled]) -> String {
         let more = problems.len().saturating_sub(NAMED);
         format!(
             "{}: {}{}",
-            plural(problems.len() as u64, "finding"),
+            plural(problems.len() as u64, "problem"),
             named.join("; "),
             if more > 0 {
                 format!("; and {more} more")
