@@ -70,13 +70,6 @@ fn finding(cx: &Context, ends: &Ends, pid: Option<u32>, peer: PeerKey, g: Group)
     let count = g.sockets.len() as u64;
     let peers = peers::list(cx, ends, &g.sockets);
     let (remote, endpoints) = peers::endpoints(cx, &g.sockets);
-    let listener = g.sockets.first().and_then(|&i| ends.process(i));
-    // Never blamed on routes or firewalls between hosts: it is this host.
-    let toward_this_host = g
-        .sockets
-        .first()
-        .and_then(|&i| cx.snapshot.sockets.get(i))
-        .is_some_and(super::is_local_destination);
     let mut evidence = vec![format!(
         "{} has {} (SYN-SENT) toward {}; {} of them retransmitting \
          their SYN (up to {}): nothing answers, not even a refusal (RST)",
@@ -87,56 +80,8 @@ fn finding(cx: &Context, ends: &Ends, pid: Option<u32>, peer: PeerKey, g: Group)
         plural(u64::from(g.max_retransmits), "time")
     )];
     evidence.push(format!("toward {endpoints}"));
-    let suggestion = match (peer, listener) {
-        (PeerKey::Process(_), Some(l)) => {
-            evidence.push(format!(
-                "the destination is a listener of {} on this host: it answers no handshake \
-                 because its queues drop them (a full accept queue, or a full SYN queue); no \
-                 route or firewall is involved",
-                who(Some(l))
-            ));
-            format!(
-                "The listener of {} on this host drops these handshakes: see why it stopped \
-                 accepting (its accept queue, its threads). Give the client a connect timeout of \
-                 seconds so that callers fail fast.",
-                who(Some(l))
-            )
-        }
-        _ if toward_this_host => {
-            let at = remote.map_or("this host".to_string(), |r| endpoint(&r));
-            evidence.push(
-                "the destination is an address of this host, and a closed port here would \
-                 refuse at once: a listener whose process connleak could not see (another \
-                 user's, or hidden) drops these handshakes from a full queue, or a local \
-                 firewall rule drops the SYNs; no route is involved"
-                    .to_string(),
-            );
-            format!(
-                "The listener at {at} on this host answers no handshake: see its accept queue \
-                 (ss -ltn: Recv-Q against the backlog) and what its process does, and any local \
-                 firewall rule on it. Give the client a connect timeout of seconds so that \
-                 callers fail fast."
-            )
-        }
-        _ => {
-            evidence.push(format!(
-                "a closed port refuses at once; silence means the host is down, a firewall \
-                 drops the SYNs or the route leads nowhere; each attempt's wait: {}",
-                TcpState::SynSent.info().bound.describe()
-            ));
-            let at = match (remote, peers.first()) {
-                (Some(r), _) => endpoint(&r),
-                (None, Some(p)) => p.host.to_string(),
-                (None, None) => "the destination".to_string(),
-            };
-            format!(
-                "The dependency at {at} does not answer: check that it is up and \
-                 reachable from this host (routes, firewalls, security groups, its listen \
-                 backlog). Give the client a connect timeout of seconds, not the kernel's two \
-                 minutes, and a circuit breaker so that callers fail fast instead of piling up."
-            )
-        }
-    };
+    let (why, suggestion) = destination(cx, ends, peer, &g.sockets, remote, &peers);
+    evidence.push(why);
     Finding {
         severity: Severity::grade(g.unanswered, t.syn_sent_warn, t.syn_sent_crit),
         count,
@@ -149,4 +94,73 @@ fn finding(cx: &Context, ends: &Ends, pid: Option<u32>, peer: PeerKey, g: Group)
         ..Finding::of(&RULE, Some(TcpState::SynSent))
     }
     .owned_by(owner)
+}
+
+/// Why the destination does not answer, and what to do: a local listener
+/// (its process known or not) is never blamed on routes or firewalls
+/// between hosts.
+fn destination(
+    cx: &Context,
+    ends: &Ends,
+    peer: PeerKey,
+    sockets: &[usize],
+    remote: Option<std::net::SocketAddr>,
+    peers: &[super::Peer],
+) -> (String, String) {
+    let listener = sockets.first().and_then(|&i| ends.process(i));
+    let toward_this_host = sockets
+        .first()
+        .and_then(|&i| cx.snapshot.sockets.get(i))
+        .is_some_and(super::is_local_destination);
+    match (peer, listener) {
+        (PeerKey::Process(_), Some(l)) => (
+            format!(
+                "the destination is a listener of {} on this host: it answers no handshake \
+                 because its queues drop them (a full accept queue, or a full SYN queue); no \
+                 route or firewall is involved",
+                who(Some(l))
+            ),
+            format!(
+                "The listener of {} on this host drops these handshakes: see why it stopped \
+                 accepting (its accept queue, its threads). Give the client a connect timeout of \
+                 seconds so that callers fail fast.",
+                who(Some(l))
+            ),
+        ),
+        _ if toward_this_host => (
+            "the destination is an address of this host, and a closed port here would refuse \
+             at once: a listener whose process connleak could not see (another user's, or \
+             hidden) drops these handshakes from a full queue, or a local firewall rule drops \
+             the SYNs; no route is involved"
+                .to_string(),
+            format!(
+                "The listener at {} on this host answers no handshake: see its accept queue \
+                 (ss -ltn: Recv-Q against the backlog) and what its process does, and any local \
+                 firewall rule on it. Give the client a connect timeout of seconds so that \
+                 callers fail fast.",
+                remote.map_or("this host".to_string(), |r| endpoint(&r))
+            ),
+        ),
+        _ => {
+            let at = match (remote, peers.first()) {
+                (Some(r), _) => endpoint(&r),
+                (None, Some(p)) => p.host.to_string(),
+                (None, None) => "the destination".to_string(),
+            };
+            (
+                format!(
+                    "a closed port refuses at once; silence means the host is down, a firewall \
+                     drops the SYNs or the route leads nowhere; each attempt's wait: {}",
+                    TcpState::SynSent.info().bound.describe()
+                ),
+                format!(
+                    "The dependency at {at} does not answer: check that it is up and reachable \
+                     from this host (routes, firewalls, security groups, its listen backlog). \
+                     Give the client a connect timeout of seconds, not the kernel's two \
+                     minutes, and a circuit breaker so that callers fail fast instead of \
+                     piling up."
+                ),
+            )
+        }
+    }
 }
