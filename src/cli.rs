@@ -116,7 +116,7 @@ pub struct DiagnosisArgs {
     pub source: SourceChoice,
 
     /// How to find which process holds which socket: `auto` reads every fd table at once
-    /// with a BPF task-file iterator where the kernel (BTF, Linux 5.8+) and privileges
+    /// with a BPF task-file iterator where the kernel (BTF, Linux 6.1+) and privileges
     /// (root) allow, and falls back to /proc; `proc` always reads /proc/PID/fd.
     #[arg(long, value_enum, default_value_t = FdScan::Auto)]
     pub fd_scan: FdScan,

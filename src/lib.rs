@@ -3,8 +3,9 @@
 //! The pipeline is **collect → snapshot → diagnose → link → report → render**:
 //!
 //! - [`collect`] is the only code that touches the system: sockets from the
-//!   kernel's sock_diag netlink interface, owners from `/proc/PID/fd`, sysctls
-//!   and counters from `/proc`.
+//!   kernel's sock_diag netlink interface, owners from each process's fd
+//!   table (a BPF task-file iterator on Linux 6.1+ with BTF, as root; else
+//!   `/proc/PID/fd`), sysctls and counters from `/proc`.
 //! - [`snapshot::Snapshot`] is what it yields: plain data that saves to JSON
 //!   and loads back, so an incident can be diagnosed later and every rule is
 //!   tested on fixtures.

@@ -2,11 +2,12 @@
 //!
 //! This is what `ss` uses, and the only source that gives socket cookies,
 //! TIME_WAIT expiry and `tcp_info` (how long since the peer last sent
-//! anything). Requests are built with `netlink-packet-sock-diag`; replies are
-//! decoded here from the raw bytes, because the crate drops the TIME_WAIT
-//! expiry and its `tcp_info` parser fails on a kernel whose struct is shorter
-//! than the crate's. Decoding is a pure function of the bytes so that it can be
-//! tested and fuzzed without a kernel.
+//! anything). Both the requests (a few fixed bytes, `request_bytes`) and the
+//! replies are handled here as raw bytes; `netlink-packet-sock-diag` gives only
+//! its constants, because the crate has no legacy `TCPDIAG_GETSOCK` request,
+//! drops the TIME_WAIT expiry, and its `tcp_info` parser fails on a kernel
+//! whose struct is shorter than the crate's. Decoding is a pure function of the
+//! bytes so that it can be tested and fuzzed without a kernel.
 //!
 //! Every dump walks the kernel's whole table of established sockets, shared by
 //! all network namespaces and both families, and that walk costs about as much
