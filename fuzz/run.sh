@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Fuzzes each of connleak's untrusted-input parsers for a bounded time:
 #
-#   fuzz/run.sh [SECONDS_PER_TARGET]        # default 120
+#   fuzz/run.sh [SECONDS_PER_TARGET [TARGET...]]   # default 120 s, every target
 #
 # Targets (fuzz_targets/): snapshot (a --from file, then the diagnosis and
 # every renderer), proc_text (every /proc text parser), netlink (a sock_diag
-# datagram). Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly
-# toolchain for AddressSanitizer; without nightly it fuzzes on stable with no
-# sanitizer (Rust's own checks still catch every panic and overflow).
+# datagram), btf (kernel BTF, as the fd iterator reads it). Needs cargo-fuzz
+# (`cargo install cargo-fuzz`) and a nightly toolchain for AddressSanitizer;
+# without nightly it fuzzes on stable with no sanitizer (Rust's own checks
+# still catch every panic and overflow).
 #
 # Seeds come from seeds/TARGET (real /proc files, real dump datagrams, saved
-# snapshots); what the fuzzer learns stays in corpus/TARGET (not committed).
+# snapshots, the records of a real kernel's BTF that the fd iterator reads,
+# made by btf_seed.py); what the fuzzer learns stays in corpus/TARGET (not
+# committed).
 # A crash stops the run with the input in artifacts/TARGET/: copy it to
 # regressions/TARGET/, where `cargo test` replays it (tests/fuzz_regressions.rs)
 # once it is fixed.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-120}"
+targets=(snapshot proc_text netlink btf)
+if [ $# -gt 1 ]; then
+  targets=("${@:2}")
+fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: cargo-fuzz is not installed: run 'cargo install cargo-fuzz'" >&2
   exit 2
@@ -28,7 +35,7 @@ else
   fuzz=(cargo fuzz)
   sanitizer=none
 fi
-for target in snapshot proc_text netlink; do
+for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
   echo "== $target: $secs s, sanitizer $sanitizer"
   log="$(mktemp)"
@@ -50,4 +57,4 @@ for target in snapshot proc_text netlink; do
   fi
   rm -f "$log"
 done
-echo "fuzz: all targets ran $secs s each without a failure"
+echo "fuzz: ${targets[*]} ran $secs s each without a failure"

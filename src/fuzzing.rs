@@ -5,7 +5,7 @@
 //! kernel binary format (a sock_diag netlink datagram, BTF). Whatever the
 //! bytes, none may panic, loop or allocate without bound; errors are fine.
 
-use crate::collect::{btf, cgroup, kernel, proc_net, procfs, sock_diag, tasks, workload};
+use crate::collect::{cgroup, fd_iter, kernel, proc_net, procfs, sock_diag, tasks, workload};
 use crate::diagnose::{Thresholds, Window};
 use crate::render::{self, Format};
 use crate::report::{Labelled, Report};
@@ -74,13 +74,14 @@ pub fn proc_text(bytes: &[u8]) {
     workload::storage_name(bytes, "id");
 }
 
-/// One datagram of a sock_diag dump, and the same bytes as a `tcp_info`
-/// and as kernel BTF (which the fd iterator reads its offsets from).
+/// One datagram of a sock_diag dump, and the same bytes as a `tcp_info`.
 pub fn netlink(bytes: &[u8]) {
     let _ = sock_diag::decode_datagram(bytes, &mut Vec::new());
     sock_diag::decode_tcp_info(bytes);
-    if let Ok(btf) = btf::Btf::parse(bytes) {
-        let _ = btf.field("inode", "i_ino");
-        let _ = btf.function("bpf_iter_task_file");
-    }
+}
+
+/// Kernel BTF (`/sys/kernel/btf/vmlinux`), as the fd iterator reads it:
+/// every field offset its two programs need, and the function they attach to.
+pub fn btf(bytes: &[u8]) {
+    let _ = fd_iter::programs_for(bytes);
 }

@@ -39,3 +39,8 @@ fn proc_text_inputs() {
 fn netlink_inputs() {
     replay("netlink", fuzzing::netlink);
 }
+
+#[test]
+fn btf_inputs() {
+    replay("btf", fuzzing::btf);
+}

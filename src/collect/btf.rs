@@ -4,7 +4,12 @@
 //! `task_struct`, `file` and `inode` at this kernel's offsets, not at
 //! offsets guessed at build time. The format is `Documentation/bpf/btf.rst`:
 //! a header, a type section of variable-length records numbered from 1, and
-//! a string section. Parsing is a pure function of the bytes (fuzzed).
+//! a string section. Parsing is a pure function of the bytes (fuzzed): a
+//! blob may say anything, so every walk through it is bounded — typedef
+//! chains and anonymous members nest at most [`MAX_DEPTH`] deep, and each
+//! anonymous struct is searched once per lookup, whatever refers to it.
+
+use rustc_hash::FxHashSet;
 
 /// `BTF_KIND_*` numbers used here.
 const INT: u32 = 1;
@@ -24,6 +29,11 @@ const MAGIC: u16 = 0xeb9f;
 /// Size of `struct btf_type`: name, info, size-or-type.
 const TYPE_LEN: usize = 12;
 
+/// How deep typedefs and qualifiers may chain, and anonymous structs and
+/// unions nest, before a blob is refused. A kernel's deepest is a handful;
+/// a blob that goes on (or loops) would otherwise overflow the stack.
+pub const MAX_DEPTH: usize = 32;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BtfError {
     #[error("not BTF (bad magic or header)")]
@@ -34,6 +44,10 @@ pub enum BtfError {
     Kind { kind: u32, id: u32 },
     #[error("BTF has no {0}")]
     Missing(String),
+    #[error("BTF type {0} nests typedefs or anonymous members more than {MAX_DEPTH} deep")]
+    TooDeep(u32),
+    #[error("BTF places {0} beyond the reach of a 16-bit offset")]
+    Offset(String),
 }
 
 /// A parsed BTF blob: the type records by id (id 0 is `void`).
@@ -138,72 +152,96 @@ impl<'a> Btf<'a> {
         self.find(FUNC, name)
     }
 
-    /// Follows typedefs and qualifiers to the id of the type they name.
-    fn resolve(&self, mut id: u32) -> Option<u32> {
-        for _ in 0..32 {
-            let t = self.record(id)?;
+    /// Follows typedefs and qualifiers to the type they name, and its
+    /// record; `None` for `void` or an id with no record.
+    fn resolve(&self, mut id: u32) -> Result<Option<(u32, Type)>, BtfError> {
+        for _ in 0..MAX_DEPTH {
+            let Some(t) = self.record(id) else {
+                return Ok(None);
+            };
             match t.kind {
                 TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG => id = t.size_or_type,
-                _ => return Some(id),
+                _ => return Ok(Some((id, t))),
             }
         }
-        None
+        Err(BtfError::TooDeep(id))
     }
 
     /// Size in bytes of a scalar, pointer, enum or struct type.
-    fn size(&self, id: u32) -> Option<usize> {
-        let t = self.record(self.resolve(id)?)?;
-        match t.kind {
+    fn size(&self, id: u32) -> Result<Option<usize>, BtfError> {
+        Ok(self.resolve(id)?.and_then(|(_, t)| match t.kind {
             PTR => Some(8),
             INT | STRUCT | UNION | ENUM | ENUM64 => Some(t.size_or_type as usize),
             _ => None,
-        }
+        }))
     }
 
     /// (bit offset, type id) of member `name` of struct or union `id`,
-    /// looking into anonymous struct and union members.
-    fn member(&self, id: u32, name: &str) -> Option<(u32, u32)> {
-        let id = self.resolve(id)?;
-        let t = self.record(id)?;
-        if !matches!(t.kind, STRUCT | UNION) {
-            return None;
+    /// looking into anonymous struct and union members `depth` deep at
+    /// most. `searched` holds the anonymous types already looked through
+    /// (none of them has `name`), so that a blob whose members refer to one
+    /// type many times, or to a type that holds itself, costs one search
+    /// of it.
+    fn member(
+        &self,
+        id: u32,
+        name: &[u8],
+        depth: usize,
+        searched: &mut FxHashSet<u32>,
+    ) -> Result<Option<(u32, u32)>, BtfError> {
+        let Some((id, t)) = self.resolve(id)? else {
+            return Ok(None);
+        };
+        if !matches!(t.kind, STRUCT | UNION) || !searched.insert(id) {
+            return Ok(None);
+        }
+        if depth == 0 {
+            return Err(BtfError::TooDeep(id));
         }
         let first = self.at[(id as usize) - 1] + TYPE_LEN;
-        (0..t.vlen).find_map(|i| {
-            let m = first + 12 * i;
-            let (m_name, m_type, m_off) = (
-                u32_at(self.types, m)?,
-                u32_at(self.types, m + 4)?,
-                u32_at(self.types, m + 8)?,
-            );
+        for m in (0..t.vlen).map(|i| first + 12 * i) {
+            // `parse` checked that every record's members are there.
+            let (Some(m_name), Some(m_type), Some(m_off)) = (
+                u32_at(self.types, m),
+                u32_at(self.types, m + 4),
+                u32_at(self.types, m + 8),
+            ) else {
+                break;
+            };
             let bits = if t.kind_flag {
                 m_off & 0xff_ffff
             } else {
                 m_off
             };
-            match self.name(m_name) {
-                n if n == name.as_bytes() => Some((bits, m_type)),
+            let found = match self.name(m_name) {
+                n if n == name => Some((bits, m_type)),
                 b"" => self
-                    .member(m_type, name)
-                    .map(|(inner, ty)| (bits + inner, ty)),
+                    .member(m_type, name, depth - 1, searched)?
+                    .and_then(|(inner, ty)| Some((bits.checked_add(inner)?, ty))),
                 _ => None,
+            };
+            if found.is_some() {
+                return Ok(found);
             }
-        })
+        }
+        Ok(None)
     }
 
     /// Byte offset and size of `strukt.field` (a byte-aligned member).
     pub fn field(&self, strukt: &str, field: &str) -> Result<Field, BtfError> {
         let id = self.find(STRUCT, strukt)?;
         let missing = || BtfError::Missing(format!("{strukt}.{field}"));
-        let (bits, ty) = self.member(id, field).ok_or_else(missing)?;
-        let size = self.size(ty).ok_or_else(missing)?;
+        let mut searched = FxHashSet::default();
+        let (bits, ty) = self
+            .member(id, field.as_bytes(), MAX_DEPTH, &mut searched)?
+            .ok_or_else(missing)?;
+        let size = self.size(ty)?.ok_or_else(missing)?;
         if bits % 8 != 0 {
             return Err(missing());
         }
-        Ok(Field {
-            offset: (bits / 8) as i16,
-            size,
-        })
+        let offset =
+            i16::try_from(bits / 8).map_err(|_| BtfError::Offset(format!("{strukt}.{field}")))?;
+        Ok(Field { offset, size })
     }
 }
 
@@ -270,6 +308,80 @@ mod tests {
         assert_eq!(btf.function("f"), Ok(5));
         assert!(btf.field("s", "zz").is_err());
         assert!(btf.function("g").is_err());
+    }
+
+    /// A struct named "s" (id 1) whose members are `members` (name, type, bit offset).
+    fn struct_s(members: &[[u32; 3]]) -> Vec<u8> {
+        let mut t = Vec::new();
+        record(&mut t, 1, STRUCT, members.len() as u32, 8);
+        words(&mut t, members.as_flattened());
+        t
+    }
+
+    /// Regression: a struct whose anonymous member is itself recursed until
+    /// the stack overflowed, aborting the process.
+    #[test]
+    fn a_struct_that_holds_itself_is_an_error_not_an_overflow() {
+        let bytes = blob(&struct_s(&[[0, 1, 0]]), b"\0s\0");
+        let btf = Btf::parse(&bytes).unwrap();
+        assert_eq!(btf.field("s", "x"), Err(BtfError::Missing("s.x".into())));
+    }
+
+    /// Anonymous structs nested deeper than `MAX_DEPTH`, typedefs chained
+    /// further, or looping: errors, not a walk without end.
+    #[test]
+    fn walks_are_bounded() {
+        // 1: struct s { anonymous 2 }, 2..: struct { anonymous next }, last: int x.
+        let strings = b"\0s\0x\0t\0";
+        let nested = |levels: u32| {
+            let mut t = struct_s(&[[0, 2, 0]]);
+            for id in 2..levels + 1 {
+                record(&mut t, 0, STRUCT, 1, 8);
+                words(&mut t, &[0, id + 1, 0]);
+            }
+            record(&mut t, 0, STRUCT, 1, 8);
+            words(&mut t, &[3, levels + 2, 0]);
+            record(&mut t, 0, INT, 0, 4);
+            words(&mut t, &[32]);
+            blob(&t, strings)
+        };
+        let shallow = nested(MAX_DEPTH as u32 - 2);
+        let field = Btf::parse(&shallow).unwrap().field("s", "x");
+        assert_eq!(field, Ok(Field { offset: 0, size: 4 }));
+        let deep = nested(MAX_DEPTH as u32 + 8);
+        let field = Btf::parse(&deep).unwrap().field("s", "x");
+        assert!(matches!(field, Err(BtfError::TooDeep(_))), "{field:?}");
+        // 1: struct s { t x }, 2: typedef t = 3, 3: typedef t = 2.
+        let mut t = struct_s(&[[3, 2, 0]]);
+        record(&mut t, 5, TYPEDEF, 0, 3);
+        record(&mut t, 5, TYPEDEF, 0, 2);
+        let field = Btf::parse(&blob(&t, strings)).unwrap().field("s", "x");
+        assert!(matches!(field, Err(BtfError::TooDeep(_))), "{field:?}");
+    }
+
+    /// Each level of anonymous structs naming the next one twice: 2^32 paths
+    /// to search, each type searched once.
+    #[test]
+    fn a_type_met_many_times_is_searched_once() {
+        let mut t = struct_s(&[[0, 2, 0], [0, 2, 0]]);
+        for id in 2..MAX_DEPTH as u32 {
+            record(&mut t, 0, STRUCT, 2, 8);
+            words(&mut t, &[0, id + 1, 0, 0, id + 1, 0]);
+        }
+        let bytes = blob(&t, b"\0s\0");
+        let start = std::time::Instant::now();
+        assert!(Btf::parse(&bytes).unwrap().field("s", "x").is_err());
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_offset_past_16_bits_is_an_error() {
+        let mut t = struct_s(&[[3, 2, 8 << 16]]);
+        record(&mut t, 0, INT, 0, 4);
+        words(&mut t, &[32]);
+        let bytes = blob(&t, b"\0s\0x\0");
+        let field = Btf::parse(&bytes).unwrap().field("s", "x");
+        assert_eq!(field, Err(BtfError::Offset("s.x".into())));
     }
 
     #[test]

@@ -90,14 +90,13 @@ impl FdIter {
     /// socket under the pid `proc_root` gives this process.
     pub fn load(proc_root: &Path) -> Result<FdIter, FdIterError> {
         let vmlinux = std::fs::read("/sys/kernel/btf/vmlinux").map_err(FdIterError::NoBtf)?;
-        let btf = Btf::parse(&vmlinux)?;
-        let offsets = Offsets::of(&btf)?;
-        let attach_to = btf.function("bpf_iter_task_file")?;
-        let sockets = SockOffsets::of(&btf)
-            .and_then(|s| load(&assemble_sockets(&offsets, &s), attach_to))
+        let programs = programs_for(&vmlinux)?;
+        let sockets = programs
+            .sockets
+            .and_then(|p| load(&p, programs.attach_to))
             .map_err(|e| e.to_string());
         let iter = FdIter {
-            prog: load(&assemble(&offsets), attach_to)?,
+            prog: load(&programs.fds, programs.attach_to)?,
             sockets,
         };
         iter.check_pid_namespace(proc_root)?;
@@ -158,6 +157,28 @@ pub fn is_procfs(proc_root: &Path) -> bool {
     // `f_type`'s width differs between architectures.
     #[allow(clippy::unnecessary_cast)]
     rustix::fs::statfs(proc_root).is_ok_and(|st| st.f_type as i64 == PROC_SUPER_MAGIC)
+}
+
+/// The programs for the kernel whose BTF is `vmlinux`: a pure function of
+/// the bytes, fuzzed (`fuzzing::btf`), since a BTF blob may say anything.
+pub struct Programs {
+    /// The fd-table program.
+    fds: Vec<u8>,
+    /// The socket program, or why this kernel cannot have it.
+    sockets: Result<Vec<u8>, FdIterError>,
+    /// The id of the kernel function both attach to.
+    attach_to: u32,
+}
+
+/// Assembles [`Programs`] with this kernel's field offsets.
+pub fn programs_for(vmlinux: &[u8]) -> Result<Programs, FdIterError> {
+    let btf = Btf::parse(vmlinux)?;
+    let offsets = Offsets::of(&btf)?;
+    Ok(Programs {
+        fds: assemble(&offsets),
+        sockets: SockOffsets::of(&btf).map(|s| assemble_sockets(&offsets, &s)),
+        attach_to: btf.function("bpf_iter_task_file")?,
+    })
 }
 
 /// An iterator of `prog` over the fd table of process `pid` (as this
@@ -340,6 +361,16 @@ impl Offsets {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The fuzz seed (the records of a real kernel's BTF the programs need)
+    /// goes the whole way, so that the fuzzer starts from a blob that does.
+    #[test]
+    fn the_btf_seed_gives_both_programs() {
+        let seed = include_bytes!("../../../fuzz/seeds/btf/fd-iter");
+        let programs = programs_for(seed).unwrap();
+        assert!(!programs.fds.is_empty());
+        assert!(programs.sockets.is_ok_and(|p| !p.is_empty()));
+    }
 
     /// An iterator's output as a file: records of (pid, fd, inode).
     fn records(name: &str, recs: &[(u32, u32, u64)]) -> std::fs::File {

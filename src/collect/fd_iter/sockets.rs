@@ -9,7 +9,7 @@
 //! `bpf_probe_read_kernel` a field; this module parses it back.
 
 use super::FdIterError;
-use crate::collect::btf::{Btf, Field};
+use crate::collect::btf::{Btf, BtfError, Field};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Bytes of one record.
@@ -53,10 +53,12 @@ impl SockOffsets {
         // its `sock` (through inet_connection_sock and inet_sock).
         let common = btf.field("sock", "__sk_common")?.offset;
         let in_common = |name, at| {
-            field("sock_common", name, at).map(|(at, f)| {
-                let offset = f.offset + common;
-                (at, Field { offset, ..f })
-            })
+            let (at, f) = field("sock_common", name, at)?;
+            let offset = f
+                .offset
+                .checked_add(common)
+                .ok_or_else(|| BtfError::Offset(format!("sock.__sk_common.{name}")))?;
+            Ok::<_, FdIterError>((at, Field { offset, ..f }))
         };
         Ok(SockOffsets {
             private_data: field("file", "private_data", (0, 8))?.1,
