@@ -3,7 +3,12 @@
 //!
 //! A regular file is replaced atomically (a temporary file beside it, synced,
 //! renamed into place), so a reader such as node_exporter's textfile
-//! collector never sees half a file, nor an empty one after a crash. What is
+//! collector never sees half a file, nor an empty one after a crash. connleak
+//! runs as root, often in a directory others write to: the temporary file's
+//! name is random and it is created exclusively (`tempfile`), so a symbolic
+//! link planted under a name it might use is never written through. A
+//! symbolic link at the target is followed to its file, which is replaced
+//! (or created, when the link dangles); the link stays a link. What is
 //! not a regular file is never renamed over: a device (`/dev/null`,
 //! `/dev/stdout`) or a FIFO is written through, a directory or a socket is
 //! refused. A FIFO nobody reads is refused at once rather than waited on (a
@@ -11,9 +16,10 @@
 //! blocking writes once open.
 
 use rustix::fs::{Mode, OFlags, fcntl_getfl, fcntl_setfl, open};
-use std::fs::File;
+use std::ffi::OsString;
+use std::fs::{File, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The output could not be written where it was asked to go.
@@ -72,7 +78,8 @@ pub fn emit(path: Option<&Path>, bytes: &[u8]) -> Result<(), WriteError> {
 /// Writes `bytes` to `path` without destroying what is there: a regular file
 /// (or a new one) is replaced atomically; a device or a FIFO is written
 /// through; a directory or a socket is refused. A symbolic link is followed,
-/// so the file it points to is replaced, not the link.
+/// so the file it points to is replaced (created, if the link dangles), not
+/// the link.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => Some(m),
@@ -80,8 +87,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     let Some(meta) = meta.filter(|m| !m.is_file()) else {
-        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        return replace_regular(&real, bytes);
+        return replace_regular(&follow_links(path)?, bytes);
     };
     let kind = meta.file_type();
     if kind.is_dir() {
@@ -113,23 +119,56 @@ fn write_through(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.flush()
 }
 
+/// How many symbolic links a target may go through, as the kernel allows.
+const MAX_LINKS: usize = 40;
+
+/// The file `path` names once its symbolic links are followed, whether or
+/// not that file exists yet: a dangling link names the file to create.
+fn follow_links(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::read_link(&path) {
+            // A relative link is relative to the directory holding it.
+            Ok(to) => path = path.parent().unwrap_or(Path::new("")).join(to),
+            // EINVAL: not a link; NotFound: a file to create.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidInput | io::ErrorKind::NotFound
+                ) =>
+            {
+                return Ok(path);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
+}
+
 /// Writes a temporary file beside `path`, syncs it, and renames it into
 /// place, so that a reader never sees half a file, nor an empty one after a
-/// crash.
+/// crash. The temporary file has a random name (hidden, not `*.prom`, so
+/// that a collector reading the directory skips it), is created with
+/// `O_EXCL` (never through a link) and with the mode a new file gets, and
+/// is removed if anything fails.
 fn replace_regular(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut prefix = OsString::from(".");
+    prefix.push(path.file_name().unwrap_or_default());
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .rand_bytes(12)
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Writes one line to stderr; a closed or full stderr is ignored, never a

@@ -199,6 +199,81 @@ fn a_regular_file_is_replaced_atomically() {
     assert_eq!(names, ["connleak.prom", "old-link", "via-symlink.prom"]);
 }
 
+/// Regression: the temporary file was `FILE.tmp.PID`, opened truncating and
+/// following links, so a link planted under that name (`exec` keeps the
+/// pid) made root overwrite the file it pointed to.
+#[test]
+fn a_link_planted_at_a_temporary_name_is_not_written_through() {
+    let dir = TempDir::new("planted");
+    let victim = dir.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let target = dir.path("out.prom");
+    let script = format!(
+        "umask 022; ln -s {victim} {target}.tmp.$$; exec {CONNLEAK} --from {leak} \
+         --prometheus --output {target}",
+        victim = victim.display(),
+        target = target.display(),
+        leak = fixture("leak.json"),
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let meta = std::fs::symlink_metadata(&target).unwrap();
+    assert!(meta.is_file(), "{target:?} is not a regular file");
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o644,
+        "a new file's mode, as umask 022 gives"
+    );
+    assert!(
+        std::fs::read_to_string(&target)
+            .unwrap()
+            .starts_with("# HELP")
+    );
+    // Only the planted link is left beside it: no temporary file remains.
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 3);
+}
+
+/// Regression: a link to a file not written yet was replaced by a regular
+/// file; its target is created and the link stays a link (`--output` and
+/// `--save`, relative links, a link to a link).
+#[test]
+fn a_dangling_link_gets_its_target_created() {
+    let dir = TempDir::new("dangling");
+    std::fs::create_dir(dir.path("data")).unwrap();
+    let output = dir.path("link.prom");
+    let saved = dir.path("snapshot.json");
+    std::os::unix::fs::symlink("data/target.prom", &output).unwrap();
+    std::os::unix::fs::symlink("data/link.json", &saved).unwrap();
+    std::os::unix::fs::symlink("saved.json", dir.path("data/link.json")).unwrap();
+    let out = run(&[
+        "--from",
+        &fixture("leak.json"),
+        "--prometheus",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = dir.path("report.txt");
+    let args = ["--save", saved.to_str().unwrap(), "--output"];
+    let out = run(&[&args[..], &[report.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    for link in [&output, &saved, &dir.path("data/link.json")] {
+        let meta = std::fs::symlink_metadata(link).unwrap();
+        assert!(meta.file_type().is_symlink(), "{link:?} was replaced");
+    }
+    let written = std::fs::read_to_string(dir.path("data/target.prom")).unwrap();
+    assert!(written.starts_with("# HELP"), "{written}");
+    let snapshot = std::fs::read_to_string(dir.path("data/saved.json")).unwrap();
+    assert!(snapshot.starts_with('{'), "{snapshot}");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["link.json", "saved.json", "target.prom"]);
+}
+
 /// A stream whose reader is already gone: writing to it fails with EPIPE,
 /// as `connleak check | true` does once `true` has exited.
 fn closed_stream() -> (Stdio, Stdio) {
