@@ -8,13 +8,22 @@ use connleak::pipeline::Pipeline;
 use connleak::plan::Plan;
 use connleak::render::{self, Format, text::escape};
 use connleak::report::worst;
-use std::io::{self, Write};
+use std::io;
 use std::process::ExitCode;
 
 /// Exit status for errors (nothing collected, bad argument, bad snapshot).
 const EXIT_ERROR: u8 = 2;
 /// `check`'s UNKNOWN: it could not tell.
 const EXIT_UNKNOWN: u8 = 3;
+
+/// `connleak >&-`: fd 1 looked at before Rust's runtime puts `/dev/null`
+/// there, so that output nobody can see is an error, not a silent success.
+#[used]
+// SAFETY: an `.init_array` entry is called once by the C runtime before
+// `main`, as `fn(argc, argv, envp)`; a function taking no arguments ignores
+// them, and `note_closed_stdout` touches only an atomic and fd 1.
+#[unsafe(link_section = ".init_array")]
+static NOTE_CLOSED_STDOUT: extern "C" fn() = output::note_closed_stdout;
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(report_panic));
@@ -60,11 +69,7 @@ fn fail(e: &anyhow::Error, check: bool) -> ExitCode {
         }
         _ if check => {
             let status = format!("CONNLEAK UNKNOWN - {line}");
-            let mut stdout = io::stdout().lock();
-            if writeln!(stdout, "{status}")
-                .and_then(|()| stdout.flush())
-                .is_err()
-            {
+            if emit(None, format!("{status}\n").as_bytes()).is_err() {
                 output::stderr_line(&status);
             }
             ExitCode::from(EXIT_UNKNOWN)

@@ -14,6 +14,11 @@
 //! refused. A FIFO nobody reads is refused at once rather than waited on (a
 //! cron job must not hang), so it is opened non-blocking and switched back to
 //! blocking writes once open.
+//!
+//! A stdout closed when connleak started (`connleak >&-`) is an error, said
+//! on stderr: Rust's runtime opens `/dev/null` there before `main`, which
+//! would make every write succeed and the run exit 0 having written
+//! nothing, so the binary looks at fd 1 first ([`note_closed_stdout`]).
 
 use rustix::fs::{Mode, OFlags, fcntl_getfl, fcntl_setfl, open};
 use std::ffi::OsString;
@@ -21,6 +26,7 @@ use std::fs::{File, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The output could not be written where it was asked to go.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,19 @@ impl WriteError {
     }
 }
 
+/// Whether fd 1 was closed when the process started.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Notes whether fd 1 is closed. For the binary's `.init_array`: it must
+/// run before Rust's runtime opens `/dev/null` on a closed fd 1.
+pub extern "C" fn note_closed_stdout() {
+    // SAFETY: F_GETFD takes no pointer and changes nothing; it fails (EBADF)
+    // only when fd 1 is not open.
+    if unsafe { libc::fcntl(1, libc::F_GETFD) } == -1 {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Sends the output to stdout, or to FILE (see [`write_atomically`]).
 pub fn emit(path: Option<&Path>, bytes: &[u8]) -> Result<(), WriteError> {
     match path {
@@ -61,18 +80,22 @@ pub fn emit(path: Option<&Path>, bytes: &[u8]) -> Result<(), WriteError> {
             source,
             exit_code: None,
         }),
-        None => {
-            let mut stdout = io::stdout().lock();
-            stdout
-                .write_all(bytes)
-                .and_then(|()| stdout.flush())
-                .map_err(|source| WriteError {
-                    target: "stdout".to_string(),
-                    source,
-                    exit_code: None,
-                })
-        }
+        None => write_stdout(bytes).map_err(|source| WriteError {
+            target: "stdout".to_string(),
+            source,
+            exit_code: None,
+        }),
     }
+}
+
+/// Writes to stdout; EBADF when it was closed at start (see the module doc).
+fn write_stdout(bytes: &[u8]) -> io::Result<()> {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()
 }
 
 /// Writes `bytes` to `path` without destroying what is there: a regular file

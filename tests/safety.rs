@@ -344,6 +344,60 @@ fn checks_status_survives_its_output() {
     assert_eq!(into_closed_pipe(&report, true).status.code(), Some(0));
 }
 
+/// Runs connleak with stdout closed (`connleak ARGS >&-`).
+fn with_stdout_closed(args: &[&str]) -> Output {
+    Command::new("sh")
+        .args(["-c", "exec \"$0\" \"$@\" >&-", CONNLEAK])
+        .args(args)
+        .env_remove("CONNLEAK_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+/// Regression: Rust's runtime puts /dev/null on a closed stdout, so
+/// `connleak >&-` wrote its report nowhere and exited 0. Now: exit 2 and one
+/// line on stderr; `check` keeps the status it found (as with a full disk)
+/// and says UNKNOWN on stderr when it found none; `--output FILE` needs no
+/// stdout.
+#[test]
+fn a_closed_stdout_is_an_error() {
+    let leak = fixture("leak.json");
+    let said = |out: &Output, code: i32, start: &str| {
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+        let err = stderr(out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(start), "{err}");
+    };
+    let bad_fd = "connleak: error: writing stdout: Bad file descriptor";
+    said(&with_stdout_closed(&["--from", &leak]), 2, bad_fd);
+    said(
+        &with_stdout_closed(&["--from", &leak, "--prometheus"]),
+        2,
+        bad_fd,
+    );
+    said(&with_stdout_closed(&["check", "--from", &leak]), 1, bad_fd);
+    let unknown = ["--netns", "connleak-test-no-such-namespace", "check"];
+    said(&with_stdout_closed(&unknown), 3, "CONNLEAK UNKNOWN - ");
+    let dir = TempDir::new("closed-stdout");
+    let file = dir.path("report.txt");
+    let to_file = with_stdout_closed(&["--from", &leak, "--output", file.to_str().unwrap()]);
+    assert!(to_file.status.success(), "{}", stderr(&to_file));
+    assert!(std::fs::metadata(&file).unwrap().len() > 0);
+    // /dev/null opened by the shell is a place to write, not a closed stdout.
+    let null = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" \"$@\" >/dev/null",
+            CONNLEAK,
+            "--from",
+            &leak,
+        ])
+        .output()
+        .unwrap();
+    assert!(null.status.success(), "{}", stderr(&null));
+    assert!(null.stderr.is_empty(), "{}", stderr(&null));
+}
+
 #[test]
 fn all_netns_unprivileged_reads_its_own_namespace() {
     let mut cmd = connleak(&["--all-netns", "--json"]);
