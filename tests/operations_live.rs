@@ -51,7 +51,10 @@ fn check_exit_codes_and_one_line() {
         text.contains(&format!("pid {} (python3) 25 CLOSE_WAIT", server["pid"])),
         "{text}"
     );
-    assert!(text.contains("| close_wait=25;10;200 "), "{text}");
+    assert!(
+        text.contains("| close_wait=25 close_wait_worst_group=25;10;200 "),
+        "{text}"
+    );
     // Verbose adds the evidence; a stricter threshold makes it critical.
     let verbose = stdout(&lab.connleak_output(&["check", "-v"]));
     assert!(

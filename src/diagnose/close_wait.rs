@@ -294,6 +294,7 @@ fn finding(cx: &Context, key: &GroupKey, g: Group) -> Finding {
     Finding {
         severity: severity(cx, &g, stale_pool),
         count: g.count,
+        graded: Some(g.stuck),
         local,
         remote,
         evidence,

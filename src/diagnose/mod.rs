@@ -136,6 +136,12 @@ pub struct Finding {
     pub count: u64,
     /// What `count` counts.
     pub unit: Unit,
+    /// The number the rule graded against its count thresholds, where that
+    /// is not `count` (`close_wait_leak` counts every CLOSE_WAIT socket of
+    /// its group, and grades the stuck ones): what `check`'s perfdata puts
+    /// beside those thresholds.
+    #[serde(skip)]
+    pub graded: Option<u64>,
     /// Written as [`endpoint`] writes it: IPv4-mapped as IPv4, IPv6 as `[addr]:port`.
     #[serde(serialize_with = "endpoint_text")]
     pub local: Option<SocketAddr>,
@@ -200,6 +206,7 @@ impl Finding {
             workload: None,
             count: 0,
             unit: rule.unit,
+            graded: None,
             local: None,
             remote: None,
             evidence: Vec::new(),
@@ -263,6 +270,7 @@ pub mod kind {
     pub const ACCEPT_QUEUE_FULL: &str = super::accept_queue::RULE.kind;
     pub const BLOCKED_SEND: &str = super::blocked_send::RULE.kind;
     pub const CLOSE_WAIT_LEAK: &str = super::close_wait::RULE.kind;
+    pub const CLOSE_WAIT_ROLLUP: &str = super::rollup::RULE.kind;
     pub const CLOSED_NOT_RELEASED: &str = super::unreleased::RULE.kind;
     pub const CONNECT_UNANSWERED: &str = super::syn_sent::RULE.kind;
     pub const FD_EXHAUSTION: &str = super::fd_limit::RULE.kind;

@@ -3,7 +3,7 @@
 //! `-v`) one finding a line. Quiet about healthy details.
 
 use super::text::escape;
-use crate::diagnose::{Finding, Severity, Thresholds, plural};
+use crate::diagnose::{Finding, Severity, Thresholds, kind, plural};
 use crate::report::{Labelled, Status, worst};
 use crate::snapshot::endpoint;
 use crate::tcp::TcpState;
@@ -188,7 +188,9 @@ fn name(l: &Labelled, f: &Finding) -> String {
     format!("{}{ns} {who}{}{state}{place}", f.kind, f.count)
 }
 
-/// Performance data: socket counts by state, CLOSE_WAIT with its thresholds.
+/// Performance data: socket counts by state (summed over the namespaces,
+/// no thresholds: no threshold grades a whole namespace's count), and the
+/// worst CLOSE_WAIT group beside the thresholds that grade it.
 fn perfdata(reports: &[Labelled], t: Thresholds) -> String {
     let count = |st: TcpState| {
         reports
@@ -196,12 +198,15 @@ fn perfdata(reports: &[Labelled], t: Thresholds) -> String {
             .map(|l| l.report.summary.states.get(&st).copied().unwrap_or(0))
             .sum::<u64>()
     };
-    let mut perf = vec![format!(
-        "close_wait={};{};{}",
-        count(TcpState::CloseWait),
-        t.close_wait_warn,
-        t.close_wait_crit
-    )];
+    let mut perf = vec![
+        format!("close_wait={}", count(TcpState::CloseWait)),
+        format!(
+            "close_wait_worst_group={};{};{}",
+            worst_close_wait_group(reports),
+            t.close_wait_warn,
+            t.close_wait_crit
+        ),
+    ];
     for st in [
         TcpState::TimeWait,
         TcpState::Established,
@@ -220,4 +225,67 @@ fn perfdata(reports: &[Labelled], t: Thresholds) -> String {
             .sum::<u64>()
     ));
     perf.join(" ")
+}
+
+/// What `--close-wait-warn` and `--close-wait-crit` grade, at its worst: the
+/// stuck CLOSE_WAIT sockets of one process on one endpoint (or, for a leak
+/// spread thin, of one listener or one process in all), the largest in any
+/// namespace; 0 when no socket is stuck.
+fn worst_close_wait_group(reports: &[Labelled]) -> u64 {
+    reports
+        .iter()
+        .flat_map(|l| &l.report.findings)
+        .filter(|f| [kind::CLOSE_WAIT_LEAK, kind::CLOSE_WAIT_ROLLUP].contains(&f.kind))
+        .map(|f| f.graded.unwrap_or(f.count))
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::diagnose::Window;
+    use crate::report::Report;
+    use crate::snapshot::Snapshot;
+
+    /// Regression: `close_wait=80;10;200` put the sum of two namespaces'
+    /// CLOSE_WAIT sockets beside thresholds that grade one process's on one
+    /// endpoint, and counted sockets too young to be stuck: graphs coloured
+    /// WARNING what the status called OK.
+    #[test]
+    fn perfdata_thresholds_stand_beside_the_value_they_grade() {
+        let leak = include_bytes!("../../tests/fixtures/leak.json");
+        let snapshot = Snapshot::from_json(leak).unwrap();
+        let perf = |t: Thresholds, labels: &[Option<&str>]| {
+            let report = Report::build_in(&snapshot, t, &Window::keeping(1));
+            let reports: Vec<Labelled> = labels
+                .iter()
+                .map(|&label| Labelled {
+                    label,
+                    report: &report,
+                })
+                .collect();
+            (worst(&reports), perfdata(&reports, t))
+        };
+        let t = Thresholds::default();
+        // Two namespaces of one group of 40 each: 80 in all, 40 at worst.
+        let (status, two) = perf(t, &[Some("a"), Some("b")]);
+        assert_eq!(status, Status::Warning);
+        assert!(
+            two.starts_with("close_wait=80 close_wait_worst_group=40;10;200 "),
+            "{two}"
+        );
+        // Every socket younger than --close-wait-min-age: none stuck, OK.
+        let young = Thresholds {
+            close_wait_min_age: 3600,
+            ..t
+        };
+        let (status, one) = perf(young, &[None]);
+        assert_eq!(status, Status::Ok);
+        assert!(
+            one.starts_with("close_wait=40 close_wait_worst_group=0;10;200 "),
+            "{one}"
+        );
+    }
 }
