@@ -64,20 +64,8 @@ pub fn write(out: &mut impl Write, r: &Report, width: usize) -> io::Result<()> {
     let shown = &procs[..procs.len().min(MAX_ROWS)];
     let mut columns = columns(shown, r.window.as_ref().map(|w| w.seconds));
     fit(&mut columns, width);
-    let mut t = Table::new();
-    t.load_style(PLAIN)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(columns.iter().map(|c| c.header));
-    for row in 0..shown.len() {
-        t.add_row(columns.iter().map(|c| c.cells[row].as_str()));
-    }
-    for (i, c) in columns.iter().enumerate() {
-        if let (true, Some(col)) = (c.numeric, t.column_mut(i)) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
     writeln!(out, "Processes holding TCP sockets")?;
-    writeln!(out, "{}", t.trim_fmt())?;
+    writeln!(out, "{}", table(&columns, shown.len()).trim_fmt())?;
     if procs.len() > MAX_ROWS {
         writeln!(
             out,
@@ -86,6 +74,23 @@ pub fn write(out: &mut impl Write, r: &Report, width: usize) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The first `rows` rows of `columns` laid out as `ps` does, numbers right-aligned.
+fn table(columns: &[Column], rows: usize) -> Table {
+    let mut t = Table::new();
+    t.load_style(PLAIN)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(columns.iter().map(|c| c.header));
+    for row in 0..rows {
+        t.add_row(columns.iter().map(|c| c.cells[row].as_str()));
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if let (true, Some(col)) = (c.numeric, t.column_mut(i)) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
 }
 
 /// Every column, filled; the trend column only over a sample window.
@@ -268,6 +273,23 @@ mod tests {
             libraries: Vec::new(),
             closed_tcp_fds,
             trend: None,
+        }
+    }
+
+    /// Regression: a process named in CJK characters (two columns each)
+    /// was measured in characters, and made a 92-column table for 80.
+    #[test]
+    fn a_cjk_name_fits_the_width() {
+        let name = "数据库连接池服务进程".repeat(4);
+        let mut procs = vec![process(0), process(0)];
+        procs[0].comm = name.clone();
+        for width in [80, 60] {
+            let mut columns = columns(&procs, None);
+            fit(&mut columns, width);
+            for line in table(&columns, procs.len()).trim_fmt().lines() {
+                let columns = unicode_width::UnicodeWidthStr::width(line);
+                assert!(columns <= width, "{width}: {columns} columns: {line}");
+            }
         }
     }
 

@@ -3,12 +3,21 @@
 //! file) can carry terminal escape sequences: nothing of it reaches a
 //! terminal unescaped — control characters become visible escapes, and so do
 //! the bidirectional overrides that make text read differently from what it
-//! is (a name that shows as `nigol` but is `login`). Then word wrapping that
-//! measures what a terminal shows (colour sequences take no room), counts
+//! is (a name that shows as `nigol` but is `login`). Then word wrapping and
+//! cutting that measure what a terminal shows — display columns, as
+//! `unicode-width` counts them (a CJK character takes two, a combining mark
+//! none; comfy-table pads by the same count), colour sequences none — counts
 //! with their noun, sparklines and rates as a person reads them.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+use unicode_width::UnicodeWidthChar;
+
+/// Columns one character takes on a terminal; a control character (escaped
+/// before it gets here), none.
+fn columns(c: char) -> usize {
+    c.width().unwrap_or(0)
+}
 
 /// Escapes control characters (C0, DEL, C1) as `\n`, `\t`, `\r`, `\e`, `\xNN`
 /// and bidirectional controls as `\u{NNNN}`; everything else, backslashes
@@ -41,9 +50,9 @@ pub(super) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Columns `text` takes on a terminal: characters, less our own SGR colour
-/// sequences (`ESC [ ... m`). Untrusted text never holds an ESC here: it is
-/// escaped before it is laid out.
+/// Columns `text` takes on a terminal: its characters' display widths, less
+/// our own SGR colour sequences (`ESC [ ... m`). Untrusted text never holds
+/// an ESC here: it is escaped before it is laid out.
 pub fn visible_width(text: &str) -> usize {
     let mut width = 0;
     let mut chars = text.chars();
@@ -55,7 +64,7 @@ pub fn visible_width(text: &str) -> usize {
                 }
             }
         } else {
-            width += 1;
+            width += columns(c);
         }
     }
     width
@@ -92,13 +101,16 @@ pub fn wrap(
     writeln!(out, "{line}")
 }
 
-/// A line cut to `width` terminal columns, colour sequences kept whole (and
-/// closed, if the cut fell inside a coloured span).
+/// A line fitted to `width` terminal columns: cut at the last space before
+/// the edge, never inside a word or a number, with `…` where it was cut
+/// (only `…` when its first word does not fit); colour sequences kept whole,
+/// and closed if the cut fell inside a coloured span.
 pub fn clip(line: &str, width: usize) -> Cow<'_, str> {
     if visible_width(line) <= width {
         return Cow::Borrowed(line);
     }
-    let (mut out, mut used, mut coloured) = (String::new(), 0, false);
+    let room = width.saturating_sub(1);
+    let (mut out, mut used, mut coloured, mut word_end) = (String::new(), 0, false, 0);
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         if c == '\x1b' {
@@ -110,23 +122,39 @@ pub fn clip(line: &str, width: usize) -> Cow<'_, str> {
                     break;
                 }
             }
-        } else if used < width {
-            out.push(c);
-            used += 1;
+            continue;
         }
+        if c == ' ' {
+            word_end = out.len();
+        }
+        used += columns(c);
+        if used > room {
+            break;
+        }
+        out.push(c);
     }
+    out.truncate(word_end);
+    out.push('…');
     if coloured {
         out.push_str("\x1b[0m");
     }
     Cow::Owned(out)
 }
 
-/// `text` cut to `width` columns, with `…` where it was cut.
+/// `text` cut to `width` columns, with `…` where it was cut: for a name in a
+/// table cell, where part of the name says more than none.
 pub fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+    if visible_width(text) <= width {
         return text.to_string();
     }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    let mut used = 0;
+    let mut cut: String = text
+        .chars()
+        .take_while(|&c| {
+            used += columns(c);
+            used < width
+        })
+        .collect();
     cut.push('…');
     cut
 }
@@ -185,12 +213,45 @@ mod tests {
         assert!(wrap(&mut out, text, "", "", 21).is_ok());
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         assert_eq!(truncate("postgres-writer", 8), "postgre…");
-        assert_eq!(clip("abcdef", 4), "abcd");
-        assert_eq!(
-            clip("\x1b[31mabcdef\x1b[0m", 3),
-            "\x1b[31mabc\x1b[0m\x1b[0m"
-        );
         assert_eq!(truncate("java", 8), "java");
+    }
+
+    /// Regression: width was counted in characters, so a CJK name (two
+    /// columns a character) overflowed what it was fitted to.
+    #[test]
+    fn width_is_display_columns() {
+        assert_eq!(visible_width("数据库"), 6);
+        assert_eq!(visible_width("\x1b[1m数据\x1b[0m x"), 6);
+        assert_eq!(visible_width("e\u{301}"), 1);
+        assert_eq!(truncate("数据库连接池", 7), "数据库…");
+        assert_eq!(visible_width(&truncate("数据库连接池", 8)), 7);
+        let mut out = Vec::new();
+        assert!(wrap(&mut out, "数据库 连接池 服务", "", "", 10).is_ok());
+        assert_eq!(
+            String::from_utf8(out).unwrap_or_default(),
+            "数据库\n连接池\n服务\n"
+        );
+    }
+
+    /// Regression: the live view cut lines at the screen's edge, mid-word
+    /// and mid-number (`12345` shown as `123`).
+    #[test]
+    fn lines_are_cut_between_words() {
+        assert_eq!(clip("fits", 4), "fits");
+        assert_eq!(clip("holds 12345 sockets", 10), "holds…");
+        assert_eq!(clip("holds 12345 sockets", 11), "holds…");
+        assert_eq!(clip("holds 12345 sockets", 12), "holds 12345…");
+        assert_eq!(clip("unbreakable", 6), "…");
+        assert_eq!(clip("数据库 连接池", 8), "数据库…");
+        assert_eq!(
+            clip("\x1b[31mWARNING\x1b[0m 12345 x", 12),
+            "\x1b[31mWARNING\x1b[0m…\x1b[0m"
+        );
+        for line in ["a bb ccc dddd", "数据库 连接池 服务"] {
+            for width in 1..16 {
+                assert!(visible_width(&clip(line, width)) <= width.max(1));
+            }
+        }
     }
 
     #[test]
