@@ -348,7 +348,8 @@ pub enum Command {
         #[command(flatten)]
         diagnosis: DiagnosisArgs,
     },
-    /// A live view, refreshed every --interval seconds (findings on top); q or Ctrl-C quits.
+    /// A live view, refreshed every --interval seconds (findings on top); r refreshes now,
+    /// q or Ctrl-C quits.
     Watch {
         #[command(flatten)]
         diagnosis: DiagnosisArgs,

@@ -232,3 +232,44 @@ fn sixty_columns(name: &str, fixture: impl Fn(&std::path::Path) -> std::path::Pa
     }
     assert!(live.starts_with("connleak watch - refresh #"), "{live}");
 }
+
+/// Regression: any key forced a collection (12 key presses in 2 s gave 13
+/// refreshes, and per-minute rates over 2 s). Now a key that means nothing
+/// is ignored, and `r` refreshes now, as the title says. Needs tmux only: it
+/// reads a saved snapshot.
+#[test]
+fn only_r_refreshes_before_the_interval() {
+    if !have_tmux("only_r_refreshes_before_the_interval") {
+        return;
+    }
+    let session = format!("connleak-keys-{}", std::process::id());
+    let script = format!(
+        "{CONNLEAK} watch --from {NARROW_FIXTURE} --config /dev/null --interval 600; sleep 60"
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "40",
+        &script,
+    ]);
+    let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
+    wait_for("the first screen", || screen().contains("refresh #1"));
+    assert!(screen().contains("r refreshes now"), "{}", screen());
+    tmux(&["send-keys", "-t", &session, "xxxxxx x+12"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_keys = screen();
+    tmux(&["send-keys", "-t", &session, "r"]);
+    let refreshed = std::panic::catch_unwind(|| wait_for("r", || screen().contains("refresh #2")));
+    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux(&["kill-session", "-t", &session]);
+    assert!(
+        after_keys.contains("refresh #1"),
+        "keys other than r refreshed:\n{after_keys}"
+    );
+    assert!(refreshed.is_ok(), "r did not refresh");
+}

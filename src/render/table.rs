@@ -47,6 +47,17 @@ impl Style {
 
 /// The human report of each namespace, headed by its name when there are several.
 pub fn write_all(out: &mut impl Write, reports: &[Labelled], style: Style) -> io::Result<()> {
+    write_all_marking(out, reports, style, |_| {})
+}
+
+/// [`write_all`], calling `mark` with the output so far before each finding:
+/// the live view learns where each one begins, to count those it cuts off.
+pub fn write_all_marking<W: Write>(
+    out: &mut W,
+    reports: &[Labelled],
+    style: Style,
+    mut mark: impl FnMut(&W),
+) -> io::Result<()> {
     for (i, l) in reports.iter().enumerate() {
         if let Some(label) = super::workload::namespace(l).filter(|_| reports.len() > 1) {
             if i > 0 {
@@ -54,13 +65,23 @@ pub fn write_all(out: &mut impl Write, reports: &[Labelled], style: Style) -> io
             }
             writeln!(out, "=== network namespace {label} ===")?;
         }
-        write(out, l.report, style)?;
+        write_marking(out, l.report, style, &mut mark)?;
     }
     Ok(())
 }
 
 /// The human report of one namespace.
 pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
+    write_marking(out, r, style, &mut |_| {})
+}
+
+/// [`write`], calling `mark` before each finding (see [`write_all_marking`]).
+fn write_marking<W: Write>(
+    out: &mut W,
+    r: &Report,
+    style: Style,
+    mark: &mut impl FnMut(&W),
+) -> io::Result<()> {
     let width = usize::from(style.width.max(40));
     write_heading(out, r, style, width)?;
     let filter = r.filtered.as_ref();
@@ -88,6 +109,7 @@ pub fn write(out: &mut impl Write, r: &Report, style: Style) -> io::Result<()> {
     }
     let depths = depths(&r.findings);
     for (f, depth) in r.findings.iter().zip(depths) {
+        mark(out);
         write_finding(out, f, depth, style, width)?;
     }
     match filter {
@@ -272,6 +294,9 @@ fn is_new(f: &Finding) -> bool {
         .is_some_and(|t| t.counts.len() > 1 && t.counts[t.counts.len() - 2] == 0)
 }
 
+/// The live view's keys, as its title and footer say them.
+pub const KEYS: &str = "r refreshes now, q or Ctrl-C quits";
+
 /// The live view's last line: when it was collected, how often it refreshes.
 pub fn footer(reports: &[Labelled], interval: std::time::Duration) -> String {
     let last = reports.iter().map(|l| l.report).max_by_key(|r| &r.taken_at);
@@ -280,7 +305,7 @@ pub fn footer(reports: &[Labelled], interval: std::time::Duration) -> String {
         |r| format!("collected {} in {} ms", r.taken_at, r.duration_ms),
     );
     format!(
-        "refresh every {:.1} s; {when}; q or Ctrl-C quits",
+        "refresh every {:.1} s; {when}; {KEYS}",
         interval.as_secs_f64()
     )
 }
