@@ -513,16 +513,14 @@ impl Snapshot {
                 Err(e) => return Err(read_err(e)),
             };
             let new = chunk.get(..n).unwrap_or_default();
-            if !opened {
-                if let Some(&first) = new.iter().find(|b| !b.is_ascii_whitespace()) {
-                    if first != b'{' {
-                        return Err(LoadError::NotJson {
-                            path: shown,
-                            found: first,
-                        });
-                    }
-                    opened = true;
+            if !opened && let Some(&first) = new.iter().find(|b| !b.is_ascii_whitespace()) {
+                if first != b'{' {
+                    return Err(LoadError::NotJson {
+                        path: shown,
+                        found: first,
+                    });
                 }
+                opened = true;
             }
             text.extend_from_slice(new);
         }

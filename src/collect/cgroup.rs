@@ -119,10 +119,10 @@ const MAX_DEPTH: usize = 32;
 /// are found. An id whose cgroup is gone is absent.
 pub fn paths_of_ids(mount: &Path, ids: &FxHashSet<u64>) -> BTreeMap<u64, String> {
     let mut found = BTreeMap::new();
-    if let Ok(meta) = std::fs::metadata(mount) {
-        if ids.contains(&meta.ino()) {
-            found.insert(meta.ino(), "/".to_string());
-        }
+    if let Ok(meta) = std::fs::metadata(mount)
+        && ids.contains(&meta.ino())
+    {
+        found.insert(meta.ino(), "/".to_string());
     }
     let mut stack = vec![(mount.to_path_buf(), String::new(), 0)];
     while let Some((dir, shown, depth)) = stack.pop() {

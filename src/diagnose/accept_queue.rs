@@ -217,13 +217,14 @@ fn counter_evidence(cx: &Context, moved: Option<i64>, evidence: &mut Vec<String>
 fn queues(cx: &Context) -> FxHashMap<usize, Vec<(usize, TcpState)>> {
     let mut waiting: FxHashMap<SocketAddr, Vec<(usize, TcpState)>> = FxHashMap::default();
     for (i, s) in cx.sockets() {
-        if s.inode() == 0 && matches!(s.state(), TcpState::Established | TcpState::CloseWait) {
-            if let Some(l) = cx.index.listener_for(&s.local()) {
-                waiting
-                    .entry(canonical(l.local()))
-                    .or_default()
-                    .push((i, s.state()));
-            }
+        if s.inode() == 0
+            && matches!(s.state(), TcpState::Established | TcpState::CloseWait)
+            && let Some(l) = cx.index.listener_for(&s.local())
+        {
+            waiting
+                .entry(canonical(l.local()))
+                .or_default()
+                .push((i, s.state()));
         }
     }
     // Listeners by address: several share one with SO_REUSEPORT, each with its own queue.
