@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn connleak(args: &[&str]) -> Command {
@@ -57,6 +57,27 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The Prometheus output of the leak fixture, `--output` to `path`.
+fn prometheus_to(path: &Path) -> Output {
+    run(&[
+        "--from",
+        &fixture("leak.json"),
+        "--prometheus",
+        "--output",
+        path.to_str().unwrap(),
+    ])
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 fn assert_refused(out: &Output, needle: &str) {
@@ -173,13 +194,7 @@ fn a_regular_file_is_replaced_atomically() {
     std::fs::hard_link(&target, &old).unwrap();
     let link = dir.path("via-symlink.prom");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let out = run(&[
-        "--from",
-        &fixture("leak.json"),
-        "--prometheus",
-        "--output",
-        link.to_str().unwrap(),
-    ]);
+    let out = prometheus_to(&link);
     assert!(out.status.success(), "{}", stderr(&out));
     let written = std::fs::read_to_string(&target).unwrap();
     assert!(written.starts_with("# HELP"), "{written}");
@@ -191,12 +206,10 @@ fn a_regular_file_is_replaced_atomically() {
             .is_symlink(),
         "the symbolic link was replaced instead of the file it points to"
     );
-    let mut names: Vec<String> = std::fs::read_dir(&dir.0)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["connleak.prom", "old-link", "via-symlink.prom"]);
+    assert_eq!(
+        names(&dir.0),
+        ["connleak.prom", "old-link", "via-symlink.prom"]
+    );
 }
 
 /// Regression: the temporary file was `FILE.tmp.PID`, opened truncating and
@@ -231,7 +244,11 @@ fn a_link_planted_at_a_temporary_name_is_not_written_through() {
             .starts_with("# HELP")
     );
     // Only the planted link is left beside it: no temporary file remains.
-    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 3);
+    let names = names(&dir.0);
+    assert!(
+        names.len() == 3 && names[0] == "out.prom" && names[1].starts_with("out.prom.tmp."),
+        "{names:?}"
+    );
 }
 
 /// Regression: a link to a file not written yet was replaced by a regular
@@ -246,13 +263,7 @@ fn a_dangling_link_gets_its_target_created() {
     std::os::unix::fs::symlink("data/target.prom", &output).unwrap();
     std::os::unix::fs::symlink("data/link.json", &saved).unwrap();
     std::os::unix::fs::symlink("saved.json", dir.path("data/link.json")).unwrap();
-    let out = run(&[
-        "--from",
-        &fixture("leak.json"),
-        "--prometheus",
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let out = prometheus_to(&output);
     assert!(out.status.success(), "{}", stderr(&out));
     let report = dir.path("report.txt");
     let args = ["--save", saved.to_str().unwrap(), "--output"];
@@ -266,12 +277,10 @@ fn a_dangling_link_gets_its_target_created() {
     assert!(written.starts_with("# HELP"), "{written}");
     let snapshot = std::fs::read_to_string(dir.path("data/saved.json")).unwrap();
     assert!(snapshot.starts_with('{'), "{snapshot}");
-    let mut names: Vec<String> = std::fs::read_dir(dir.path("data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["link.json", "saved.json", "target.prom"]);
+    assert_eq!(
+        names(&dir.path("data")),
+        ["link.json", "saved.json", "target.prom"]
+    );
 }
 
 /// A stream whose reader is already gone: writing to it fails with EPIPE,

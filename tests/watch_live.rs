@@ -36,20 +36,25 @@ fn have_tmux(test: &str) -> bool {
     there
 }
 
-/// Starts `script` in a detached tmux session of `cols` x 40; returns its name.
-fn start(lab: &Lab, cols: u16, script: &str) -> String {
-    let session = format!("connleak-{}", lab.ns);
+/// Starts `script` in a detached tmux session named `session`, of `cols` x 40.
+fn new_session(session: &str, cols: u16, script: &str) {
     tmux(&[
         "new-session",
         "-d",
         "-s",
-        &session,
+        session,
         "-x",
         &cols.to_string(),
         "-y",
         "40",
         script,
     ]);
+}
+
+/// Starts `script` in a detached tmux session of `cols` x 40; returns its name.
+fn start(lab: &Lab, cols: u16, script: &str) -> String {
+    let session = format!("connleak-{}", lab.ns);
+    new_session(&session, cols, script);
     session
 }
 
@@ -187,17 +192,7 @@ fn sixty_columns(name: &str, fixture: impl Fn(&std::path::Path) -> std::path::Pa
          {CONNLEAK} watch --from {fixture} --config /dev/null --interval 1; sleep 60",
         r = report.display()
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "60",
-        "-y",
-        "40",
-        &script,
-    ]);
+    new_session(&session, 60, &script);
     let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
     wait_for("the live view", || screen().contains("refresh #2"));
     let live = screen();
@@ -246,17 +241,7 @@ fn only_r_refreshes_before_the_interval() {
     let script = format!(
         "{CONNLEAK} watch --from {NARROW_FIXTURE} --config /dev/null --interval 600; sleep 60"
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "40",
-        &script,
-    ]);
+    new_session(&session, 100, &script);
     let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
     wait_for("the first screen", || screen().contains("refresh #1"));
     assert!(screen().contains("r refreshes now"), "{}", screen());
