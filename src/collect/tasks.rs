@@ -43,7 +43,7 @@ pub fn read(proc_dir: &Path) -> Vec<Task> {
     tasks
 }
 
-/// (tid, name) of up to [`MAX_NAMES`] threads of the process at `proc_dir`;
+/// (tid, name) of up to `MAX_NAMES` threads of the process at `proc_dir`;
 /// an unreadable or vanished one is left out.
 pub fn names(proc_dir: &Path) -> Vec<(u32, String)> {
     let Ok(entries) = std::fs::read_dir(proc_dir.join("task")) else {
