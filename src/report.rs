@@ -79,6 +79,11 @@ pub struct Summary {
     /// read: denied, hidden, or exited meanwhile (absent when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub held_unseen: u64,
+    /// Of them, those their process closed while the kernel still finishes
+    /// the close (FIN-WAIT-1, FIN-WAIT-2, CLOSING, LAST-ACK with no fd):
+    /// orphans, not connections waiting to be accepted (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub orphaned: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,6 +186,11 @@ impl Report {
                 unowned: sockets.saturating_sub(index.owned()),
                 held_unseen: (0..snapshot.sockets.len())
                     .filter(|&i| snapshot.sockets[i].inode() != 0 && index.owner(i).is_none())
+                    .count() as u64,
+                orphaned: snapshot
+                    .sockets
+                    .iter()
+                    .filter(|s| s.inode() == 0 && s.state().is_closing_after_close())
                     .count() as u64,
             },
             processes,

@@ -122,6 +122,16 @@ impl TcpState {
         TcpState::NewSynRecv,
     ];
 
+    /// A state the kernel finishes on its own once the application closed
+    /// the socket (FIN-WAIT-1, FIN-WAIT-2, CLOSING, LAST-ACK): with no fd,
+    /// an orphan, not a connection waiting to be accepted.
+    pub fn is_closing_after_close(self) -> bool {
+        matches!(
+            self,
+            TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing | TcpState::LastAck
+        )
+    }
+
     /// The kernel's number for the state (`TCP_ESTABLISHED` = 1, ...).
     pub fn from_kernel(n: u8) -> Option<TcpState> {
         Self::ALL.get(usize::from(n).checked_sub(1)?).copied()

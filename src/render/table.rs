@@ -193,7 +193,8 @@ fn states_line(r: &Report) -> String {
         .copied()
         .unwrap_or(0);
     let unseen = r.summary.held_unseen;
-    let others = r.summary.unowned.saturating_sub(closed + unseen);
+    let orphaned = r.summary.orphaned;
+    let others = r.summary.unowned.saturating_sub(closed + unseen + orphaned);
     let mut unheld = Vec::new();
     if closed > 0 {
         unheld.push(format!(
@@ -205,10 +206,19 @@ fn states_line(r: &Report) -> String {
             "{unseen} held by processes not seen (not readable, or opened since their scan)"
         ));
     }
-    if others > 0 {
-        let more = if closed + unseen > 0 { " more" } else { "" };
+    if orphaned > 0 {
         unheld.push(format!(
-            "{others}{more} held by no process (closed, or not yet accepted)"
+            "{orphaned} orphaned (closed by their process; the kernel finishes the close)"
+        ));
+    }
+    if others > 0 {
+        let more = if closed + unseen + orphaned > 0 {
+            " more"
+        } else {
+            ""
+        };
+        unheld.push(format!(
+            "{others}{more} held by no process (in a listener's queues, not yet accepted)"
         ));
     }
     if unheld.is_empty() {
