@@ -106,8 +106,7 @@ pub struct DiagnosisArgs {
     #[arg(long, conflicts_with = "from")]
     pub all_netns: bool,
 
-    /// Seconds between samples (with --samples) or refreshes (watch, serve), 0.1 to 86400
-    /// [default: 5; serve: 60].
+    /// Seconds between samples or refreshes, 0.1 to 86400 [default: 5; serve: 60].
     #[arg(long, value_name = "SECS", value_parser = interval)]
     pub interval: Option<f64>,
 
