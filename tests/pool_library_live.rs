@@ -15,8 +15,6 @@ mod common;
 
 use common::{Lab, findings, process, report_when, say};
 use serde_json::Value;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -52,26 +50,8 @@ fn classpath() -> Option<&'static str> {
         }
         let source =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/java-pool/HikariIdle.java");
-        let mut hash = DefaultHasher::new();
-        std::fs::read(&source)
-            .expect("the Java source")
-            .hash(&mut hash);
-        let out =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("java-pool-{:x}", hash.finish()));
         let jars = JARS.join(":");
-        if !out.is_dir() {
-            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-            let status = Command::new("javac")
-                .args(["-cp", &jars, "-d"])
-                .arg(&tmp)
-                .arg(&source)
-                .status()
-                .expect("run javac");
-            assert!(status.success(), "javac failed");
-            if std::fs::rename(&tmp, &out).is_err() {
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
-        }
+        let out = common::javac_once("java-pool", &[source], Some(&jars));
         Some(format!("{jars}:{}", out.display()))
     })
     .as_deref()

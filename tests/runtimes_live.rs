@@ -12,7 +12,6 @@ mod common;
 
 use common::{Lab, findings, process, say, warnings};
 use serde_json::Value;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -31,9 +30,8 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The compiled classes, once per test binary: `javac` into a directory named
-/// after the sources' hash (a rename makes it appear whole), so a later run
-/// with the same sources reuses it. `None` without a JDK.
+/// The compiled classes, once per test binary (reused by a later run with
+/// the same sources, see `common::javac_once`). `None` without a JDK.
 fn java_classes() -> Option<&'static Path> {
     static CLASSES: OnceLock<Option<PathBuf>> = OnceLock::new();
     CLASSES
@@ -49,29 +47,7 @@ fn java_classes() -> Option<&'static Path> {
                 .filter(|p| p.extension().is_some_and(|e| e == "java"))
                 .collect();
             sources.sort();
-            let mut hash = DefaultHasher::new();
-            for s in &sources {
-                std::fs::read(s).expect("a Java source").hash(&mut hash);
-            }
-            let out =
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("java-{:x}", hash.finish()));
-            if out.is_dir() {
-                return Some(out);
-            }
-            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&tmp);
-            let status = Command::new("javac")
-                .arg("-d")
-                .arg(&tmp)
-                .args(&sources)
-                .status()
-                .expect("run javac");
-            assert!(status.success(), "javac failed");
-            if std::fs::rename(&tmp, &out).is_err() {
-                // Another run renamed its copy first: use that one.
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
-            Some(out)
+            Some(common::javac_once("java", &sources, None))
         })
         .as_deref()
 }

@@ -295,6 +295,40 @@ impl Drop for Lab {
     }
 }
 
+/// `sources` compiled by `javac` (with `classpath`, if any) into a
+/// directory named after the sources' hash under the test's temporary
+/// directory (a rename makes it appear whole), so a later run with the same
+/// sources reuses it; `label` names it.
+pub fn javac_once(label: &str, sources: &[PathBuf], classpath: Option<&str>) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hash = std::collections::hash_map::DefaultHasher::new();
+    for s in sources {
+        std::fs::read(s).expect("a Java source").hash(&mut hash);
+    }
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}-{:x}", hash.finish()));
+    if out.is_dir() {
+        return out;
+    }
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let mut javac = Command::new("javac");
+    if let Some(cp) = classpath {
+        javac.args(["-cp", cp]);
+    }
+    let status = javac
+        .arg("-d")
+        .arg(&tmp)
+        .args(sources)
+        .status()
+        .expect("run javac");
+    assert!(status.success(), "javac failed");
+    if std::fs::rename(&tmp, &out).is_err() {
+        // Another run renamed its copy first: use that one.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    out
+}
+
 /// The report once `ready` says so, or after 40 s (the test's assertions then say what is missing).
 pub fn report_when(lab: &Lab, args: &[&str], ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(40);
