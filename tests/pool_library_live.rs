@@ -113,17 +113,8 @@ fn database_lab(test: &str, idle_ms: u32) -> Option<(Lab, &'static str)> {
 
 /// Starts the pool of `n` connections on the JVM.
 fn hikari_pool(lab: &mut Lab, cp: &str, n: &str) -> Value {
-    let java = [
-        "java",
-        "-Xmx64m",
-        "-XX:+UseSerialGC",
-        "-XX:TieredStopAtLevel=1",
-        "-cp",
-        cp,
-        "HikariIdle",
-    ];
     let url = "jdbc:postgresql://127.0.0.1:5432/postgres";
-    lab.spawn_program("hikari", &java, &[url, n])
+    lab.spawn_java("hikari", cp, "HikariIdle", &[url, n])
 }
 
 #[test]

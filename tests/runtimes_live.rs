@@ -68,17 +68,7 @@ fn java_lab(test: &str) -> Option<(Lab, &'static Path)> {
 
 /// Starts `PoolServer PORT THREADS MODE [DEP]` on the JVM.
 fn pool_server(lab: &mut Lab, classes: &Path, args: &[&str]) -> Value {
-    let cp = classes.display().to_string();
-    let java = [
-        "java",
-        "-Xmx64m",
-        "-XX:+UseSerialGC",
-        "-XX:TieredStopAtLevel=1",
-        "-cp",
-        &cp,
-        "PoolServer",
-    ];
-    lab.spawn_program("java", &java, args)
+    lab.spawn_java("java", &classes.display().to_string(), "PoolServer", args)
 }
 
 fn the_finding<'a>(report: &'a Value, kind: &str) -> &'a Value {

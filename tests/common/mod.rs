@@ -163,6 +163,28 @@ impl Lab {
         }
     }
 
+    /// Starts `java -cp CLASSPATH CLASS READY ARGS...` in the namespace, a
+    /// small JVM (64 MiB heap, serial GC, C1 only) that starts fast, and waits
+    /// until it writes its ready file.
+    pub fn spawn_java(
+        &mut self,
+        label: &str,
+        classpath: &str,
+        class: &str,
+        args: &[&str],
+    ) -> Value {
+        let java = [
+            "java",
+            "-Xmx64m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-cp",
+            classpath,
+            class,
+        ];
+        self.spawn_program(label, &java, args)
+    }
+
     /// Starts any program in the namespace (a real server: nginx) without
     /// waiting for it, logging to `NAME.log` in the lab's directory; it is
     /// killed with the lab.
