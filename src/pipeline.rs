@@ -4,6 +4,7 @@
 //! the same loop — [`Pipeline::refresh`] once per sample — so both show
 //! growth. Nothing here prints, and nothing here knows the command line.
 
+use crate::collect::held::HostScan;
 use crate::collect::{CollectError, Collector, netns};
 use crate::diagnose::Window;
 use crate::plan::{Plan, Scope};
@@ -118,10 +119,17 @@ impl Pipeline {
             .map(|t| t.as_ref().map(netns::Target::label))
             .collect();
         self.windows.retain(|label, _| labels.contains(label));
-        for (target, label) in targets.into_iter().zip(labels) {
+        // Every namespace's processes are read in one scan, shared by all.
+        let host = (self.plan.scope == Scope::AllNetns).then(|| self.collector.host_scan());
+        let mut collected = Vec::with_capacity(targets.len());
+        for target in &targets {
+            collected.push(self.collect(target.as_ref(), host.as_ref()));
+        }
+        drop(host);
+        for ((target, label), collected) in targets.into_iter().zip(labels).zip(collected) {
             // Another namespace than connleak's own may be a container's or a pod's.
             let foreign = self.plan.scope == Scope::AllNetns && target != Some(netns::Target::Own);
-            match self.collect(target.as_ref()) {
+            match collected {
                 Ok(snapshot) => {
                     // Its `ip netns` name, as the report calls it, wherever it was reached from.
                     let label = label.map(|l| snapshot.meta.netns.name.clone().unwrap_or(l));
@@ -157,20 +165,24 @@ impl Pipeline {
         }
     }
 
-    fn collect(&self, target: Option<&netns::Target>) -> Result<Snapshot, PipelineError> {
+    fn collect(
+        &self,
+        target: Option<&netns::Target>,
+        host: Option<&HostScan>,
+    ) -> Result<Snapshot, PipelineError> {
         if let Scope::Saved(path) = &self.plan.scope {
             return Ok(Snapshot::load(path)?);
         }
         let root = self.plan.host_root.as_path();
         let Some(target) = target else {
-            return Ok(self.collector.collect()?);
+            return Ok(self.collector.collect(host)?);
         };
         let label = target.label();
         // setns moves one thread: a fresh one enters, collects, and ends.
         let collected = std::thread::scope(|s| {
             s.spawn(|| -> Result<Snapshot, PipelineError> {
                 netns::enter(target, root)?;
-                Ok(self.collector.collect()?)
+                Ok(self.collector.collect(host)?)
             })
             .join()
         })

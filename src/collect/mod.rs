@@ -10,6 +10,7 @@ pub mod btf;
 pub mod cgroup;
 pub mod dense;
 pub mod fd_iter;
+pub mod held;
 pub mod kernel;
 pub mod libraries;
 pub mod netns;
@@ -18,6 +19,7 @@ pub mod proc_net;
 pub mod procfs;
 pub mod runtime;
 pub mod sock_diag;
+pub mod sock_lookup;
 pub mod tasks;
 pub mod unreleased;
 pub mod workload;
@@ -27,6 +29,7 @@ use crate::tcp::TcpState;
 use crate::timings;
 use dense::DenseSet;
 use fd_iter::FdIter;
+use held::HostScan;
 use rustc_hash::FxHashSet;
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
@@ -100,8 +103,20 @@ impl Collector {
         }
     }
 
-    /// Takes a snapshot of the calling thread's network namespace, now.
-    pub fn collect(&self) -> Result<Snapshot, CollectError> {
+    /// Reads every process's fd table, and what they hold of each
+    /// namespace, once for all the namespaces to be collected now
+    /// (`--all-netns`): pass it to each [`Collector::collect`].
+    pub fn host_scan(&self) -> HostScan<'_> {
+        let proc_root = self.host_root.join("proc");
+        timings::phase("host scan", || {
+            HostScan::new(&proc_root, self.fd_iter(&proc_root))
+        })
+    }
+
+    /// Takes a snapshot of the calling thread's network namespace, now;
+    /// with `host`, its processes' fd tables come from that scan, and its
+    /// sockets from lookups where the scan shows they are all held.
+    pub fn collect(&self, host: Option<&HostScan>) -> Result<Snapshot, CollectError> {
         let host_root = self.host_root.as_path();
         let started = Instant::now();
         let proc_root = &host_root.join("proc");
@@ -113,21 +128,41 @@ impl Collector {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut unreadable = Unreadable::default();
         let netns = netns(proc_root, host_root);
-        // The kernel's dump and the fd scan are independent: run them side by side.
-        let (sockets, tables) = std::thread::scope(|s| {
-            let tables = s.spawn(|| {
-                timings::phase("fd scan", || {
-                    let iterator = self.fd_iter(proc_root);
-                    owners::scan_fd_tables(proc_root, netns.inode, iterator)
-                })
-            });
-            let sockets = timings::phase("dump", || {
-                read_sockets(self.source, proc_root, &mut unreadable)
-            });
-            (sockets, tables.join())
-        });
-        let (sockets, source) = sockets?;
-        let tables = tables.map_err(|_| CollectError::Panicked("the /proc fd scan"))?;
+        let (sockets, tables) = match host {
+            Some(host) => {
+                let looked_up = (self.source != SourceChoice::Proc)
+                    .then(|| {
+                        let stat = kernel::sockstat(proc_root);
+                        timings::phase("lookups", || host.sockets(netns.inode, stat.as_ref()))
+                    })
+                    .flatten();
+                let sockets = match looked_up {
+                    Some(sockets) => (sockets, SocketSource::SockDiag),
+                    None => timings::phase("dump", || {
+                        read_sockets(self.source, proc_root, &mut unreadable)
+                    })?,
+                };
+                (sockets, host.tables(netns.inode))
+            }
+            // The kernel's dump and the fd scan are independent: run them side by side.
+            None => {
+                let (sockets, tables) = std::thread::scope(|s| {
+                    let tables = s.spawn(|| {
+                        timings::phase("fd scan", || {
+                            let iterator = self.fd_iter(proc_root);
+                            owners::scan_fd_tables(proc_root, netns.inode, iterator)
+                        })
+                    });
+                    let sockets = timings::phase("dump", || {
+                        read_sockets(self.source, proc_root, &mut unreadable)
+                    });
+                    (sockets, tables.join())
+                });
+                let tables = tables.map_err(|_| CollectError::Panicked("the /proc fd scan"))?;
+                (sockets?, tables)
+            }
+        };
+        let (sockets, source) = sockets;
         let (tcp_inodes, wants_tasks) = timings::phase("join", || inodes(&sockets));
         let mut processes = owners::owners(
             proc_root,

@@ -319,7 +319,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 /// Decodes one `inet_diag_msg` and its attributes. `None` for a state this
 /// connleak does not know (a newer kernel's), which is skipped, not fatal.
-fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
+pub(crate) fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
     if p.len() < INET_DIAG_MSG_LEN {
         return Err(SockDiagError::Decode(format!(
             "inet_diag_msg of {} bytes, expected at least {INET_DIAG_MSG_LEN}",
