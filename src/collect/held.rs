@@ -63,17 +63,29 @@ impl<'a> HostScan<'a> {
     }
 
     /// Namespace `netns`'s sockets, read by lookups, when the held sockets
-    /// are all it has (`sockstat` is its own); `None`: dump it.
-    pub fn sockets(&self, netns: Option<u64>, sockstat: Option<&Sockstat>) -> Option<Vec<Socket>> {
-        let held = self.held.get(&netns?)?;
-        let stat = sockstat?;
-        let handshakes = held
-            .iter()
-            .any(|s| s.state == TCP_LISTEN && s.handshakes > 0);
-        if stat.tw != 0 || handshakes || stat.inuse + stat.inuse6 != held.len() as u64 {
-            return None;
+    /// are all it has (`sockstat` is its own); else why it must be dumped.
+    pub fn sockets(
+        &self,
+        netns: Option<u64>,
+        sockstat: Option<&Sockstat>,
+    ) -> Result<Vec<Socket>, &'static str> {
+        let held = netns
+            .and_then(|ns| self.held.get(&ns))
+            .ok_or("its holders were not read (no fd iterator, or too many sockets)")?;
+        let stat = sockstat.ok_or("no sockstat")?;
+        if stat.tw != 0 {
+            return Err("TIME-WAIT sockets");
         }
-        by_lookups(held)
+        if held
+            .iter()
+            .any(|s| s.state == TCP_LISTEN && s.handshakes > 0)
+        {
+            return Err("handshakes under way");
+        }
+        if stat.inuse + stat.inuse6 != held.len() as u64 {
+            return Err("sockets no process holds");
+        }
+        by_lookups(held).ok_or("a lookup did not find its socket")
     }
 }
 

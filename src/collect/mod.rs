@@ -130,17 +130,31 @@ impl Collector {
         let netns = netns(proc_root, host_root);
         let (sockets, tables) = match host {
             Some(host) => {
-                let looked_up = (self.source != SourceChoice::Proc)
-                    .then(|| {
-                        let stat = kernel::sockstat(proc_root);
-                        timings::phase("lookups", || host.sockets(netns.inode, stat.as_ref()))
-                    })
-                    .flatten();
+                let looked_up = if self.source == SourceChoice::Proc {
+                    Err("--source proc")
+                } else {
+                    let stat = kernel::sockstat(proc_root);
+                    timings::phase("lookups", || host.sockets(netns.inode, stat.as_ref()))
+                };
+                let name = match (&netns.name, netns.inode) {
+                    (Some(name), _) => crate::render::text::escape(name).into_owned(),
+                    (None, Some(inode)) => inode.to_string(),
+                    (None, None) => "?".to_string(),
+                };
                 let sockets = match looked_up {
-                    Some(sockets) => (sockets, SocketSource::SockDiag),
-                    None => timings::phase("dump", || {
-                        read_sockets(self.source, proc_root, &mut unreadable)
-                    })?,
+                    Ok(sockets) => {
+                        timings::note(&format!(
+                            "namespace {name}: {} sockets read by exact lookups",
+                            sockets.len()
+                        ));
+                        (sockets, SocketSource::SockDiag)
+                    }
+                    Err(why) => {
+                        timings::note(&format!("namespace {name}: dumped ({why})"));
+                        timings::phase("dump", || {
+                            read_sockets(self.source, proc_root, &mut unreadable)
+                        })?
+                    }
                 };
                 (sockets, host.tables(netns.inode))
             }
