@@ -12,6 +12,11 @@ use crate::render::text::escape;
 use crate::report::{Labelled, Report};
 use crate::snapshot::{LoadError, Snapshot};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Namespaces collected at once with `--all-netns`, at most.
+const NAMESPACE_THREADS: usize = 4;
 
 /// One namespace's newest sample and its report.
 #[derive(Debug)]
@@ -121,10 +126,7 @@ impl Pipeline {
         self.windows.retain(|label, _| labels.contains(label));
         // Every namespace's processes are read in one scan, shared by all.
         let host = (self.plan.scope == Scope::AllNetns).then(|| self.collector.host_scan());
-        let mut collected = Vec::with_capacity(targets.len());
-        for target in &targets {
-            collected.push(self.collect(target.as_ref(), host.as_ref()));
-        }
+        let collected = self.collect_all(&targets, host.as_ref());
         drop(host);
         for ((target, label), collected) in targets.into_iter().zip(labels).zip(collected) {
             // Another namespace than connleak's own may be a container's or a pod's.
@@ -163,6 +165,54 @@ impl Pipeline {
                 .map(Some)
                 .collect(),
         }
+    }
+
+    /// Collects every target, side by side on a few threads (each entering
+    /// namespaces of its own), the namespaces with the most sockets first
+    /// so that the threads end together; the results in the targets' order.
+    fn collect_all(
+        &self,
+        targets: &[Option<netns::Target>],
+        host: Option<&HostScan>,
+    ) -> Vec<Result<Snapshot, PipelineError>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, NAMESPACE_THREADS)
+            .min(targets.len());
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        if let Some(host) = host {
+            let root = self.plan.host_root.as_path();
+            order.sort_by_cached_key(|&i| {
+                let inode = targets[i].as_ref().and_then(|t| t.inode(root));
+                std::cmp::Reverse(host.sockets_held(inode))
+            });
+        }
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Result<Snapshot, PipelineError>>>> =
+            targets.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let done = self.collect(targets[i].as_ref(), host);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+                    }
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .zip(targets)
+            .map(|(slot, target)| {
+                let done = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+                let label = || {
+                    target
+                        .as_ref()
+                        .map_or_else(String::new, netns::Target::label)
+                };
+                done.unwrap_or_else(|| Err(PipelineError::Panicked(label())))
+            })
+            .collect()
     }
 
     fn collect(

@@ -57,6 +57,12 @@ impl<'a> HostScan<'a> {
         HostScan { tables, held }
     }
 
+    /// The socket fds (of any kind) the processes of namespace `netns` hold:
+    /// about what reading it costs.
+    pub fn sockets_held(&self, netns: Option<u64>) -> usize {
+        netns.map_or(0, |ns| self.tables.sockets_in(ns))
+    }
+
     /// Namespace `netns`'s fd tables.
     pub fn tables(&self, netns: Option<u64>) -> FdTables<'a> {
         self.tables.take(netns)

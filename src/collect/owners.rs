@@ -50,6 +50,16 @@ enum Scan {
     Vanished,
 }
 
+impl Scan {
+    /// The socket fds (of any kind) of a table read.
+    fn sockets(&self) -> usize {
+        match self {
+            Scan::Read { sockets, .. } => sockets.len(),
+            Scan::Denied | Scan::Vanished => 0,
+        }
+    }
+}
+
 /// What one `stat` or two tell of a process before its fd table is read.
 enum Probe {
     /// Worth scanning; about this many fds (0: the kernel does not say),
@@ -155,14 +165,19 @@ impl<'a> HostTables<'a> {
             .map(|(&ns, scans)| {
                 let pids = scans
                     .iter()
-                    .map(|(pid, scan)| match scan {
-                        Scan::Read { sockets, .. } => (*pid, sockets.len()),
-                        Scan::Denied | Scan::Vanished => (*pid, 0),
-                    })
+                    .map(|(pid, scan)| (*pid, scan.sockets()))
                     .collect();
                 (ns, pids)
             })
             .collect()
+    }
+
+    /// The socket fds (of any kind) held by the processes placed in `netns`.
+    pub fn sockets_in(&self, netns: u64) -> usize {
+        let by_netns = self.by_netns.lock().unwrap_or_else(|e| e.into_inner());
+        by_netns
+            .get(&netns)
+            .map_or(0, |scans| scans.iter().map(|(_, s)| s.sockets()).sum())
     }
 
     /// Namespace `netns`'s share, as a scan of that namespace alone would
