@@ -19,8 +19,9 @@
 //! way, is dumped, as is one whose lookups do not all find their socket
 //! (it changed meanwhile). A namespace holding many sockets is dumped too:
 //! past a share of the host's table, its lookups would cost more than the
-//! walk. The report of a namespace is the same either way; only the cost
-//! differs.
+//! walk. A namespace with nothing in its tables and no TIME-WAIT needs
+//! neither. The report of a namespace is the same either way; only the
+//! cost differs.
 
 use super::fd_iter::{FdIter, HeldSocket};
 use super::owners::{FdTables, HostTables, scan_host_fd_tables};
@@ -44,17 +45,37 @@ const TRIES_PER_LISTENER: u16 = 32;
 /// What one walk of every process found, for every namespace to take its share.
 pub struct HostScan<'a> {
     tables: HostTables<'a>,
+    /// The `ip netns` names, by inode.
+    names: FxHashMap<u64, String>,
     /// The TCP sockets the processes read hold, by the namespace they live in.
     held: FxHashMap<u64, Vec<HeldSocket>>,
+    /// Whether the fd iterator read held sockets at all, and the namespaces
+    /// whose processes it read.
+    iterated: bool,
+    read: FxHashSet<u64>,
 }
 
 impl<'a> HostScan<'a> {
     /// Reads every process's fd table once and, with the iterator, the TCP
     /// sockets held in the namespaces small enough to be read by lookups.
-    pub fn new(proc_root: &Path, iterator: Option<&'a FdIter>) -> HostScan<'a> {
-        let tables = scan_host_fd_tables(proc_root, iterator);
-        let held = iterator.map_or_else(FxHashMap::default, |it| held(proc_root, &tables, it));
-        HostScan { tables, held }
+    pub fn new(host_root: &Path, iterator: Option<&'a FdIter>) -> HostScan<'a> {
+        let proc_root = host_root.join("proc");
+        let tables = scan_host_fd_tables(&proc_root, iterator);
+        let (held, read) =
+            iterator.map_or_else(Default::default, |it| held(&proc_root, &tables, it));
+        let names = super::netns::names(host_root);
+        HostScan {
+            tables,
+            names,
+            held,
+            iterated: iterator.is_some(),
+            read,
+        }
+    }
+
+    /// The `ip netns` names, by inode, as they were at the scan.
+    pub fn netns_names(&self) -> &FxHashMap<u64, String> {
+        &self.names
     }
 
     /// The socket fds (of any kind) the processes of namespace `netns` hold:
@@ -75,13 +96,13 @@ impl<'a> HostScan<'a> {
         netns: Option<u64>,
         sockstat: Option<&Sockstat>,
     ) -> Result<Vec<Socket>, &'static str> {
-        let held = netns
-            .and_then(|ns| self.held.get(&ns))
-            .ok_or("its holders were not read (no fd iterator, or too many sockets)")?;
         let stat = sockstat.ok_or("no sockstat")?;
         if stat.tw != 0 {
             return Err("TIME-WAIT sockets");
         }
+        let held = netns
+            .and_then(|ns| self.held.get(&ns))
+            .map_or(&[][..], Vec::as_slice);
         if held
             .iter()
             .any(|s| s.state == TCP_LISTEN && s.handshakes > 0)
@@ -89,23 +110,35 @@ impl<'a> HostScan<'a> {
             return Err("handshakes under way");
         }
         if stat.inuse + stat.inuse6 != held.len() as u64 {
-            return Err("sockets no process holds");
+            let read = netns.is_some_and(|ns| self.read.contains(&ns));
+            return Err(match (self.iterated, read) {
+                (false, _) => "no fd iterator to read its sockets",
+                (true, false) => "more sockets than lookups pay for",
+                (true, true) => "sockets no process holds",
+            });
         }
         by_lookups(held).ok_or("a lookup did not find its socket")
     }
 }
 
 /// The held TCP sockets of the processes of every namespace whose tables
-/// hold few enough sockets, by the namespace each socket lives in, each once.
-fn held(proc_root: &Path, tables: &HostTables, it: &FdIter) -> FxHashMap<u64, Vec<HeldSocket>> {
+/// hold few enough sockets, by the namespace each socket lives in, each
+/// once; and those namespaces.
+fn held(
+    proc_root: &Path,
+    tables: &HostTables,
+    it: &FdIter,
+) -> (FxHashMap<u64, Vec<HeldSocket>>, FxHashSet<u64>) {
     let alloc = super::kernel::sockstat(proc_root).map_or(0, |s| s.alloc);
     let limit = LOOKUPS_AT_LEAST.max(alloc / LOOKUPS_SHARE);
-    let pids: Vec<u32> = tables
-        .sockets_by_netns()
-        .into_iter()
-        .filter(|(_, pids)| pids.iter().map(|&(_, n)| n as u64).sum::<u64>() <= limit)
-        .flat_map(|(_, pids)| pids.into_iter().map(|(pid, _)| pid))
-        .collect();
+    let mut read = FxHashSet::default();
+    let mut pids = Vec::new();
+    for (ns, of_ns) in tables.sockets_by_netns() {
+        if of_ns.iter().map(|&(_, n)| n as u64).sum::<u64>() <= limit {
+            read.insert(ns);
+            pids.extend(of_ns.into_iter().map(|(pid, _)| pid));
+        }
+    }
     let mut by_netns: FxHashMap<u64, Vec<HeldSocket>> = FxHashMap::default();
     let mut seen = FxHashSet::default();
     for pid in pids {
@@ -117,7 +150,7 @@ fn held(proc_root: &Path, tables: &HostTables, it: &FdIter) -> FxHashMap<u64, Ve
             }
         }
     }
-    by_netns
+    (by_netns, read)
 }
 
 /// The sockets `held` names, each found by an exact request (listeners

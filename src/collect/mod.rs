@@ -30,7 +30,7 @@ use crate::timings;
 use dense::DenseSet;
 use fd_iter::FdIter;
 use held::HostScan;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ impl Collector {
     pub fn host_scan(&self) -> HostScan<'_> {
         let proc_root = self.host_root.join("proc");
         timings::phase("host scan", || {
-            HostScan::new(&proc_root, self.fd_iter(&proc_root))
+            HostScan::new(&self.host_root, self.fd_iter(&proc_root))
         })
     }
 
@@ -127,15 +127,21 @@ impl Collector {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut unreadable = Unreadable::default();
-        let netns = netns(proc_root, host_root);
+        let netns = netns(proc_root, host_root, host.map(HostScan::netns_names));
+        // With a host scan, the kernel's accounting first: its sockstat says
+        // whether the held sockets are the whole namespace.
+        let mut kernel = None;
         let (sockets, tables) = match host {
             Some(host) => {
+                let counters =
+                    timings::phase("kernel", || kernel::read(proc_root, &mut unreadable));
                 let looked_up = if self.source == SourceChoice::Proc {
                     Err("--source proc")
                 } else {
-                    let stat = kernel::sockstat(proc_root);
-                    timings::phase("lookups", || host.sockets(netns.inode, stat.as_ref()))
+                    let stat = counters.sockstat.as_ref();
+                    timings::phase("lookups", || host.sockets(netns.inode, stat))
                 };
+                kernel = Some(counters);
                 let name = match (&netns.name, netns.inode) {
                     (Some(name), _) => crate::render::text::escape(name).into_owned(),
                     (None, Some(inode)) => inode.to_string(),
@@ -197,7 +203,9 @@ impl Collector {
             .filter_map(Socket::cgroup_id)
             .collect();
         let cgroups = cgroup::paths(proc_root, host_root, &unowned_cgroups);
-        let kernel = timings::phase("kernel", || kernel::read(proc_root, &mut unreadable));
+        let kernel = kernel.unwrap_or_else(|| {
+            timings::phase("kernel", || kernel::read(proc_root, &mut unreadable))
+        });
         let text = |rel: &str| {
             std::fs::read_to_string(proc_root.join(rel))
                 .ok()
@@ -335,17 +343,15 @@ fn proc_net_tables(proc_root: &Path) -> Result<Vec<Socket>, CollectError> {
     Ok(sockets)
 }
 
-/// The network namespace of this thread, and its `ip netns` name if it has one.
-fn netns(proc_root: &Path, host_root: &Path) -> Netns {
+/// The network namespace of this thread, and its `ip netns` name if it has
+/// one (from `names`, by inode, when they were read already).
+fn netns(proc_root: &Path, host_root: &Path, names: Option<&FxHashMap<u64, String>>) -> Netns {
     let inode = std::fs::metadata(proc_root.join("thread-self/ns/net"))
         .ok()
         .map(|m| m.ino());
-    let name = inode.and_then(|ino| {
-        std::fs::read_dir(host_root.join("run/netns"))
-            .ok()?
-            .flatten()
-            .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == ino))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+    let name = inode.and_then(|ino| match names {
+        Some(names) => names.get(&ino).cloned(),
+        None => netns::names(host_root).remove(&ino),
     });
     // The initial namespace has a fixed inode (PROC_NET_INIT_INO, since
     // Linux 3.8): any other is a namespace created since boot, whether or
