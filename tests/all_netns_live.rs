@@ -4,7 +4,8 @@
 //! the way a single namespace always is (a dump, and a scan of its own
 //! processes). Real sockets in four private namespaces: one read by
 //! lookups (a CLOSE_WAIT leak, an `SO_REUSEPORT` pair of listeners, idle
-//! pooled connections from another namespace), one whose sockets all
+//! pooled connections from another namespace, a dual-stack listener with
+//! IPv6 and IPv4 clients), one whose sockets all
 //! belong to a process of another namespace, and two that must be dumped
 //! (TIME-WAIT sockets, connections never accepted, orphans). Needs root
 //! (skips visibly otherwise).
@@ -105,6 +106,17 @@ fn every_namespace_reads_as_it_does_alone_whether_looked_up_or_dumped() {
             &["--host", "0.0.0.0", "--port", "7100", "--kind", "echo"],
         );
     }
+    // A dual-stack listener, with an IPv6 client and an IPv4 one (whose
+    // accepted socket is IPv6 with a mapped address).
+    server.spawn("echo_server", &["--host", "::", "--port", "7400"]);
+    server.spawn(
+        "idle_pool",
+        &["--host", "::1", "--port", "7400", "--n", "2"],
+    );
+    server.spawn(
+        "idle_pool",
+        &["--host", "127.0.0.1", "--port", "7400", "--n", "2"],
+    );
     clients.spawn(
         "clients",
         &["--host", "10.61.0.1", "--port", "7001", "--n", "6"],
