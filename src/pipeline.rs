@@ -4,7 +4,8 @@
 //! the same loop — [`Pipeline::refresh`] once per sample — so both show
 //! growth. Nothing here prints, and nothing here knows the command line.
 
-use crate::collect::held::HostScan;
+mod every_netns;
+
 use crate::collect::{CollectError, Collector, netns};
 use crate::diagnose::Window;
 use crate::plan::{Plan, Scope};
@@ -12,11 +13,7 @@ use crate::render::text::escape;
 use crate::report::{Labelled, Report};
 use crate::snapshot::{LoadError, Snapshot};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Namespaces collected at once with `--all-netns`, at most.
-const NAMESPACE_THREADS: usize = 4;
+use std::path::Path;
 
 /// One namespace's newest sample and its report.
 #[derive(Debug)]
@@ -80,6 +77,28 @@ pub enum PipelineError {
     NoNamespace,
 }
 
+/// `collect` run in `target`'s namespace: `setns` moves one thread, so a
+/// fresh one enters, collects, and ends.
+fn in_namespace<T: Send>(
+    target: &netns::Target,
+    root: &Path,
+    collect: impl FnOnce() -> Result<T, CollectError> + Send,
+) -> Result<T, PipelineError> {
+    let label = target.label();
+    let collected = std::thread::scope(|s| {
+        s.spawn(|| -> Result<T, PipelineError> {
+            netns::enter(target, root)?;
+            Ok(collect()?)
+        })
+        .join()
+    })
+    .map_err(|_| PipelineError::Panicked(label.clone()))?;
+    collected.map_err(|e| PipelineError::InNamespace {
+        label,
+        source: Box::new(e),
+    })
+}
+
 /// A plan being carried out: the windows of earlier samples, per namespace.
 pub struct Pipeline {
     plan: Plan,
@@ -124,10 +143,7 @@ impl Pipeline {
             .map(|t| t.as_ref().map(netns::Target::label))
             .collect();
         self.windows.retain(|label, _| labels.contains(label));
-        // Every namespace's processes are read in one scan, shared by all.
-        let host = (self.plan.scope == Scope::AllNetns).then(|| self.collector.host_scan());
-        let collected = self.collect_all(&targets, host.as_ref());
-        drop(host);
+        let collected = self.collect_all(&targets);
         for ((target, label), collected) in targets.into_iter().zip(labels).zip(collected) {
             // Another namespace than connleak's own may be a container's or a pod's.
             let foreign = self.plan.scope == Scope::AllNetns && target != Some(netns::Target::Own);
@@ -167,80 +183,28 @@ impl Pipeline {
         }
     }
 
-    /// Collects every target, side by side on a few threads (each entering
-    /// namespaces of its own), the namespaces with the most sockets first
-    /// so that the threads end together; the results in the targets' order.
+    /// Every target's snapshot (or why it could not be taken), in their order.
     fn collect_all(
         &self,
         targets: &[Option<netns::Target>],
-        host: Option<&HostScan>,
     ) -> Vec<Result<Snapshot, PipelineError>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, NAMESPACE_THREADS)
-            .min(targets.len());
-        let mut order: Vec<usize> = (0..targets.len()).collect();
-        if let Some(host) = host {
-            let root = self.plan.host_root.as_path();
-            order.sort_by_cached_key(|&i| {
-                let inode = targets[i].as_ref().and_then(|t| t.inode(root));
-                std::cmp::Reverse(host.sockets_held(inode))
-            });
-        }
-        let next = AtomicUsize::new(0);
-        let slots: Vec<Mutex<Option<Result<Snapshot, PipelineError>>>> =
-            targets.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let done = self.collect(targets[i].as_ref(), host);
-                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
-                    }
-                });
+        let every: Option<Vec<netns::Target>> = targets.iter().cloned().collect();
+        match every {
+            Some(every) if self.plan.scope == Scope::AllNetns => {
+                every_netns::collect(&self.collector, &self.plan.host_root, &every)
             }
-        });
-        slots
-            .into_iter()
-            .zip(targets)
-            .map(|(slot, target)| {
-                let done = slot.into_inner().unwrap_or_else(|e| e.into_inner());
-                let label = || {
-                    target
-                        .as_ref()
-                        .map_or_else(String::new, netns::Target::label)
-                };
-                done.unwrap_or_else(|| Err(PipelineError::Panicked(label())))
-            })
-            .collect()
+            _ => targets.iter().map(|t| self.collect(t.as_ref())).collect(),
+        }
     }
 
-    fn collect(
-        &self,
-        target: Option<&netns::Target>,
-        host: Option<&HostScan>,
-    ) -> Result<Snapshot, PipelineError> {
+    fn collect(&self, target: Option<&netns::Target>) -> Result<Snapshot, PipelineError> {
         if let Scope::Saved(path) = &self.plan.scope {
             return Ok(Snapshot::load(path)?);
         }
-        let root = self.plan.host_root.as_path();
-        let Some(target) = target else {
-            return Ok(self.collector.collect(host)?);
-        };
-        let label = target.label();
-        // setns moves one thread: a fresh one enters, collects, and ends.
-        let collected = std::thread::scope(|s| {
-            s.spawn(|| -> Result<Snapshot, PipelineError> {
-                netns::enter(target, root)?;
-                Ok(self.collector.collect(host)?)
-            })
-            .join()
-        })
-        .map_err(|_| PipelineError::Panicked(label.clone()))?;
-        collected.map_err(|e| PipelineError::InNamespace {
-            label,
-            source: Box::new(e),
-        })
+        match target {
+            None => Ok(self.collector.collect()?),
+            Some(target) => in_namespace(target, &self.plan.host_root, || self.collector.collect()),
+        }
     }
 
     /// The report of a namespace's newest sample: diagnosed against its

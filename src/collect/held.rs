@@ -45,43 +45,27 @@ const TRIES_PER_LISTENER: u16 = 32;
 /// What one walk of every process found, for every namespace to take its share.
 pub struct HostScan<'a> {
     tables: HostTables<'a>,
-    /// The `ip netns` names, by inode.
-    names: FxHashMap<u64, String>,
     /// The TCP sockets the processes read hold, by the namespace they live in.
     held: FxHashMap<u64, Vec<HeldSocket>>,
     /// Whether the fd iterator read held sockets at all, and the namespaces
-    /// whose processes it read.
+    /// whose processes it left out: they hold too many sockets.
     iterated: bool,
-    read: FxHashSet<u64>,
+    too_many: FxHashSet<u64>,
 }
 
 impl<'a> HostScan<'a> {
     /// Reads every process's fd table once and, with the iterator, the TCP
     /// sockets held in the namespaces small enough to be read by lookups.
-    pub fn new(host_root: &Path, iterator: Option<&'a FdIter>) -> HostScan<'a> {
-        let proc_root = host_root.join("proc");
-        let tables = scan_host_fd_tables(&proc_root, iterator);
-        let (held, read) =
-            iterator.map_or_else(Default::default, |it| held(&proc_root, &tables, it));
-        let names = super::netns::names(host_root);
+    pub fn new(proc_root: &Path, iterator: Option<&'a FdIter>) -> HostScan<'a> {
+        let tables = scan_host_fd_tables(proc_root, iterator);
+        let (held, too_many) =
+            iterator.map_or_else(Default::default, |it| held(proc_root, &tables, it));
         HostScan {
             tables,
-            names,
             held,
             iterated: iterator.is_some(),
-            read,
+            too_many,
         }
-    }
-
-    /// The `ip netns` names, by inode, as they were at the scan.
-    pub fn netns_names(&self) -> &FxHashMap<u64, String> {
-        &self.names
-    }
-
-    /// The socket fds (of any kind) the processes of namespace `netns` hold:
-    /// about what reading it costs.
-    pub fn sockets_held(&self, netns: Option<u64>) -> usize {
-        netns.map_or(0, |ns| self.tables.sockets_in(ns))
     }
 
     /// Namespace `netns`'s fd tables.
@@ -90,16 +74,14 @@ impl<'a> HostScan<'a> {
     }
 
     /// Namespace `netns`'s sockets, read by lookups, when the held sockets
-    /// are all it has (`sockstat` is its own); else why it must be dumped.
+    /// are all it has (`sockstat` is its own, which [`must_dump`] let
+    /// through); else why it must be dumped.
     pub fn sockets(
         &self,
         netns: Option<u64>,
         sockstat: Option<&Sockstat>,
     ) -> Result<Vec<Socket>, &'static str> {
         let stat = sockstat.ok_or("no sockstat")?;
-        if stat.tw != 0 {
-            return Err("TIME-WAIT sockets");
-        }
         let held = netns
             .and_then(|ns| self.held.get(&ns))
             .map_or(&[][..], Vec::as_slice);
@@ -110,33 +92,53 @@ impl<'a> HostScan<'a> {
             return Err("handshakes under way");
         }
         if stat.inuse + stat.inuse6 != held.len() as u64 {
-            let read = netns.is_some_and(|ns| self.read.contains(&ns));
-            return Err(match (self.iterated, read) {
+            let too_many = netns.is_some_and(|ns| self.too_many.contains(&ns));
+            return Err(match (self.iterated, too_many) {
                 (false, _) => "no fd iterator to read its sockets",
-                (true, false) => "more sockets than lookups pay for",
-                (true, true) => "sockets no process holds",
+                (true, true) => "more sockets than lookups pay for",
+                (true, false) => "sockets no process holds",
             });
         }
         by_lookups(held).ok_or("a lookup did not find its socket")
     }
 }
 
+/// Why a namespace must be dumped whatever the host scan finds, by its
+/// sockstat alone: TIME-WAIT sockets (no process holds them), or more
+/// sockets than lookups pay for.
+pub fn must_dump(sockstat: Option<&Sockstat>) -> Result<(), &'static str> {
+    let stat = sockstat.ok_or("no sockstat")?;
+    if stat.tw != 0 {
+        return Err("TIME-WAIT sockets");
+    }
+    if stat.inuse + stat.inuse6 > lookup_limit(stat.alloc) {
+        return Err("more sockets than lookups pay for");
+    }
+    Ok(())
+}
+
+/// The most sockets a namespace is read by lookups with, on a host of
+/// `alloc` TCP sockets.
+fn lookup_limit(alloc: u64) -> u64 {
+    LOOKUPS_AT_LEAST.max(alloc / LOOKUPS_SHARE)
+}
+
 /// The held TCP sockets of the processes of every namespace whose tables
 /// hold few enough sockets, by the namespace each socket lives in, each
-/// once; and those namespaces.
+/// once; and the namespaces left out.
 fn held(
     proc_root: &Path,
     tables: &HostTables,
     it: &FdIter,
 ) -> (FxHashMap<u64, Vec<HeldSocket>>, FxHashSet<u64>) {
-    let alloc = super::kernel::sockstat(proc_root).map_or(0, |s| s.alloc);
-    let limit = LOOKUPS_AT_LEAST.max(alloc / LOOKUPS_SHARE);
-    let mut read = FxHashSet::default();
+    let limit = lookup_limit(super::kernel::sockstat(proc_root).map_or(0, |s| s.alloc));
+    let mut too_many = FxHashSet::default();
     let mut pids = Vec::new();
     for (ns, of_ns) in tables.sockets_by_netns() {
         if of_ns.iter().map(|&(_, n)| n as u64).sum::<u64>() <= limit {
-            read.insert(ns);
             pids.extend(of_ns.into_iter().map(|(pid, _)| pid));
+        } else {
+            too_many.insert(ns);
         }
     }
     let mut by_netns: FxHashMap<u64, Vec<HeldSocket>> = FxHashMap::default();
@@ -150,7 +152,7 @@ fn held(
             }
         }
     }
-    (by_netns, read)
+    (by_netns, too_many)
 }
 
 /// The sockets `held` names, each found by an exact request (listeners

@@ -38,13 +38,6 @@ impl Target {
         }
     }
 
-    /// The inode of its namespace, if it can be read.
-    pub fn inode(&self, host_root: &Path) -> Option<u64> {
-        std::fs::metadata(self.path(host_root))
-            .ok()
-            .map(|m| m.ino())
-    }
-
     /// How reports label it.
     pub fn label(&self) -> String {
         match self {

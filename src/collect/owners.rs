@@ -18,6 +18,7 @@
 
 use super::dense::DenseSet;
 use super::fd_iter::FdIter;
+use super::parallel::on_threads;
 use super::procfs::{cmdline_text, lossless_text, open_files_limit, socket_inode, trim_newline};
 use crate::snapshot::{Process, Unreadable};
 use crate::timings;
@@ -29,7 +30,6 @@ use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Upper bound on scanning threads; more does not help a two-socket-syscall loop.
 const MAX_THREADS: usize = 4;
@@ -172,14 +172,6 @@ impl<'a> HostTables<'a> {
             .collect()
     }
 
-    /// The socket fds (of any kind) held by the processes placed in `netns`.
-    pub fn sockets_in(&self, netns: u64) -> usize {
-        let by_netns = self.by_netns.lock().unwrap_or_else(|e| e.into_inner());
-        by_netns
-            .get(&netns)
-            .map_or(0, |scans| scans.iter().map(|(_, s)| s.sockets()).sum())
-    }
-
     /// Namespace `netns`'s share, as a scan of that namespace alone would
     /// have read it; handed out once (a second time, only the unplaced).
     pub fn take(&self, netns: Option<u64>) -> FdTables<'a> {
@@ -254,28 +246,6 @@ fn scan(
             .map(|(pid, scan)| (pid, placed.get(&pid).copied().flatten(), scan)),
     );
     (scans, None)
-}
-
-/// `f` of every item, on `threads` threads that each take the next item
-/// when done with one; results in no particular order.
-fn on_threads<I: Sync, T: Send>(threads: usize, items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(items.len()));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut mine = Vec::new();
-                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    mine.push(f(item));
-                }
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .append(&mut mine);
-            });
-        }
-    });
-    results.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether `stat` of `/proc/PID/fd` gives the number of open fds (Linux
