@@ -147,24 +147,17 @@ fn every_namespace_reads_as_it_does_alone_whether_looked_up_or_dumped() {
     let mut last = String::new();
     for _ in 0..3 {
         let (all, notes) = run(&["--all-netns"]);
-        assert!(
-            note(&notes, &server.ns).contains("read by exact lookups"),
-            "{notes}"
-        );
-        assert!(
-            note(&notes, &borrowed.ns).contains("read by exact lookups"),
-            "{notes}"
-        );
-        assert!(
-            note(&notes, &busy.ns).contains("dumped (TIME-WAIT sockets)"),
-            "{notes}"
-        );
-        // Its closed clients' FIN-WAIT-2 orphans: the kernel keeps them as
-        // TIME-WAIT sockets of that substate.
-        assert!(
-            note(&notes, &clients.ns).contains("dumped (TIME-WAIT sockets)"),
-            "{notes}"
-        );
+        // Its closed clients' FIN-WAIT-2 orphans are TIME-WAIT sockets of
+        // that substate, as the kernel keeps them.
+        let how = [
+            (&server, "read by exact lookups"),
+            (&borrowed, "read by exact lookups"),
+            (&busy, "dumped (TIME-WAIT sockets)"),
+            (&clients, "dumped (TIME-WAIT sockets)"),
+        ];
+        for (lab, read) in how {
+            assert!(note(&notes, &lab.ns).contains(read), "{notes}");
+        }
         let mut differ = Vec::new();
         for lab in labs {
             let together = settled(of(&all, &lab.ns));

@@ -282,12 +282,7 @@ pub fn decode_datagram(mut bytes: &[u8], out: &mut Vec<Socket>) -> Result<Datagr
         match msg.message_type() {
             NLMSG_DONE => return Ok(Datagram::Done { interrupted }),
             NLMSG_ERROR => {
-                let code = msg
-                    .payload()
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(i32::from_ne_bytes)
-                    .ok_or_else(|| SockDiagError::Decode("short NLMSG_ERROR".into()))?;
+                let code = error_code(msg.payload())?;
                 if code != 0 {
                     return Ok(Datagram::Error(code.saturating_neg()));
                 }
@@ -309,6 +304,15 @@ pub fn decode_datagram(mut bytes: &[u8], out: &mut Vec<Socket>) -> Result<Datagr
         bytes = &bytes[step..];
     }
     Ok(Datagram::More { interrupted })
+}
+
+/// The (negative) errno of an `NLMSG_ERROR` message's payload; 0 is an acknowledgement.
+pub(crate) fn error_code(payload: &[u8]) -> Result<i32, SockDiagError> {
+    payload
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(i32::from_ne_bytes)
+        .ok_or_else(|| SockDiagError::Decode("short NLMSG_ERROR".into()))
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

@@ -11,7 +11,7 @@
 //! meanwhile or `ESTALE` for another one at the same addresses) comes back
 //! under the number of its request.
 
-use super::sock_diag::{SockDiagError, decode_socket};
+use super::sock_diag::{SockDiagError, decode_socket, error_code};
 use crate::snapshot::Socket;
 use netlink_packet_core::{NLM_F_REQUEST, NLMSG_ERROR, NetlinkBuffer};
 use netlink_packet_sock_diag::{
@@ -136,12 +136,7 @@ fn decode_answers(mut bytes: &[u8]) -> Result<Vec<(u32, Answer)>, SockDiagError>
         let seq = msg.sequence_number();
         match msg.message_type() {
             NLMSG_ERROR => {
-                let code = msg
-                    .payload()
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(i32::from_ne_bytes)
-                    .ok_or_else(|| SockDiagError::Decode("short NLMSG_ERROR".into()))?;
+                let code = error_code(msg.payload())?;
                 answers.push((seq, Err(code.saturating_neg())));
             }
             SOCK_DIAG_BY_FAMILY => match decode_socket(msg.payload())? {
