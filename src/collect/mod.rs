@@ -111,6 +111,8 @@ pub struct Collector {
     /// The fd iterator once it was tried: `None` when it cannot be used here
     /// (then every scan reads `/proc`, without trying again).
     fd_iter: OnceLock<Option<FdIter>>,
+    /// Why other users' processes are hidden, if they are (`hidepid`).
+    hidden: OnceLock<Option<String>>,
 }
 
 impl Collector {
@@ -122,6 +124,7 @@ impl Collector {
             fd_scan,
             host_root: host_root.to_path_buf(),
             fd_iter: OnceLock::new(),
+            hidden: OnceLock::new(),
         }
     }
 
@@ -265,11 +268,15 @@ impl Collector {
         let host_root = self.host_root.as_path();
         let proc_root = &host_root.join("proc");
         let (tcp_inodes, wants_tasks) = timings::phase("join", || inodes(&sockets));
+        let hidden = self
+            .hidden
+            .get_or_init(|| owners::hidden_processes(proc_root));
         let mut processes = owners::owners(
             proc_root,
             tables,
             &tcp_inodes,
             &wants_tasks,
+            hidden.as_deref(),
             &mut unreadable,
         );
         let mut namer = workload::Namer::new(host_root);

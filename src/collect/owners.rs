@@ -289,19 +289,20 @@ fn probe(proc_dir: &OwnedFd, pid: u32, place: bool, counted: bool) -> Probe {
 
 /// The second half: keeps the processes that hold one of `tcp_inodes` (and
 /// only those inodes), reads their names and limits, and counts the rest of
-/// what could not be read.
+/// what could not be read (`hidden`: what [`hidden_processes`] said).
 pub fn owners(
     proc_root: &Path,
     tables: FdTables,
     tcp_inodes: &DenseSet,
     wants_tasks: &FxHashSet<u64>,
+    hidden: Option<&str>,
     unreadable: &mut Unreadable,
 ) -> Vec<Process> {
     if let Some((what, error)) = tables.failed {
         unreadable.note(what, error);
     }
-    if let Some(hidden) = hidden_processes(proc_root) {
-        unreadable.note(proc_root.display().to_string(), hidden);
+    if let Some(hidden) = hidden {
+        unreadable.note(proc_root.display().to_string(), hidden.to_string());
     }
     let probe = super::unreleased::Probe::new(proc_root);
     let mut processes = Vec::new();
@@ -348,8 +349,9 @@ pub fn owners(
 
 /// Why other users' processes are missing from `proc_root`, when it is
 /// mounted with `hidepid` and connleak may not see through it: they are not
-/// denied but absent, so nothing else would count them.
-fn hidden_processes(proc_root: &Path) -> Option<String> {
+/// denied but absent, so nothing else would count them. The same for every
+/// namespace: read once per collector.
+pub fn hidden_processes(proc_root: &Path) -> Option<String> {
     let sees_all = rustix::thread::capabilities(None).is_ok_and(|c| {
         c.effective
             .contains(rustix::thread::CapabilitySet::SYS_PTRACE)
@@ -798,10 +800,10 @@ mod tests {
         let mut unreadable = Unreadable::default();
         let none = FxHashSet::default();
         let tables = scan_fd_tables(&root, Some(netns), None);
-        let procs = owners(&root, tables, &tcp, &none, &mut unreadable);
+        let procs = owners(&root, tables, &tcp, &none, None, &mut unreadable);
         let mut ignored = Unreadable::default();
         let tables = scan_fd_tables(&root, None, None);
-        let everyone = owners(&root, tables, &tcp, &none, &mut ignored);
+        let everyone = owners(&root, tables, &tcp, &none, None, &mut ignored);
         std::fs::remove_dir_all(&root)?;
         assert_eq!(procs.len(), 1);
         let srv = &procs[0];
