@@ -93,7 +93,9 @@ pub struct Waiting {
 
 /// What [`Collector::collect_among`] came back with.
 pub enum Collected {
-    Done(Box<Snapshot>),
+    /// The snapshot, and how its sockets were read: `Ok`, by lookups;
+    /// `Err`, dumped, and why.
+    Done(Box<Snapshot>, Result<(), &'static str>),
     /// To be resumed in the same namespace once the host scan is done.
     Waiting(Box<Waiting>),
 }
@@ -188,7 +190,6 @@ impl Collector {
                 Waiting { begun, kernel }
             }
         };
-        let name = shown(&begun.netns);
         let stat = kernel.sockstat.as_ref();
         let must_dump = match self.source {
             SourceChoice::Proc => Err("--source proc"),
@@ -208,20 +209,12 @@ impl Collector {
                 timings::phase("lookups", || host.sockets(begun.netns.inode, stat))
             }
         };
+        let how = looked_up.as_ref().map(|_| ()).map_err(|why| *why);
         let (sockets, source) = match looked_up {
-            Ok(sockets) => {
-                timings::note(&format!(
-                    "namespace {name}: {} sockets read by exact lookups",
-                    sockets.len()
-                ));
-                (sockets, SocketSource::SockDiag)
-            }
-            Err(why) => {
-                timings::note(&format!("namespace {name}: dumped ({why})"));
-                timings::phase("dump", || {
-                    read_sockets(self.source, proc_root, &mut begun.unreadable)
-                })?
-            }
+            Ok(sockets) => (sockets, SocketSource::SockDiag),
+            Err(_) => timings::phase("dump", || {
+                read_sockets(self.source, proc_root, &mut begun.unreadable)
+            })?,
         };
         let host = scan
             .wait()
@@ -229,7 +222,7 @@ impl Collector {
             .ok_or(CollectError::Panicked("the host scan"))?;
         let tables = host.tables(begun.netns.inode);
         let snapshot = self.finish(begun, kernel, sockets, source, tables);
-        Ok(Collected::Done(Box::new(snapshot)))
+        Ok(Collected::Done(Box::new(snapshot), how))
     }
 
     /// When and where a collection starts; `names`: the `ip netns` names,
@@ -426,15 +419,6 @@ fn proc_net_tables(proc_root: &Path) -> Result<Vec<Socket>, CollectError> {
         }
     }
     Ok(sockets)
-}
-
-/// How notes name a namespace: its `ip netns` name (escaped), else its inode.
-fn shown(netns: &Netns) -> String {
-    match (&netns.name, netns.inode) {
-        (Some(name), _) => crate::render::text::escape(name).into_owned(),
-        (None, Some(inode)) => inode.to_string(),
-        (None, None) => "?".to_string(),
-    }
 }
 
 /// The network namespace of this thread, and its `ip netns` name if it has

@@ -3,7 +3,7 @@
 //! hash lookup and fills the same `inet_diag_msg` (with `tcp_info` and the
 //! cgroup id) that a dump would. A dump walks the host's whole table, shared
 //! by every network namespace, whatever the namespace holds; a few lookups
-//! cost a few microseconds. [`super::held`] decides when a namespace can be
+//! cost a few microseconds. `collect::held` decides when a namespace can be
 //! read this way.
 //!
 //! Requests go out in batches, each message numbered by its place, and each

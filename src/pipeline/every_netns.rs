@@ -13,7 +13,9 @@
 use super::{PipelineError, in_namespace};
 use crate::collect::parallel::on_threads;
 use crate::collect::{Collected, Collector, netns};
+use crate::render::text::escape;
 use crate::snapshot::Snapshot;
+use crate::timings;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -51,7 +53,7 @@ pub(super) fn collect(
         });
         for (i, attempt) in first {
             match attempt {
-                Ok(Collected::Done(snapshot)) => results[i] = Some(Ok(*snapshot)),
+                Ok(Collected::Done(snapshot, how)) => results[i] = Some(Ok(noted(*snapshot, how))),
                 Ok(Collected::Waiting(w)) => waiting.push((i, std::sync::Mutex::new(Some(w)))),
                 Err(e) => results[i] = Some(Err(e)),
             }
@@ -65,7 +67,7 @@ pub(super) fn collect(
         });
         for (i, attempt) in second {
             results[i] = Some(attempt.and_then(|c| match c {
-                Collected::Done(snapshot) => Ok(*snapshot),
+                Collected::Done(snapshot, how) => Ok(noted(*snapshot, how)),
                 Collected::Waiting(_) => Err(PipelineError::Panicked(targets[i].label())),
             }));
         }
@@ -75,4 +77,22 @@ pub(super) fn collect(
             .map(|(r, t)| r.unwrap_or_else(|| Err(PipelineError::Panicked(t.label()))))
             .collect()
     })
+}
+
+/// `snapshot`, once `CONNLEAK_TIMINGS` was told how its sockets were read.
+fn noted(snapshot: Snapshot, how: Result<(), &str>) -> Snapshot {
+    let netns = &snapshot.meta.netns;
+    let name = match (&netns.name, netns.inode) {
+        (Some(name), _) => escape(name).into_owned(),
+        (None, Some(inode)) => inode.to_string(),
+        (None, None) => "?".to_string(),
+    };
+    timings::note(&match how {
+        Ok(()) => format!(
+            "namespace {name}: {} sockets read by exact lookups",
+            snapshot.sockets.len()
+        ),
+        Err(why) => format!("namespace {name}: dumped ({why})"),
+    });
+    snapshot
 }

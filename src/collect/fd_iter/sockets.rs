@@ -11,7 +11,7 @@
 //!   ports, device, cookie), and whether a listener has connections still
 //!   in their handshake. A namespace whose every socket is held by a
 //!   process is then read by asking sock_diag for these sockets one by one,
-//!   instead of walking the host's whole table (see [`super::super::held`]).
+//!   instead of walking the host's whole table (see `collect::held`).
 //!
 //! The record is this module's, laid out for the program to fill with one
 //! `bpf_probe_read_kernel` a field; this module parses it back.
