@@ -4,6 +4,7 @@
 //! the same loop — [`Pipeline::refresh`] once per sample — so both show
 //! growth. Nothing here prints, and nothing here knows the command line.
 
+use crate::call_sites::Trace;
 use crate::collect::{CollectError, Collector, netns};
 use crate::diagnose::Window;
 use crate::plan::{Plan, Scope};
@@ -79,6 +80,8 @@ pub struct Pipeline {
     plan: Plan,
     collector: Collector,
     windows: BTreeMap<Option<String>, Window>,
+    /// The tracer of a traced run, kept from one refresh to the next.
+    trace: Option<Trace>,
 }
 
 impl Pipeline {
@@ -88,6 +91,27 @@ impl Pipeline {
             plan,
             collector,
             windows: BTreeMap::new(),
+            trace: None,
+        }
+    }
+
+    /// The same pipeline with the tracer on when `on` (and the plan reads
+    /// the live system): each refresh's findings are given the call sites
+    /// the trace saw. When the tracer cannot start, the pipeline as it was
+    /// and one line saying why.
+    pub fn tracing(self, on: bool) -> (Pipeline, Option<String>) {
+        if !on || matches!(self.plan.scope, Scope::Saved(_)) {
+            return (self, None);
+        }
+        match Trace::start(self.plan.host_root.join("proc")) {
+            Ok(trace) => (
+                Pipeline {
+                    trace: Some(trace),
+                    ..self
+                },
+                None,
+            ),
+            Err(why) => (self, Some(why)),
         }
     }
 
@@ -140,6 +164,13 @@ impl Pipeline {
         }
         if refresh.namespaces.is_empty() {
             return Err(PipelineError::NoNamespace);
+        }
+        if let Some(trace) = &mut self.trace {
+            let namespaces = refresh
+                .namespaces
+                .iter_mut()
+                .map(|d| (&d.snapshot, &mut d.report));
+            crate::timings::phase("call sites", || trace.annotate(namespaces.collect()));
         }
         Ok(refresh)
     }
