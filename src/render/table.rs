@@ -292,6 +292,10 @@ fn write_finding(
     for e in rest {
         wrap(out, &escape(e), &format!("{pad}  - "), &more, width)?;
     }
+    for site in f.call_sites.iter().take(super::call_sites::SHOWN) {
+        let line = super::call_sites::line(site);
+        wrap(out, &escape(&line), &format!("{pad}  born "), &more, width)?;
+    }
     let todo = format!("{pad}  What to do: ");
     wrap(out, &escape(&f.suggestion), &todo, &more, width)?;
     writeln!(out)

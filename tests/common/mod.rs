@@ -351,6 +351,49 @@ pub fn javac_once(label: &str, sources: &[PathBuf], classpath: Option<&str>) -> 
     out
 }
 
+/// A program built from `source` by `build` (given the output path), once
+/// for every run with the same source: under a name from the source's hash
+/// in the tests' temporary directory, made whole by a rename.
+pub fn built_once(label: &str, source: &Path, build: impl FnOnce(&Path) -> Command) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hash = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(source).expect("a source").hash(&mut hash);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}-{:x}", hash.finish()));
+    if out.is_file() {
+        return out;
+    }
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let status = build(&tmp).status().expect("run the build");
+    assert!(status.success(), "building {label} failed");
+    std::fs::rename(&tmp, &out).expect("rename the built program");
+    out
+}
+
+/// A Go program built from `source` by Debian's `go` (no modules), once.
+pub fn go_build(label: &str, source: &Path) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    built_once(label, source, |out| {
+        let mut go = Command::new("go");
+        go.args(["build", "-o"])
+            .arg(out)
+            .arg(source)
+            .env("GO111MODULE", "off")
+            .env("GOCACHE", dir.join("go-cache"))
+            .env("HOME", dir);
+        go
+    })
+}
+
+/// Whether `program --version`-like `args` run: the tool is installed.
+pub fn have(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The report once `ready` says so, or after 40 s (the test's assertions then say what is missing).
 pub fn report_when(lab: &Lab, args: &[&str], ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(40);

@@ -1,0 +1,79 @@
+//! A finding's call sites as the text report shows them: one line each, the
+//! most first, innermost frame first (`accept_client (server.c:88) ←
+//! serve_forever ← main`), with the thread's name and what the stack's
+//! sockets did in the window. The names are the traced program's: the
+//! caller escapes the line.
+
+use crate::snapshot::{CallSite, Frame};
+
+/// Call sites shown under a finding, and frames shown of each.
+pub const SHOWN: usize = 3;
+const FRAMES: usize = 5;
+
+/// `8 accepted at accept_client (server.c:7) ← serve_forever (server.c:9) ← main
+/// (server.c:17), thread server; born 8, closed 0, open 8`.
+pub fn line(site: &CallSite) -> String {
+    let mut frames: Vec<String> = site.frames.iter().take(FRAMES).map(frame).collect();
+    if site.frames.len() > FRAMES {
+        frames.push("…".to_string());
+    }
+    let stack = if frames.is_empty() {
+        "frames that could not be named (the process may have exited)".to_string()
+    } else {
+        frames.join(" ← ")
+    };
+    format!(
+        "{} at {stack}, thread {}; born {}, closed {}, open {}",
+        site.count, site.thread, site.born, site.closed, site.open
+    )
+}
+
+/// `function (file:line)`, the file without its directory.
+fn frame(f: &Frame) -> String {
+    let file = f.file.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p));
+    match (file, f.line) {
+        (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
+        (Some(file), None) => format!("{} ({file})", f.function),
+        _ => f.function.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(function: &str, file: Option<&str>, line: Option<u32>) -> Frame {
+        Frame {
+            function: function.to_string(),
+            file: file.map(str::to_string),
+            line,
+            module: Some("/srv/server".to_string()),
+        }
+    }
+
+    #[test]
+    fn a_call_site_reads_innermost_first_with_its_counts() {
+        let site = CallSite {
+            count: 8,
+            thread: "worker-3".to_string(),
+            frames: vec![
+                named("accept_client", Some("/src/server.c"), Some(88)),
+                named("serve_forever", Some("/src/server.c"), None),
+                named("main", None, None),
+            ],
+            born: 50,
+            closed: 0,
+            open: 50,
+        };
+        assert_eq!(
+            line(&site),
+            "8 at accept_client (server.c:88) ← serve_forever (server.c) ← main, \
+             thread worker-3; born 50, closed 0, open 50"
+        );
+        let gone = CallSite {
+            frames: Vec::new(),
+            ..site
+        };
+        assert!(line(&gone).starts_with("8 at frames that could not be named"));
+    }
+}

@@ -1,0 +1,222 @@
+//! `connleak trace` on real programs built in the test (C with gcc, Go with
+//! Debian's golang-go), in a private network namespace: the leaking
+//! finding's top call site names the function that made its sockets, a twin
+//! that closes its sockets raises nothing, sockets born before the trace
+//! have no call site, and a run without privileges diagnoses as usual and
+//! says why it has no call sites. Needs root (skips visibly otherwise).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{CONNLEAK, Lab, built_once, findings, have, say};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// `tests/scenarios/trace/births.c`, built once with frame pointers and
+/// without tail calls (a tail call would leave its caller off the stack).
+fn births() -> &'static str {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/trace/births.c");
+        built_once("births", &source, |out| {
+            let mut gcc = Command::new("gcc");
+            gcc.args(["-O0", "-g", "-fno-omit-frame-pointer", "-o"])
+                .arg(out)
+                .arg(&source);
+            gcc
+        })
+    });
+    built.to_str().unwrap()
+}
+
+fn c_lab(test: &str) -> Option<Lab> {
+    let lab = Lab::new(test)?;
+    if have("gcc", &["--version"]) {
+        Some(lab)
+    } else {
+        say(&format!("SKIP {test}: needs gcc"));
+        None
+    }
+}
+
+/// `connleak trace --duration SECS --json ARGS` started in the lab's
+/// namespace; [`finish`] waits for its report. It attaches at once: the
+/// caller leaves it a moment before making sockets.
+fn trace(lab: &Lab, secs: &str, args: &[&str]) -> Child {
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns, CONNLEAK, "trace", "--json"])
+        .args(["--duration", secs, "--close-wait-min-age", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start connleak trace");
+    std::thread::sleep(Duration::from_millis(700));
+    child
+}
+
+/// The report of a trace, asserting it ran and said nothing on stderr.
+fn finish(child: Child) -> Value {
+    let out = child.wait_with_output().expect("connleak trace ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "connleak trace failed: {stderr}");
+    assert!(stderr.is_empty(), "nothing on stderr expected: {stderr}");
+    serde_json::from_slice(&out.stdout).expect("connleak trace --json prints JSON")
+}
+
+/// The close_wait_leak finding of process `pid`.
+fn leak_of<'a>(report: &'a Value, pid: &Value) -> &'a Value {
+    findings(report, "close_wait_leak")
+        .into_iter()
+        .find(|f| &f["pid"] == pid)
+        .unwrap_or_else(|| panic!("a close_wait_leak of pid {pid} expected: {report:#}"))
+}
+
+/// The functions of a call site's frames, innermost first.
+fn functions(site: &Value) -> Vec<&str> {
+    site["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["function"].as_str().unwrap())
+        .collect()
+}
+
+/// A server that accepts and never closes: its leak is traced to
+/// `accept_client` (the caller of glibc's frameless `accept`, put back from
+/// the stack pointer), with all 20 sockets born there and none closed. Its
+/// twin, which closes what it accepts, has no finding.
+#[test]
+fn a_server_that_never_closes_is_traced_to_accept_client() {
+    let Some(mut lab) = c_lab("trace-accept") else {
+        return;
+    };
+    let leaky = lab.spawn_program("leaky", &[births()], &["server", "7301", "keep"]);
+    let tidy = lab.spawn_program("tidy", &[births()], &["server", "7302", "hangup"]);
+    let tracing = trace(&lab, "2.5", &[]);
+    lab.spawn_program("to-leaky", &[births()], &["client", "7301", "20", "close"]);
+    lab.spawn_program("to-tidy", &[births()], &["client", "7302", "20", "close"]);
+    let r = finish(tracing);
+    let f = leak_of(&r, &leaky["pid"]);
+    assert_eq!(f["count"], 20);
+    let top = &f["call_sites"][0];
+    assert_eq!(top["count"], 20, "{f:#}");
+    let names = functions(top);
+    let at = names.iter().position(|n| *n == "accept_client");
+    assert!(
+        at.is_some_and(|i| i <= 1),
+        "accept_client innermost: {names:?}"
+    );
+    assert!(names.contains(&"serve_forever") && names.contains(&"main"));
+    let frame = &top["frames"][at.unwrap()];
+    assert!(frame["file"].as_str().unwrap().ends_with("births.c"));
+    assert!(frame["line"].as_u64().is_some() && frame["module"].as_str().is_some());
+    assert_eq!(
+        (&top["born"], &top["closed"], &top["open"]),
+        (&20.into(), &0.into(), &20.into())
+    );
+    assert_eq!(top["thread"], "acceptor");
+    assert!(
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["pid"] != tidy["pid"])
+    );
+    assert!(
+        r["trace"]["births"].as_u64().unwrap() >= 80,
+        "{:#}",
+        r["trace"]
+    );
+    assert_eq!(r["trace"]["lost"], 0);
+}
+
+/// A client that connects and never closes what the server hangs up: its
+/// CLOSE-WAIT is traced to `open_backend`, under `fetch_quotes`.
+#[test]
+fn a_client_that_never_closes_is_traced_to_its_connect() {
+    let Some(mut lab) = c_lab("trace-connect") else {
+        return;
+    };
+    lab.spawn_program("server", &[births()], &["server", "7303", "hangup"]);
+    let tracing = trace(&lab, "2", &[]);
+    let client = lab.spawn_program("client", &[births()], &["client", "7303", "12", "keep"]);
+    let r = finish(tracing);
+    let f = leak_of(&r, &client["pid"]);
+    let top = &f["call_sites"][0];
+    assert_eq!(top["count"], 12, "{f:#}");
+    let names = functions(top);
+    let at = names.iter().position(|n| *n == "open_backend");
+    assert!(
+        at.is_some_and(|i| i <= 1),
+        "open_backend innermost: {names:?}"
+    );
+    assert!(names.contains(&"fetch_quotes"), "{names:?}");
+    assert_eq!(top["closed"], 0);
+}
+
+/// Sockets that were there when the trace started: no call site, and the
+/// evidence says how many were born before it.
+#[test]
+fn sockets_born_before_the_trace_have_no_call_site() {
+    let Some(mut lab) = c_lab("trace-before") else {
+        return;
+    };
+    let server = lab.spawn_program("server", &[births()], &["server", "7304", "keep"]);
+    lab.spawn_program("client", &[births()], &["client", "7304", "6", "close"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = finish(trace(&lab, "0.5", &[]));
+    let f = leak_of(&r, &server["pid"]);
+    assert!(f.get("call_sites").is_none(), "{f:#}");
+    let evidence = f["evidence"].to_string();
+    assert!(
+        evidence.contains("6 of 6 born before tracing started"),
+        "{evidence}"
+    );
+}
+
+/// Without privileges: exit 0, the diagnosis as usual, no call sites, and
+/// one line on stderr saying what is missing.
+#[test]
+fn an_unprivileged_trace_diagnoses_and_says_why_it_has_no_call_sites() {
+    let Some(mut lab) = c_lab("trace-unprivileged") else {
+        return;
+    };
+    lab.spawn_program("server", &[births()], &["server", "7305", "keep"]);
+    lab.spawn_program("client", &[births()], &["client", "7305", "4", "close"]);
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+        ])
+        .args([
+            "--clear-groups",
+            "--inh-caps=-all",
+            CONNLEAK,
+            "trace",
+            "--json",
+        ])
+        .args(["--duration", "0.3", "--close-wait-min-age", "0"])
+        .output()
+        .expect("run connleak trace unprivileged");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let notes: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("call sites"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
+    assert!(notes[0].contains("CAP_BPF and CAP_PERFMON"), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(!findings(&r, "close_wait_leak").is_empty(), "{r:#}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("call_sites"));
+    assert!(r.get("trace").is_none());
+}
