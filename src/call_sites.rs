@@ -4,7 +4,7 @@
 //! what the trace could not see said in its evidence (sockets born before it
 //! started, births it did not record).
 
-use crate::collect::trace::{Birth, Traced, Tracer, symbols};
+use crate::collect::trace::{Birth, Traced, Tracer, symbols, unwind};
 use crate::report::{Report, TraceSummary};
 use crate::snapshot::{CallSite, Frame, Snapshot};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -98,13 +98,20 @@ impl Trace {
         named: &mut FxHashMap<(u32, Vec<u64>), Vec<Frame>>,
     ) -> Vec<CallSite> {
         let mut code = FxHashMap::default();
+        let mut slots = FxHashMap::default();
         let mut groups: FxHashMap<Site, u64> = FxHashMap::default();
         for b in born {
             let Some(stack) = b.stack else { continue };
-            let ranges = code
+            let walked = self.tracer.stack(stack);
+            let maps = code
                 .entry(b.pid)
-                .or_insert_with(|| symbols::code_ranges(&self.proc_root, b.pid));
-            let ips = symbols::splice(&self.tracer.stack(stack), &b.words, ranges);
+                .or_insert_with(|| unwind::mappings(&self.proc_root, b.pid));
+            let ip = walked.first().copied().unwrap_or(0);
+            let slot = *slots.entry((b.pid, ip)).or_insert_with(|| {
+                let root = self.proc_root.join(b.pid.to_string()).join("root");
+                unwind::return_slot(&root, maps, ip)
+            });
+            let ips = unwind::splice(&walked, &b.words, slot, maps);
             let site = Site {
                 pid: b.pid,
                 thread: b.thread.clone(),

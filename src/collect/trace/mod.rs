@@ -15,6 +15,7 @@
 mod program;
 pub mod record;
 pub mod symbols;
+pub mod unwind;
 
 pub use record::Birth;
 
