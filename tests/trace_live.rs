@@ -250,3 +250,50 @@ fn a_go_client_leaking_response_bodies_is_traced_to_net_http() {
     );
     assert!(names.iter().any(|n| n.starts_with("net.")), "{names:?}");
 }
+
+/// A Node client that never closes its connections: its call site reaches
+/// through libuv and V8 into JavaScript, named from the perf map Node writes
+/// with `--perf-basic-prof` (its `net` module's `internalConnect`, from
+/// which the connect() is made on the next tick).
+#[test]
+fn a_node_client_is_traced_into_its_javascript() {
+    let Some(mut lab) = c_lab("trace-node") else {
+        return;
+    };
+    if !have("node", &["--version"]) {
+        say("SKIP trace-node: needs node (nodejs)");
+        return;
+    }
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/node/connect_client.js");
+    lab.spawn_program("server", &[births()], &["server", "7307", "hangup"]);
+    let tracing = trace(&lab, "2.5", &[]);
+    let node = [
+        "node",
+        "--perf-basic-prof",
+        "--interpreted-frames-native-stack",
+        script.to_str().unwrap(),
+    ];
+    let client = lab.spawn_program("node", &node, &["7307", "8"]);
+    let r = finish(tracing);
+    let f = leak_of(&r, &client["pid"]);
+    // V8 may have compiled the function between two connections: two stacks.
+    let sites = f["call_sites"].as_array().unwrap();
+    let counted: u64 = sites.iter().map(|s| s["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 8, "{f:#}");
+    let top = &sites[0];
+    let names = functions(top);
+    assert!(names.contains(&"uv__tcp_connect"), "{names:?}");
+    let js = top["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"].as_str().unwrap().contains("internalConnect"))
+        .unwrap_or_else(|| panic!("a JavaScript frame: {names:?}"));
+    // JIT code: named from the perf map, in no file.
+    assert!(
+        js["function"].as_str().unwrap().starts_with("JS:"),
+        "{js:#}"
+    );
+    assert_eq!(js["module"], Value::Null, "{js:#}");
+}

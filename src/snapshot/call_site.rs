@@ -12,7 +12,7 @@ pub struct Frame {
     /// The source file and line, from DWARF, where the binary has them.
     pub file: Option<String>,
     pub line: Option<u32>,
-    /// The binary or library (or perf map) that named it.
+    /// The binary or library it is in; `None` for JIT code (named from a perf map).
     pub module: Option<String>,
 }
 
