@@ -9,29 +9,11 @@
 
 mod common;
 
-use common::{CONNLEAK, Lab, built_once, findings, have, say};
+use common::{CONNLEAK, Lab, births, findings, have, say};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
-
-/// `tests/scenarios/trace/births.c`, built once with frame pointers and
-/// without tail calls (a tail call would leave its caller off the stack).
-fn births() -> &'static str {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/trace/births.c");
-        built_once("births", &source, |out| {
-            let mut gcc = Command::new("gcc");
-            gcc.args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-                .arg(out)
-                .arg(&source);
-            gcc
-        })
-    });
-    built.to_str().unwrap()
-}
 
 fn c_lab(test: &str) -> Option<Lab> {
     let lab = Lab::new(test)?;

@@ -384,6 +384,23 @@ pub fn go_build(label: &str, source: &Path) -> PathBuf {
     })
 }
 
+/// `tests/scenarios/trace/births.c`, built once with frame pointers and
+/// without tail calls (a tail call would leave its caller off the stack).
+pub fn births() -> &'static str {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/trace/births.c");
+        built_once("births", &source, |out| {
+            let mut gcc = Command::new("gcc");
+            gcc.args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
+                .arg(out)
+                .arg(&source);
+            gcc
+        })
+    });
+    built.to_str().expect("a UTF-8 path")
+}
+
 /// Whether `program --version`-like `args` run: the tool is installed.
 pub fn have(program: &str, args: &[&str]) -> bool {
     Command::new(program)
