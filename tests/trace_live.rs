@@ -68,6 +68,18 @@ fn functions(site: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// Where `function` is in the call site: the caller of the libc wrapper
+/// (frame 1), or the innermost frame itself.
+fn called_from(site: &Value, function: &str) -> usize {
+    let names = functions(site);
+    let at = names.iter().position(|n| *n == function);
+    assert!(
+        at.is_some_and(|i| i <= 1),
+        "{function} innermost: {names:?}"
+    );
+    at.unwrap()
+}
+
 /// A server that accepts and never closes, in a thread of its own: its
 /// leak is traced to `accept_client` (the caller of glibc's `accept`, which
 /// keeps no frame pointer, put back from the slot its unwind table gives),
@@ -88,14 +100,9 @@ fn a_server_that_never_closes_is_traced_to_accept_client() {
     assert_eq!(f["count"], 20);
     let top = &f["call_sites"][0];
     assert_eq!(top["count"], 20, "{f:#}");
-    let names = functions(top);
-    let at = names.iter().position(|n| *n == "accept_client");
-    assert!(
-        at.is_some_and(|i| i <= 1),
-        "accept_client innermost: {names:?}"
-    );
-    assert!(names.contains(&"serve_forever"), "{names:?}");
-    let frame = &top["frames"][at.unwrap()];
+    let at = called_from(top, "accept_client");
+    assert!(functions(top).contains(&"serve_forever"));
+    let frame = &top["frames"][at];
     assert!(frame["file"].as_str().unwrap().ends_with("births.c"));
     assert!(frame["line"].as_u64().is_some() && frame["module"].as_str().is_some());
     assert_eq!(
@@ -130,13 +137,8 @@ fn a_client_that_never_closes_is_traced_to_its_connect() {
     let f = leak_of(&r, &client["pid"]);
     let top = &f["call_sites"][0];
     assert_eq!(top["count"], 12, "{f:#}");
-    let names = functions(top);
-    let at = names.iter().position(|n| *n == "open_backend");
-    assert!(
-        at.is_some_and(|i| i <= 1),
-        "open_backend innermost: {names:?}"
-    );
-    assert!(names.contains(&"fetch_quotes"), "{names:?}");
+    called_from(top, "open_backend");
+    assert!(functions(top).contains(&"fetch_quotes"));
     assert_eq!(top["closed"], 0);
 }
 
@@ -169,25 +171,14 @@ fn an_unprivileged_trace_diagnoses_and_says_why_it_has_no_call_sites() {
     };
     lab.spawn_program("server", &[births()], &["server", "7305", "keep"]);
     lab.spawn_program("client", &[births()], &["client", "7305", "4", "close"]);
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns,
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-        ])
-        .args([
-            "--clear-groups",
-            "--inh-caps=-all",
-            CONNLEAK,
-            "trace",
-            "--json",
-        ])
-        .args(["--duration", "0.3", "--close-wait-min-age", "0"])
-        .output()
-        .expect("run connleak trace unprivileged");
+    let out = lab.connleak_unprivileged(&[
+        "trace",
+        "--json",
+        "--duration",
+        "0.3",
+        "--close-wait-min-age",
+        "0",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let notes: Vec<&str> = stderr

@@ -226,6 +226,18 @@ impl Lab {
             .expect("run connleak")
     }
 
+    /// Runs connleak inside the namespace as nobody (uid and gid 65534, no
+    /// groups, and so no capabilities).
+    pub fn connleak_unprivileged(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, "setpriv", "--reuid=65534"])
+            .args(["--regid=65534", "--clear-groups", CONNLEAK])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run connleak unprivileged")
+    }
+
     /// Runs `connleak --json ARGS` inside the namespace, asserts exit 0, parses the report.
     pub fn report(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];

@@ -49,8 +49,6 @@ pub enum FdIterError {
     NoBtf(std::io::Error),
     #[error("kernel BTF: {0}")]
     Btf(#[from] BtfError),
-    #[error("unexpected size of {0} in this kernel's BTF")]
-    FieldSize(&'static str),
     #[error("{what}: {source}")]
     Syscall {
         what: &'static str,
@@ -275,14 +273,7 @@ struct Offsets {
 
 impl Offsets {
     fn of(btf: &Btf) -> Result<Offsets, FdIterError> {
-        let sized = |strukt: &str, name: &'static str, size: usize| {
-            let f = btf.field(strukt, name)?;
-            if f.size == size {
-                Ok(f)
-            } else {
-                Err(FdIterError::FieldSize(name))
-            }
-        };
+        let sized = |strukt, name, size| btf.sized(strukt, name, size);
         let ctx = "bpf_iter__task_file";
         Ok(Offsets {
             meta: sized(ctx, "meta", 8)?,

@@ -41,13 +41,8 @@ pub(super) struct SockOffsets {
 
 impl SockOffsets {
     pub(super) fn of(btf: &Btf) -> Result<SockOffsets, FdIterError> {
-        let field = |strukt: &str, name: &'static str, (at, size): (i16, usize)| {
-            let f = btf.field(strukt, name)?;
-            if f.size == size {
-                Ok((at, f))
-            } else {
-                Err(FdIterError::FieldSize(name))
-            }
+        let field = |strukt: &str, name: &str, (at, size): (i16, usize)| {
+            Ok::<_, FdIterError>((at, btf.sized(strukt, name, size)?))
         };
         // `struct sock` begins with its `sock_common`, and `tcp_sock` with
         // its `sock` (through inet_connection_sock and inet_sock).

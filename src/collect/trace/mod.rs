@@ -21,7 +21,7 @@ pub use record::Birth;
 
 use super::bpf::maps::{ARRAY, LRU_HASH, Map, STACK_TRACE};
 use super::bpf::{self, BpfError, ProgramSpec, put32, put64, syscall_fd};
-use super::btf::{Btf, BtfError, Field};
+use super::btf::{Btf, BtfError};
 use program::{Calls, MapFds, Offsets, TALLY_SLOTS};
 use rustc_hash::FxHashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -40,8 +40,6 @@ pub enum TraceError {
     NoBtf(std::io::Error),
     #[error("kernel BTF: {0}")]
     Btf(#[from] BtfError),
-    #[error("unexpected size of {0} in this kernel's BTF")]
-    FieldSize(&'static str),
     #[error(transparent)]
     Bpf(#[from] BpfError),
 }
@@ -178,17 +176,10 @@ impl Tracer {
 
 /// Where the birth program reads, in this kernel (x86-64's `pt_regs`).
 fn offsets(btf: &Btf) -> Result<Offsets, TraceError> {
-    let sized = |strukt: &str, name: &'static str, size: usize| {
-        let f: Field = btf.field(strukt, name)?;
-        if f.size == size {
-            Ok(f)
-        } else {
-            Err(TraceError::FieldSize(name))
-        }
-    };
+    let sized = |strukt, name, size| btf.sized(strukt, name, size);
     let sk_protocol = btf.field("sock", "sk_protocol")?;
     if sk_protocol.size > 8 {
-        return Err(TraceError::FieldSize("sk_protocol"));
+        return Err(BtfError::Size("sock.sk_protocol".to_string()).into());
     }
     Ok(Offsets {
         orig_ax: sized("pt_regs", "orig_ax", 8)?,

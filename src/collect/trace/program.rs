@@ -2,7 +2,7 @@
 //!
 //! The birth program runs on the raw tracepoint `sys_exit` (every system
 //! call's return, in the calling thread) and returns at once unless the call
-//! was a `connect()` that started (0 or `-EINPROGRESS`) or an `accept()` /
+//! was a `connect()` that started (0 or `-libc::EINPROGRESS`) or an `accept()` /
 //! `accept4()` that returned an fd:
 //!
 //! ```text
@@ -41,9 +41,8 @@ const GET_CURRENT_TASK: i32 = 35;
 const PROBE_READ_USER: i32 = 112;
 /// `BPF_F_USER_STACK`: the thread's user-space stack, not the kernel's.
 const USER_STACK: i32 = 1 << 8;
-const IPPROTO_TCP: i32 = 6;
+/// The kernel's number for TCP_CLOSE.
 const TCP_CLOSE: i32 = 7;
-const EINPROGRESS: i32 = 115;
 
 /// Where on the program's stack: the key (the socket's address), the record, scratch, a map index.
 const KEY: i16 = -8;
@@ -109,7 +108,7 @@ pub fn births(o: &Offsets, m: MapFds, calls: &Calls) -> Vec<u8> {
     a.goto(Label::Socket);
     a.place(Label::Connect);
     a.jump_imm(JEQ, 7, 0, Label::Connected);
-    a.jump_imm(JNE, 7, -EINPROGRESS, Label::Out);
+    a.jump_imm(JNE, 7, -libc::EINPROGRESS, Label::Out);
     a.place(Label::Connected);
     read(&mut a, 7, 9, o.di); // r7 = the fd connect() was given
     a.place(Label::Socket);
@@ -141,7 +140,7 @@ fn socket_of_fd(a: &mut Asm, o: &Offsets) {
     a.store(KEY, 8, 8);
     a.probe_read(TMP, o.sk_protocol.size, 8, o.sk_protocol.offset);
     a.load(1, R10, field(TMP, o.sk_protocol.size));
-    a.jump_imm(JNE, 1, IPPROTO_TCP, Label::Out);
+    a.jump_imm(JNE, 1, libc::IPPROTO_TCP, Label::Out);
 }
 
 /// Fills the rest of the record and stores it under the socket's address;
