@@ -4,6 +4,7 @@
 //! sockets did in the window. The names are the traced program's: the
 //! caller escapes the line.
 
+use crate::report::TraceSummary;
 use crate::snapshot::{CallSite, Frame};
 
 /// Call sites shown under a finding, and frames shown of each.
@@ -25,6 +26,18 @@ pub fn line(site: &CallSite) -> String {
     format!(
         "{} at {stack}, thread {}; born {}, closed {}, open {}",
         site.count, site.thread, site.born, site.closed, site.open
+    )
+}
+
+/// The trace in one line, under the report: how long, how many births, what was lost.
+pub fn summary(t: &TraceSummary) -> String {
+    let lost = match t.lost {
+        0 => "none lost".to_string(),
+        n => format!("{n} lost (the tracer's maps were full): call sites are missing for them"),
+    };
+    format!(
+        "Traced for {:.1} s: {} TCP sockets born by connect() or accept() on the host, {lost}.",
+        t.seconds, t.births
     )
 }
 
@@ -75,5 +88,17 @@ mod tests {
             ..site
         };
         assert!(line(&gone).starts_with("8 at frames that could not be named"));
+    }
+
+    #[test]
+    fn the_summary_says_what_was_lost() {
+        let t = TraceSummary {
+            seconds: 30.0,
+            births: 1204,
+            lost: 0,
+        };
+        assert!(summary(&t).ends_with("on the host, none lost."));
+        let full = TraceSummary { lost: 7, ..t };
+        assert!(summary(&full).contains("7 lost (the tracer's maps were full)"));
     }
 }

@@ -120,6 +120,9 @@ fn write_marking<W: Write>(
     }
     writeln!(out)?;
     wrap(out, &states_line(r), "", "  ", width)?;
+    if let Some(t) = &r.trace {
+        wrap(out, &super::call_sites::summary(t), "", "  ", width)?;
+    }
     write_unreadable(out, r, width)
 }
 
