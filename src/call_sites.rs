@@ -46,7 +46,7 @@ impl Trace {
                 "no call sites: {e} (tracing needs CAP_BPF and CAP_PERFMON: run as root)"
             )),
             Err(e) => Err(format!(
-                "no call sites: this kernel cannot trace socket births: {e}"
+                "no call sites: this kernel (or sandbox) cannot trace socket births: {e}"
             )),
         }
     }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{CONNLEAK, Lab, births, findings, have, say};
+use common::{CONNLEAK, Lab, c_program, findings, have, say};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -90,11 +90,12 @@ fn a_server_that_never_closes_is_traced_to_accept_client() {
     let Some(mut lab) = c_lab("trace-accept") else {
         return;
     };
-    let leaky = lab.spawn_program("leaky", &[births()], &["server", "7301", "keep"]);
-    let tidy = lab.spawn_program("tidy", &[births()], &["server", "7302", "hangup"]);
+    let births = &c_program("births");
+    let leaky = lab.spawn_program("leaky", &[births], &["server", "7301", "keep"]);
+    let tidy = lab.spawn_program("tidy", &[births], &["server", "7302", "hangup"]);
     let tracing = trace(&lab, "2.5", &[]);
-    lab.spawn_program("to-leaky", &[births()], &["client", "7301", "20", "close"]);
-    lab.spawn_program("to-tidy", &[births()], &["client", "7302", "20", "close"]);
+    lab.spawn_program("to-leaky", &[births], &["client", "7301", "20", "close"]);
+    lab.spawn_program("to-tidy", &[births], &["client", "7302", "20", "close"]);
     let r = finish(tracing);
     let f = leak_of(&r, &leaky["pid"]);
     assert_eq!(f["count"], 20);
@@ -130,9 +131,10 @@ fn a_client_that_never_closes_is_traced_to_its_connect() {
     let Some(mut lab) = c_lab("trace-connect") else {
         return;
     };
-    lab.spawn_program("server", &[births()], &["server", "7303", "hangup"]);
+    let births = &c_program("births");
+    lab.spawn_program("server", &[births], &["server", "7303", "hangup"]);
     let tracing = trace(&lab, "2", &[]);
-    let client = lab.spawn_program("client", &[births()], &["client", "7303", "12", "keep"]);
+    let client = lab.spawn_program("client", &[births], &["client", "7303", "12", "keep"]);
     let r = finish(tracing);
     let f = leak_of(&r, &client["pid"]);
     let top = &f["call_sites"][0];
@@ -149,8 +151,9 @@ fn sockets_born_before_the_trace_have_no_call_site() {
     let Some(mut lab) = c_lab("trace-before") else {
         return;
     };
-    let server = lab.spawn_program("server", &[births()], &["server", "7304", "keep"]);
-    lab.spawn_program("client", &[births()], &["client", "7304", "6", "close"]);
+    let births = &c_program("births");
+    let server = lab.spawn_program("server", &[births], &["server", "7304", "keep"]);
+    lab.spawn_program("client", &[births], &["client", "7304", "6", "close"]);
     std::thread::sleep(Duration::from_millis(300));
     let r = finish(trace(&lab, "0.5", &[]));
     let f = leak_of(&r, &server["pid"]);
@@ -169,8 +172,9 @@ fn an_unprivileged_trace_diagnoses_and_says_why_it_has_no_call_sites() {
     let Some(mut lab) = c_lab("trace-unprivileged") else {
         return;
     };
-    lab.spawn_program("server", &[births()], &["server", "7305", "keep"]);
-    lab.spawn_program("client", &[births()], &["client", "7305", "4", "close"]);
+    let births = &c_program("births");
+    lab.spawn_program("server", &[births], &["server", "7305", "keep"]);
+    lab.spawn_program("client", &[births], &["client", "7305", "4", "close"]);
     let out = lab.connleak_unprivileged(&[
         "trace",
         "--json",
@@ -237,9 +241,10 @@ fn a_node_client_is_traced_into_its_javascript() {
         say("SKIP trace-node: needs node (nodejs)");
         return;
     }
+    let births = &c_program("births");
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/node/connect_client.js");
-    lab.spawn_program("server", &[births()], &["server", "7307", "hangup"]);
+    lab.spawn_program("server", &[births], &["server", "7307", "hangup"]);
     let tracing = trace(&lab, "2.5", &[]);
     let node = [
         "node",
@@ -269,4 +274,38 @@ fn a_node_client_is_traced_into_its_javascript() {
         "{js:#}"
     );
     assert_eq!(js["module"], Value::Null, "{js:#}");
+}
+
+/// Where bpf() does not exist (a seccomp filter makes it fail with ENOSYS,
+/// as on a kernel built without BPF): exit 0, the diagnosis as usual, and
+/// one line on stderr saying that this kernel cannot trace births.
+#[test]
+fn a_trace_where_bpf_does_not_exist_diagnoses_and_says_why() {
+    let Some(mut lab) = c_lab("trace-no-bpf") else {
+        return;
+    };
+    let births = &c_program("births");
+    lab.spawn_program("server", &[births], &["server", "7308", "keep"]);
+    lab.spawn_program("client", &[births], &["client", "7308", "3", "close"]);
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns,
+            &c_program("no_bpf"),
+            CONNLEAK,
+            "trace",
+        ])
+        .args(["--json", "--duration", "0.3", "--close-wait-min-age", "0"])
+        .output()
+        .expect("run connleak trace without bpf()");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let notes: Vec<&str> = stderr.lines().collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
+    assert!(notes[0].contains("cannot trace socket births"), "{stderr}");
+    assert!(notes[0].contains("Function not implemented"), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(!findings(&r, "close_wait_leak").is_empty(), "{r:#}");
+    assert!(r.get("trace").is_none());
 }

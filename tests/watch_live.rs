@@ -156,7 +156,7 @@ fn watch_trace_shows_where_the_leaking_sockets_were_born() {
         say("SKIP watchtrace: needs gcc");
         return;
     }
-    let births = common::births();
+    let births = &common::c_program("births");
     lab.spawn_program("server", &[births], &["server", "7001", "keep"]);
     let script = format!(
         "ip netns exec {ns} {CONNLEAK} watch --trace --interval 1 --close-wait-min-age 0; \

@@ -396,21 +396,25 @@ pub fn go_build(label: &str, source: &Path) -> PathBuf {
     })
 }
 
-/// `tests/scenarios/trace/births.c`, built once with frame pointers and
-/// without tail calls (a tail call would leave its caller off the stack).
-pub fn births() -> &'static str {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/trace/births.c");
-        built_once("births", &source, |out| {
-            let mut gcc = Command::new("gcc");
-            gcc.args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-                .arg(out)
-                .arg(&source);
-            gcc
-        })
+/// `tests/scenarios/trace/NAME.c`, built once with frame pointers and
+/// without tail calls (a tail call would leave its caller off the stack),
+/// one build at a time (the tests of a binary run on threads of one process).
+pub fn c_program(name: &str) -> String {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios/trace")
+        .join(format!("{name}.c"));
+    let built = built_once(name, &source, |out| {
+        let mut gcc = Command::new("gcc");
+        gcc.args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
+            .arg(out)
+            .arg(&source);
+        gcc
     });
-    built.to_str().expect("a UTF-8 path")
+    built.to_str().expect("a UTF-8 path").to_string()
 }
 
 /// Whether `program --version`-like `args` run: the tool is installed.
