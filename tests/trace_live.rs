@@ -12,7 +12,7 @@ mod common;
 use common::{CONNLEAK, Lab, c_program, findings, have, say};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 fn c_lab(test: &str) -> Option<Lab> {
@@ -66,6 +66,24 @@ fn functions(site: &Value) -> Vec<&str> {
         .iter()
         .map(|f| f["function"].as_str().unwrap())
         .collect()
+}
+
+/// A trace that could not start: it exited 0 with the diagnosis as usual
+/// (the leak found, no call sites, no trace), and stderr is one line that
+/// says `why`.
+fn untraced(out: &Output, why: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("connleak: note: no call sites: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains(why), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(!findings(&r, "close_wait_leak").is_empty(), "{r:#}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("call_sites"));
+    assert!(r.get("trace").is_none());
 }
 
 /// Where `function` is in the call site: the caller of the libc wrapper
@@ -183,18 +201,7 @@ fn an_unprivileged_trace_diagnoses_and_says_why_it_has_no_call_sites() {
         "--close-wait-min-age",
         "0",
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let notes: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("call sites"))
-        .collect();
-    assert_eq!(notes.len(), 1, "{stderr}");
-    assert!(notes[0].contains("CAP_BPF and CAP_PERFMON"), "{stderr}");
-    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert!(!findings(&r, "close_wait_leak").is_empty(), "{r:#}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("call_sites"));
-    assert!(r.get("trace").is_none());
+    untraced(&out, "CAP_BPF and CAP_PERFMON");
 }
 
 /// A Go net/http client that never closes its response bodies: its leak is
@@ -299,13 +306,8 @@ fn a_trace_where_bpf_does_not_exist_diagnoses_and_says_why() {
         .args(["--json", "--duration", "0.3", "--close-wait-min-age", "0"])
         .output()
         .expect("run connleak trace without bpf()");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let notes: Vec<&str> = stderr.lines().collect();
-    assert_eq!(notes.len(), 1, "{stderr}");
-    assert!(notes[0].contains("cannot trace socket births"), "{stderr}");
-    assert!(notes[0].contains("Function not implemented"), "{stderr}");
-    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert!(!findings(&r, "close_wait_leak").is_empty(), "{r:#}");
-    assert!(r.get("trace").is_none());
+    untraced(
+        &out,
+        "cannot trace socket births: creating the births map: Function not implemented",
+    );
 }
