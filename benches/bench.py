@@ -3,6 +3,7 @@
 
     sudo python3 benches/bench.py                          # 100k, 300k and 1M sockets
     sudo python3 benches/bench.py --sizes 100k --runs 5     # a quick run
+    sudo python3 benches/bench.py --sizes none --many-sizes 100k,1M   # many namespaces only
 
 Needs root, iproute2, util-linux's nsenter and GNU time (`apt-get install time`).
 For each size it builds, in a fresh private network namespace, established loopback connections
@@ -18,6 +19,11 @@ that keeps opening short connections (TIME_WAIT churn). It then times, side by s
     (CONNLEAK_TIMINGS=1: dump, fd scan, join, owners, threads, kernel, diagnosis, render);
   - the kernel's bare dump with and without tcp_info (INET_DIAG_INFO), read and discarded
     without decoding, so that its cost per socket is known.
+
+With --many-sizes, each size is built again beside --many-netns small namespaces (a pod's
+worth each: a listener and two connections, both ends held), and `connleak --all-netns` is
+timed against the big namespace's diagnosis alone and against `ss -tan` looped over every
+namespace (what a script would do), with connleak's phases and how each namespace was read.
 
 Every command runs under `nsenter --net` (a setns and an exec, nothing else), so none of them
 pays for a mount namespace. This is a measurement, not a test: it never fails on a figure.
@@ -36,8 +42,10 @@ ROOT = os.path.dirname(HERE)
 ROLES = os.path.join(ROOT, "tests", "scenarios", "roles.py")
 BINARY = os.path.join(ROOT, "target", "release", "connleak")
 TIME = "/usr/bin/time"  # GNU time, Debian package "time"
-PHASES = ["dump", "fd scan", "join", "owners", "threads", "kernel", "diagnosis", "render"]
+PHASES = ["host scan", "dump", "lookups", "fd scan", "join", "owners", "threads", "kernel",
+          "diagnosis", "render"]
 TARGET = 1.2  # connleak's wall time within this factor of `ss -tan`, cold and warm
+MANY_TARGET = 1.5  # --all-netns within this factor of the big namespace alone
 
 
 def sh(*cmd, **kw):
@@ -136,7 +144,11 @@ def run_once(ns, cmd, rundir):
             name, ms = line[len("connleak: timing "):].rsplit(" ", 2)[:2]
             phases[name] = phases.get(name, 0.0) + float(ms)
         elif line.startswith("connleak: note "):
-            notes.add(line[len("connleak: note "):])
+            note = line[len("connleak: note "):]
+            # "namespace NAME: how it was read" once per namespace: counted, not listed.
+            if note.startswith("namespace "):
+                note = "namespaces " + note.split(": ", 1)[-1].split(" sockets ")[-1]
+            notes.add(note)
     return {"wall": wall, "cpu": float(user) + float(system), "rss": int(rss), "phases": phases,
             "notes": notes}
 
@@ -275,6 +287,67 @@ def summary(results):
           % TARGET)
 
 
+# --- many namespaces -------------------------------------------------------------------------
+
+def small_namespaces(count, rundir, base):
+    """COUNT namespaces of a listener and two held connections each; returns their names."""
+    names = ["%s-pod%03d" % (base, i) for i in range(count)]
+    ready = []
+    for i, ns in enumerate(names):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        ready.append(spawn(ns, rundir, 1000 + i, "holder", "--port", 8080, "--n", 2, "--index", i))
+    wait_ready(ready, 600)
+    return names
+
+
+def many_size(target, a):
+    """The big namespace of TARGET sockets beside --many-netns small ones;
+    (sockets, namespaces, runs)."""
+    ns = "connleak-bench-%d-%d" % (os.getpid(), target)
+    rundir = "/tmp/" + ns
+    os.makedirs(rundir, exist_ok=True)
+    sh("ip", "netns", "add", ns)
+    small = []
+    try:
+        sockets = build(ns, rundir, target, a.procs, a)
+        small = small_namespaces(a.many_netns, rundir, ns)
+        loop = "for n in %s; do nsenter --net=/run/netns/$n ss -tan; done" % " ".join([ns] + small)
+        commands = [("big alone", [BINARY], False),
+                    ("--all-netns", [BINARY, "--all-netns"], False),
+                    ("ss looped", ["sh", "-c", loop], True)]
+        runs = measure(ns, commands, a, rundir)
+        print_many(sockets, len(small) + 1, runs)
+        return sockets, len(small) + 1, runs
+    finally:
+        for n in small:
+            teardown(n, "/nonexistent")
+        teardown(ns, rundir)
+
+
+def print_many(sockets, namespaces, runs):
+    base = runs["big alone"]
+    print("\n%d sockets in the big namespace, %d namespaces in all" % (sockets, namespaces))
+    print("%-12s %10s %10s %10s %9s %10s %12s %12s" % (
+        "command", "cold 1st", "cold med", "warm med", "cpu warm", "peak RSS", "cold/alone",
+        "warm/alone"))
+    for name, r in runs.items():
+        print("%-12s %8.0f ms %7.0f ms %7.0f ms %6.0f ms %6.1f MiB %11.2fx %11.2fx" % (
+            name, r["cold"][0]["wall"] * 1e3, median(r["cold"], "wall") * 1e3,
+            median(r["warm"], "wall") * 1e3, median(r["warm"], "cpu") * 1e3,
+            max(x["rss"] for x in r["cold"] + r["warm"]) / 1024,
+            median(r["cold"], "wall") / median(base["cold"], "wall"),
+            median(r["warm"], "wall") / median(base["warm"], "wall")))
+    c = runs["--all-netns"]
+    for note in sorted(set().union(*(x["notes"] for x in c["cold"] + c["warm"]))):
+        print("connleak --all-netns: %s" % note)
+    for label in ("cold", "warm"):
+        print("--all-netns phases, %s median, summed over namespaces (ms): %s" % (label, "  ".join(
+            "%s %.0f" % (p, statistics.median(x["phases"].get(p, 0.0) for x in c[label]))
+            for p in PHASES)))
+    print("target: --all-netns within %.1fx of the big namespace alone" % MANY_TARGET, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100k,300k,1M",
@@ -287,6 +360,10 @@ def main():
     ap.add_argument("--settle", type=float, default=10.0, help="seconds of TIME_WAIT churn first")
     ap.add_argument("--churn-gap", type=float, default=0.002,
                     help="seconds between the churning client's short connections")
+    ap.add_argument("--many-sizes", default="100k,1M",
+                    help="sizes of the big namespace beside --many-netns small ones ('none': skip)")
+    ap.add_argument("--many-netns", type=int, default=110,
+                    help="small namespaces beside the big one (a Kubernetes node's pod limit)")
     ap.add_argument("--dump-probe", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.dump_probe:
@@ -296,12 +373,33 @@ def main():
     if not os.access(TIME, os.X_OK):
         raise SystemExit("bench: needs GNU time for peak RSS and CPU: apt-get install time")
     sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
-    sizes = [size(s) for s in a.sizes.split(",")]
+    sizes = [] if a.sizes == "none" else [size(s) for s in a.sizes.split(",")]
     results = []
     for target in sizes:
         print("\n== about %d sockets ==" % target, flush=True)
         results.append(one_size(target, a, target == min(sizes)))
-    summary(results)
+    if results:
+        summary(results)
+    many = [] if a.many_sizes == "none" else [size(s) for s in a.many_sizes.split(",")]
+    many_results = []
+    for target in many:
+        print("\n== about %d sockets and %d more namespaces ==" % (target, a.many_netns), flush=True)
+        many_results.append(many_size(target, a))
+    if many_results:
+        many_summary(many_results)
+
+
+def many_summary(results):
+    print("\n%9s | %10s | %24s | %22s | %s" % (
+        "sockets", "namespaces", "big alone cold1/warm", "--all-netns cold1/warm",
+        "ratio cold1/warm | ss looped warm"))
+    for sockets, namespaces, runs in results:
+        b, m, l = runs["big alone"], runs["--all-netns"], runs["ss looped"]
+        bw, mw = median(b["warm"], "wall"), median(m["warm"], "wall")
+        b1, m1 = b["cold"][0]["wall"], m["cold"][0]["wall"]
+        print("%9d | %10d | %9.0f / %8.0f ms | %8.0f / %7.0f ms | %5.2fx / %5.2fx | %.0f ms" % (
+            sockets, namespaces, b1 * 1e3, bw * 1e3, m1 * 1e3, mw * 1e3, m1 / b1, mw / bw,
+            median(l["warm"], "wall") * 1e3))
 
 
 if __name__ == "__main__":

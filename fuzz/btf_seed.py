@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes seeds/btf/fd-iter: the few records of a real kernel's BTF that the fd
 iterator's two programs read (their context struct, task_struct, file, inode,
-socket, sock and tcp_sock with only the members they need, the anonymous
+socket, sock, tcp_sock, inet_connection_sock, request_sock_queue, net and
+ns_common with only the members they need, the anonymous
 structs and unions around them, their types and the function they attach
 to), renumbered into a blob of about a kilobyte and a half. The whole vmlinux
 BTF (megabytes) is too large a seed for a fuzzer.
@@ -20,8 +21,14 @@ WANTED = {
     "inode": ["i_mode", "i_ino"],
     "socket": ["sk"],
     "sock": ["__sk_common", "sk_protocol", "sk_type", "sk_err"],
-    "sock_common": ["skc_family", "skc_state", "skc_dport", "skc_daddr", "skc_v6_daddr", "skc_flags"],
+    "sock_common": ["skc_family", "skc_state", "skc_dport", "skc_daddr", "skc_v6_daddr", "skc_flags",
+                    "skc_num", "skc_rcv_saddr", "skc_v6_rcv_saddr", "skc_bound_dev_if", "skc_cookie",
+                    "skc_net"],
     "tcp_sock": ["srtt_us", "snd_nxt", "snd_una", "bytes_acked", "bytes_received"],
+    "inet_connection_sock": ["icsk_accept_queue"],
+    "request_sock_queue": ["qlen"],
+    "net": ["ns"],
+    "ns_common": ["inum"],
 }
 FUNCTION = "bpf_iter_task_file"
 INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8

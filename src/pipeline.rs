@@ -4,6 +4,8 @@
 //! the same loop — [`Pipeline::refresh`] once per sample — so both show
 //! growth. Nothing here prints, and nothing here knows the command line.
 
+mod every_netns;
+
 use crate::call_sites::Trace;
 use crate::collect::{CollectError, Collector, netns};
 use crate::diagnose::Window;
@@ -12,6 +14,7 @@ use crate::render::text::escape;
 use crate::report::{Labelled, Report};
 use crate::snapshot::{LoadError, Snapshot};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// One namespace's newest sample and its report.
 #[derive(Debug)]
@@ -73,6 +76,28 @@ pub enum PipelineError {
     Panicked(String),
     #[error("no network namespace could be read")]
     NoNamespace,
+}
+
+/// `collect` run in `target`'s namespace: `setns` moves one thread, so a
+/// fresh one enters, collects, and ends.
+fn in_namespace<T: Send>(
+    target: &netns::Target,
+    root: &Path,
+    collect: impl FnOnce() -> Result<T, CollectError> + Send,
+) -> Result<T, PipelineError> {
+    let label = target.label();
+    let collected = std::thread::scope(|s| {
+        s.spawn(|| -> Result<T, PipelineError> {
+            netns::enter(target, root)?;
+            Ok(collect()?)
+        })
+        .join()
+    })
+    .map_err(|_| PipelineError::Panicked(label.clone()))?;
+    collected.map_err(|e| PipelineError::InNamespace {
+        label,
+        source: Box::new(e),
+    })
 }
 
 /// A plan being carried out: the windows of earlier samples, per namespace.
@@ -142,10 +167,11 @@ impl Pipeline {
             .map(|t| t.as_ref().map(netns::Target::label))
             .collect();
         self.windows.retain(|label, _| labels.contains(label));
-        for (target, label) in targets.into_iter().zip(labels) {
+        let collected = self.collect_all(&targets);
+        for ((target, label), collected) in targets.into_iter().zip(labels).zip(collected) {
             // Another namespace than connleak's own may be a container's or a pod's.
             let foreign = self.plan.scope == Scope::AllNetns && target != Some(netns::Target::Own);
-            match self.collect(target.as_ref()) {
+            match collected {
                 Ok(snapshot) => {
                     // Its `ip netns` name, as the report calls it, wherever it was reached from.
                     let label = label.map(|l| snapshot.meta.netns.name.clone().unwrap_or(l));
@@ -188,28 +214,28 @@ impl Pipeline {
         }
     }
 
+    /// Every target's snapshot (or why it could not be taken), in their order.
+    fn collect_all(
+        &self,
+        targets: &[Option<netns::Target>],
+    ) -> Vec<Result<Snapshot, PipelineError>> {
+        let every: Option<Vec<netns::Target>> = targets.iter().cloned().collect();
+        match every {
+            Some(every) if self.plan.scope == Scope::AllNetns => {
+                every_netns::collect(&self.collector, &self.plan.host_root, &every)
+            }
+            _ => targets.iter().map(|t| self.collect(t.as_ref())).collect(),
+        }
+    }
+
     fn collect(&self, target: Option<&netns::Target>) -> Result<Snapshot, PipelineError> {
         if let Scope::Saved(path) = &self.plan.scope {
             return Ok(Snapshot::load(path)?);
         }
-        let root = self.plan.host_root.as_path();
-        let Some(target) = target else {
-            return Ok(self.collector.collect()?);
-        };
-        let label = target.label();
-        // setns moves one thread: a fresh one enters, collects, and ends.
-        let collected = std::thread::scope(|s| {
-            s.spawn(|| -> Result<Snapshot, PipelineError> {
-                netns::enter(target, root)?;
-                Ok(self.collector.collect()?)
-            })
-            .join()
-        })
-        .map_err(|_| PipelineError::Panicked(label.clone()))?;
-        collected.map_err(|e| PipelineError::InNamespace {
-            label,
-            source: Box::new(e),
-        })
+        match target {
+            None => Ok(self.collector.collect()?),
+            Some(target) => in_namespace(target, &self.plan.host_root, || self.collector.collect()),
+        }
     }
 
     /// The report of a namespace's newest sample: diagnosed against its

@@ -253,13 +253,17 @@ fn a_node_client_is_traced_into_its_javascript() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/node/connect_client.js");
     lab.spawn_program("server", &[births], &["server", "7307", "hangup"]);
     let tracing = trace(&lab, "2.5", &[]);
+    // In the lab's directory: --perf-basic-prof also writes V8's log where it runs.
+    let dir = lab.path("");
     let node = [
-        "node",
-        "--perf-basic-prof",
-        "--interpreted-frames-native-stack",
+        "sh",
+        "-c",
+        "cd \"$0\" && exec node --perf-basic-prof --interpreted-frames-native-stack \"$@\"",
+        dir.to_str().unwrap(),
         script.to_str().unwrap(),
     ];
     let client = lab.spawn_program("node", &node, &["7307", "8"]);
+    let perf_map = format!("/tmp/perf-{}.map", client["pid"]);
     let r = finish(tracing);
     let f = leak_of(&r, &client["pid"]);
     // V8 may have compiled the function between two connections: two stacks.
@@ -281,6 +285,8 @@ fn a_node_client_is_traced_into_its_javascript() {
         "{js:#}"
     );
     assert_eq!(js["module"], Value::Null, "{js:#}");
+    drop(lab);
+    let _ = std::fs::remove_file(perf_map);
 }
 
 /// Where bpf() does not exist (a seccomp filter makes it fail with ENOSYS,

@@ -73,6 +73,11 @@ pub fn socket_count_hint(proc_root: &Path) -> usize {
         .min(MAX_SOCKET_HINT)
 }
 
+/// The TCP accounting of this thread's namespace (`alloc` and `orphan` are the host's).
+pub fn sockstat(proc_root: &Path) -> Option<Sockstat> {
+    parse_sockstat(&sockstat_text(proc_root))
+}
+
 /// `/proc/net/sockstat` and `sockstat6` of this thread's namespace, joined
 /// (empty where unreadable).
 fn sockstat_text(proc_root: &Path) -> String {

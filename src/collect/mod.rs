@@ -11,14 +11,17 @@ pub mod btf;
 pub mod cgroup;
 pub mod dense;
 pub mod fd_iter;
+pub mod held;
 pub mod kernel;
 pub mod libraries;
 pub mod netns;
 pub mod owners;
+pub mod parallel;
 pub mod proc_net;
 pub mod procfs;
 pub mod runtime;
 pub mod sock_diag;
+pub mod sock_lookup;
 pub mod tasks;
 pub mod trace;
 pub mod unreleased;
@@ -29,7 +32,8 @@ use crate::tcp::TcpState;
 use crate::timings;
 use dense::DenseSet;
 use fd_iter::FdIter;
-use rustc_hash::FxHashSet;
+use held::HostScan;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -75,6 +79,27 @@ pub enum CollectError {
     Neither { netlink: String, proc: String },
 }
 
+/// When and where a collection started, and what it could not read so far.
+pub struct Begun {
+    started: Instant,
+    taken_at_ms: u64,
+    netns: Netns,
+    unreadable: Unreadable,
+}
+
+/// A namespace's collection waiting for the host scan, with what it read.
+pub struct Waiting {
+    begun: Begun,
+    kernel: crate::snapshot::Kernel,
+}
+
+/// What [`Collector::collect_among`] came back with.
+pub enum Collected {
+    Done(Box<Snapshot>),
+    /// To be resumed in the same namespace once the host scan is done.
+    Waiting(Box<Waiting>),
+}
+
 /// What every collection of one process shares, set up at the first that
 /// needs it and reused by the next ones: a sampled run, `watch` and `serve`
 /// collect again and again, and the fd iterator costs a read and parse of
@@ -102,34 +127,145 @@ impl Collector {
         }
     }
 
+    /// Reads every process's fd table, and what they hold of each
+    /// namespace, once for all the namespaces to be collected now
+    /// (`--all-netns`): for each [`Collector::collect_among`].
+    pub fn host_scan(&self) -> HostScan<'_> {
+        let proc_root = self.host_root.join("proc");
+        timings::phase("host scan", || {
+            HostScan::new(&proc_root, self.fd_iter(&proc_root))
+        })
+    }
+
     /// Takes a snapshot of the calling thread's network namespace, now.
     pub fn collect(&self) -> Result<Snapshot, CollectError> {
-        let host_root = self.host_root.as_path();
-        let started = Instant::now();
-        let proc_root = &host_root.join("proc");
-        if !proc_root.is_dir() {
-            return Err(CollectError::NoProc(host_root.display().to_string()));
-        }
-        let taken_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let mut unreadable = Unreadable::default();
-        let netns = netns(proc_root, host_root);
+        let mut begun = self.begin(None)?;
+        let proc_root = &self.host_root.join("proc");
+        let netns = begun.netns.inode;
         // The kernel's dump and the fd scan are independent: run them side by side.
         let (sockets, tables) = std::thread::scope(|s| {
             let tables = s.spawn(|| {
                 timings::phase("fd scan", || {
                     let iterator = self.fd_iter(proc_root);
-                    owners::scan_fd_tables(proc_root, netns.inode, iterator)
+                    owners::scan_fd_tables(proc_root, netns, iterator)
                 })
             });
             let sockets = timings::phase("dump", || {
-                read_sockets(self.source, proc_root, &mut unreadable)
+                read_sockets(self.source, proc_root, &mut begun.unreadable)
             });
             (sockets, tables.join())
         });
-        let (sockets, source) = sockets?;
         let tables = tables.map_err(|_| CollectError::Panicked("the /proc fd scan"))?;
+        let (sockets, source) = sockets?;
+        let kernel = timings::phase("kernel", || kernel::read(proc_root, &mut begun.unreadable));
+        Ok(self.finish(begun, kernel, sockets, source, tables))
+    }
+
+    /// Takes a snapshot of the calling thread's network namespace as one
+    /// of all (`--all-netns`), while the host scan runs on another thread
+    /// (`scan` is set when it ends; `None` if it failed). A namespace that
+    /// must be dumped is dumped at once; one whose sockets may all be held
+    /// waits for the scan to look them up, unless `wait` is false: then it
+    /// comes back [`Collected::Waiting`], to be resumed (in its namespace)
+    /// once there is nothing else to do. `names`: the `ip netns` names.
+    pub fn collect_among(
+        &self,
+        scan: &OnceLock<Option<HostScan>>,
+        names: &FxHashMap<u64, String>,
+        resumed: Option<Box<Waiting>>,
+        wait: bool,
+    ) -> Result<Collected, CollectError> {
+        let proc_root = &self.host_root.join("proc");
+        let Waiting { mut begun, kernel } = match resumed {
+            Some(waiting) => *waiting,
+            None => {
+                let mut begun = self.begin(Some(names))?;
+                // The kernel's accounting first: its sockstat says whether
+                // the held sockets can be the whole namespace.
+                let kernel =
+                    timings::phase("kernel", || kernel::read(proc_root, &mut begun.unreadable));
+                Waiting { begun, kernel }
+            }
+        };
+        let name = shown(&begun.netns);
+        let stat = kernel.sockstat.as_ref();
+        let must_dump = match self.source {
+            SourceChoice::Proc => Err("--source proc"),
+            _ => held::must_dump(stat),
+        };
+        let looked_up = match must_dump {
+            Err(why) => Err(why),
+            Ok(()) => {
+                let host = match scan.get() {
+                    Some(host) => host,
+                    None if wait => scan.wait(),
+                    None => return Ok(Collected::Waiting(Box::new(Waiting { begun, kernel }))),
+                };
+                let host = host
+                    .as_ref()
+                    .ok_or(CollectError::Panicked("the host scan"))?;
+                timings::phase("lookups", || host.sockets(begun.netns.inode, stat))
+            }
+        };
+        let (sockets, source) = match looked_up {
+            Ok(sockets) => {
+                timings::note(&format!(
+                    "namespace {name}: {} sockets read by exact lookups",
+                    sockets.len()
+                ));
+                (sockets, SocketSource::SockDiag)
+            }
+            Err(why) => {
+                timings::note(&format!("namespace {name}: dumped ({why})"));
+                timings::phase("dump", || {
+                    read_sockets(self.source, proc_root, &mut begun.unreadable)
+                })?
+            }
+        };
+        let host = scan
+            .wait()
+            .as_ref()
+            .ok_or(CollectError::Panicked("the host scan"))?;
+        let tables = host.tables(begun.netns.inode);
+        let snapshot = self.finish(begun, kernel, sockets, source, tables);
+        Ok(Collected::Done(Box::new(snapshot)))
+    }
+
+    /// When and where a collection starts; `names`: the `ip netns` names,
+    /// by inode, if they were read already.
+    fn begin(&self, names: Option<&FxHashMap<u64, String>>) -> Result<Begun, CollectError> {
+        let proc_root = self.host_root.join("proc");
+        if !proc_root.is_dir() {
+            return Err(CollectError::NoProc(self.host_root.display().to_string()));
+        }
+        Ok(Begun {
+            started: Instant::now(),
+            taken_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            netns: netns(&proc_root, &self.host_root, names),
+            unreadable: Unreadable::default(),
+        })
+    }
+
+    /// The snapshot, once the sockets and the fd tables are read: their
+    /// owners, workloads and cgroups.
+    fn finish(
+        &self,
+        begun: Begun,
+        kernel: crate::snapshot::Kernel,
+        sockets: Vec<Socket>,
+        source: SocketSource,
+        tables: owners::FdTables,
+    ) -> Snapshot {
+        let Begun {
+            started,
+            taken_at_ms,
+            netns,
+            mut unreadable,
+        } = begun;
+        let host_root = self.host_root.as_path();
+        let proc_root = &host_root.join("proc");
         let (tcp_inodes, wants_tasks) = timings::phase("join", || inodes(&sockets));
         let mut processes = owners::owners(
             proc_root,
@@ -150,7 +286,6 @@ impl Collector {
             .filter_map(Socket::cgroup_id)
             .collect();
         let cgroups = cgroup::paths(proc_root, host_root, &unowned_cgroups);
-        let kernel = timings::phase("kernel", || kernel::read(proc_root, &mut unreadable));
         let text = |rel: &str| {
             std::fs::read_to_string(proc_root.join(rel))
                 .ok()
@@ -176,7 +311,7 @@ impl Collector {
         };
         snapshot.meta.duration_ms =
             u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Ok(snapshot)
+        snapshot
     }
 
     /// The fd iterator, loaded at the first call where `--fd-scan auto`
@@ -288,17 +423,24 @@ fn proc_net_tables(proc_root: &Path) -> Result<Vec<Socket>, CollectError> {
     Ok(sockets)
 }
 
-/// The network namespace of this thread, and its `ip netns` name if it has one.
-fn netns(proc_root: &Path, host_root: &Path) -> Netns {
+/// How notes name a namespace: its `ip netns` name (escaped), else its inode.
+fn shown(netns: &Netns) -> String {
+    match (&netns.name, netns.inode) {
+        (Some(name), _) => crate::render::text::escape(name).into_owned(),
+        (None, Some(inode)) => inode.to_string(),
+        (None, None) => "?".to_string(),
+    }
+}
+
+/// The network namespace of this thread, and its `ip netns` name if it has
+/// one (from `names`, by inode, when they were read already).
+fn netns(proc_root: &Path, host_root: &Path, names: Option<&FxHashMap<u64, String>>) -> Netns {
     let inode = std::fs::metadata(proc_root.join("thread-self/ns/net"))
         .ok()
         .map(|m| m.ino());
-    let name = inode.and_then(|ino| {
-        std::fs::read_dir(host_root.join("run/netns"))
-            .ok()?
-            .flatten()
-            .find(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.ino() == ino))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+    let name = inode.and_then(|ino| match names {
+        Some(names) => names.get(&ino).cloned(),
+        None => netns::names(host_root).remove(&ino),
     });
     // The initial namespace has a fixed inode (PROC_NET_INIT_INO, since
     // Linux 3.8): any other is a namespace created since boot, whether or

@@ -7,6 +7,7 @@
 //! follows the main thread's namespace). The namespace connleak runs in needs
 //! no entering, so it is read even without the privilege to enter others.
 
+use rustc_hash::FxHashMap;
 use rustix::fs::{Mode, OFlags, open};
 use rustix::io::Errno;
 use rustix::thread::{CapabilitySet, LinkNameSpaceType, move_into_link_name_space};
@@ -114,6 +115,19 @@ pub fn enter(target: &Target, host_root: &Path) -> Result<(), NetnsError> {
     })?;
     move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network))
         .map_err(|error| NetnsError::Enter { path: shown, error })
+}
+
+/// The `ip netns` names under `host_root`, by their namespace's inode.
+pub fn names(host_root: &Path) -> FxHashMap<u64, String> {
+    let Ok(dir) = std::fs::read_dir(host_root.join("run/netns")) else {
+        return FxHashMap::default();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let inode = std::fs::metadata(e.path()).ok()?.ino();
+            Some((inode, e.file_name().to_string_lossy().into_owned()))
+        })
+        .collect()
 }
 
 /// Every distinct network namespace in use on the host: the `ip netns` named

@@ -18,6 +18,7 @@
 
 use super::dense::DenseSet;
 use super::fd_iter::FdIter;
+use super::parallel::on_threads;
 use super::procfs::{cmdline_text, lossless_text, open_files_limit, socket_inode, trim_newline};
 use crate::snapshot::{Process, Unreadable};
 use crate::timings;
@@ -29,7 +30,6 @@ use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Upper bound on scanning threads; more does not help a two-socket-syscall loop.
 const MAX_THREADS: usize = 4;
@@ -39,6 +39,7 @@ const MAX_THREADS: usize = 4;
 const SLICE: u64 = 8192;
 
 /// The outcome of reading one process's fd table.
+#[derive(Clone)]
 enum Scan {
     /// Fd count and the sockets (of any kind) among them: (fd, inode).
     Read {
@@ -49,13 +50,38 @@ enum Scan {
     Vanished,
 }
 
+impl Scan {
+    /// The socket fds (of any kind) of a table read.
+    fn sockets(&self) -> usize {
+        match self {
+            Scan::Read { sockets, .. } => sockets.len(),
+            Scan::Denied | Scan::Vanished => 0,
+        }
+    }
+}
+
 /// What one `stat` or two tell of a process before its fd table is read.
 enum Probe {
-    /// Worth scanning; about this many fds (0: the kernel does not say).
-    Scan(u64),
-    /// In another network namespace, or in none any more (it exited).
+    /// Worth scanning; about this many fds (0: the kernel does not say),
+    /// in this network namespace (`None`: not asked, or not told).
+    Scan {
+        fds: u64,
+        netns: Option<u64>,
+    },
+    /// In none any more (it exited).
     Skip,
     Failed(Scan),
+}
+
+/// Whose network namespace a scan compares, and with what.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    /// Every process, wherever it is: none is compared.
+    Any,
+    /// Only the processes of this namespace (its `ns/net` inode).
+    Only(u64),
+    /// Every process, each placed in its namespace.
+    Each,
 }
 
 /// Every process's fd table, as read: the first half of the owner scan,
@@ -83,10 +109,101 @@ pub fn scan_fd_tables<'a>(
     netns: Option<u64>,
     iterator: Option<&'a FdIter>,
 ) -> FdTables<'a> {
-    let failed = |e: Errno| FdTables {
-        scans: Vec::new(),
-        iterator: None,
-        failed: Some((proc_root.display().to_string(), e.to_string())),
+    let place = netns.map_or(Place::Any, Place::Only);
+    let (scans, failed) = scan(proc_root, place, iterator);
+    FdTables {
+        scans: scans
+            .into_iter()
+            .map(|(pid, _, scan)| (pid, scan))
+            .collect(),
+        iterator,
+        failed,
+    }
+}
+
+/// Every process's fd table, read once for all the network namespaces of
+/// `--all-netns`, each process placed in its namespace: one scan instead of
+/// one per namespace (each of which would `stat` every process to find its
+/// own). [`HostTables::take`] hands each namespace its share.
+pub struct HostTables<'a> {
+    /// The tables of the processes placed in each namespace, by its inode.
+    by_netns: Mutex<FxHashMap<u64, Vec<(u32, Scan)>>>,
+    /// Processes that could not be placed (their namespace link was denied,
+    /// or their table could not be read): every namespace's scan reads them.
+    unplaced: Vec<(u32, Scan)>,
+    iterator: Option<&'a FdIter>,
+    failed: Option<(String, String)>,
+}
+
+/// Reads the fd table of every process under `proc_root`, placed in its
+/// network namespace, on several threads (as [`scan_fd_tables`] does).
+pub fn scan_host_fd_tables<'a>(proc_root: &Path, iterator: Option<&'a FdIter>) -> HostTables<'a> {
+    let (scans, failed) = scan(proc_root, Place::Each, iterator);
+    let mut by_netns: FxHashMap<u64, Vec<(u32, Scan)>> = FxHashMap::default();
+    let mut unplaced = Vec::new();
+    for (pid, netns, scan) in scans {
+        match netns {
+            Some(ns) => by_netns.entry(ns).or_default().push((pid, scan)),
+            None => unplaced.push((pid, scan)),
+        }
+    }
+    HostTables {
+        by_netns: Mutex::new(by_netns),
+        unplaced,
+        iterator,
+        failed,
+    }
+}
+
+impl<'a> HostTables<'a> {
+    /// The pids placed in each namespace, and how many socket fds (of any
+    /// kind) each of them holds.
+    pub fn sockets_by_netns(&self) -> Vec<(u64, Vec<(u32, usize)>)> {
+        let by_netns = self.by_netns.lock().unwrap_or_else(|e| e.into_inner());
+        by_netns
+            .iter()
+            .map(|(&ns, scans)| {
+                let pids = scans
+                    .iter()
+                    .map(|(pid, scan)| (*pid, scan.sockets()))
+                    .collect();
+                (ns, pids)
+            })
+            .collect()
+    }
+
+    /// Namespace `netns`'s share, as a scan of that namespace alone would
+    /// have read it; handed out once (a second time, only the unplaced).
+    pub fn take(&self, netns: Option<u64>) -> FdTables<'a> {
+        let mut scans = netns
+            .and_then(|ns| {
+                let mut by_netns = self.by_netns.lock().unwrap_or_else(|e| e.into_inner());
+                by_netns.remove(&ns)
+            })
+            .unwrap_or_default();
+        scans.extend(self.unplaced.iter().map(|(pid, scan)| (*pid, scan.clone())));
+        FdTables {
+            scans,
+            iterator: self.iterator,
+            failed: self.failed.clone(),
+        }
+    }
+}
+
+/// Probes every process under `proc_root`, keeps those `place` wants, and
+/// reads their fd tables: (pid, its namespace if placed, its table), and
+/// why `/proc` itself could not be listed, if it could not.
+#[allow(clippy::type_complexity)]
+fn scan(
+    proc_root: &Path,
+    place: Place,
+    iterator: Option<&FdIter>,
+) -> (Vec<(u32, Option<u64>, Scan)>, Option<(String, String)>) {
+    let failed = |e: Errno| {
+        (
+            Vec::new(),
+            Some((proc_root.display().to_string(), e.to_string())),
+        )
     };
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let proc_dir = match openat(rustix::fs::CWD, proc_root, dir_flags, Mode::empty()) {
@@ -103,46 +220,32 @@ pub fn scan_fd_tables<'a>(
     let counted = reports_fd_counts(&proc_dir);
     let mut scans = Vec::with_capacity(pids.len());
     let mut todo = Vec::with_capacity(pids.len());
+    let mut placed = FxHashMap::default();
     for (pid, probed) in on_threads(threads, &pids, |&pid| {
-        (pid, probe(&proc_dir, pid, netns, counted))
+        (pid, probe(&proc_dir, pid, place != Place::Any, counted))
     }) {
         match probed {
-            Probe::Scan(fds) => todo.push((fds, pid)),
+            Probe::Scan {
+                netns: Some(theirs),
+                ..
+            } if matches!(place, Place::Only(ours) if ours != theirs) => {}
+            Probe::Scan { fds, netns } => {
+                todo.push((fds, pid));
+                placed.insert(pid, netns);
+            }
             Probe::Skip => {}
-            Probe::Failed(scan) => scans.push((pid, scan)),
+            Probe::Failed(scan) => scans.push((pid, None, scan)),
         }
     }
     todo.sort_unstable_by(|a, b| b.cmp(a));
     // The iterator reads a table whole: no slices for it.
     let slice = if iterator.is_some() { u64::MAX } else { SLICE };
-    scans.extend(scan_all(&proc_dir, &todo, threads, slice, iterator));
-    FdTables {
-        scans,
-        iterator,
-        failed: None,
-    }
-}
-
-/// `f` of every item, on `threads` threads that each take the next item
-/// when done with one; results in no particular order.
-fn on_threads<I: Sync, T: Send>(threads: usize, items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(items.len()));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut mine = Vec::new();
-                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    mine.push(f(item));
-                }
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .append(&mut mine);
-            });
-        }
-    });
-    results.into_inner().unwrap_or_else(|e| e.into_inner())
+    scans.extend(
+        scan_all(&proc_dir, &todo, threads, slice, iterator)
+            .into_iter()
+            .map(|(pid, scan)| (pid, placed.get(&pid).copied().flatten(), scan)),
+    );
+    (scans, None)
 }
 
 /// Whether `stat` of `/proc/PID/fd` gives the number of open fds (Linux
@@ -151,11 +254,13 @@ fn reports_fd_counts(proc_dir: &OwnedFd) -> bool {
     statat(proc_dir, "thread-self/fd", AtFlags::empty()).is_ok_and(|st| st.st_size > 0)
 }
 
-fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Probe {
-    if let Some(ours) = netns {
+/// `stat`s a process: its namespace when `place` (`None` when the link is
+/// denied), and its fd count when the kernel gives it.
+fn probe(proc_dir: &OwnedFd, pid: u32, place: bool, counted: bool) -> Probe {
+    let mut netns = None;
+    if place {
         match statat(proc_dir, format!("{pid}/ns/net"), AtFlags::empty()) {
-            Ok(st) if st.st_ino != ours => return Probe::Skip,
-            Ok(_) => {}
+            Ok(st) => netns = Some(st.st_ino),
             // A namespace link can be denied where the fd table is not (an
             // init of another user namespace, an LSM): scan it, as before
             // namespaces were compared, and let the fd table say.
@@ -168,13 +273,16 @@ fn probe(proc_dir: &OwnedFd, pid: u32, netns: Option<u64>, counted: bool) -> Pro
         }
     }
     if !counted {
-        return Probe::Scan(0);
+        return Probe::Scan { fds: 0, netns };
     }
     // Zero is a kernel thread's empty table, or one the kernel will not
     // count for us (ptrace access denied, even to root under some LSMs and
     // user namespaces): listing it tells them apart.
     match statat(proc_dir, format!("{pid}/fd"), AtFlags::empty()) {
-        Ok(st) => Probe::Scan(u64::try_from(st.st_size).unwrap_or(0)),
+        Ok(st) => Probe::Scan {
+            fds: u64::try_from(st.st_size).unwrap_or(0),
+            netns,
+        },
         Err(e) => Probe::Failed(classify(e)),
     }
 }
@@ -598,8 +706,8 @@ mod tests {
         let pid = child.0.id();
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let proc_dir = openat(rustix::fs::CWD, "/proc", flags, Mode::empty())?;
-        let expected = match probe(&proc_dir, pid, None, reports_fd_counts(&proc_dir)) {
-            Probe::Scan(n) => n,
+        let expected = match probe(&proc_dir, pid, false, reports_fd_counts(&proc_dir)) {
+            Probe::Scan { fds, .. } => fds,
             _ => panic!("the child is there"),
         };
         let read = |expected| match scan_fds(&proc_dir, pid, expected) {

@@ -282,12 +282,7 @@ pub fn decode_datagram(mut bytes: &[u8], out: &mut Vec<Socket>) -> Result<Datagr
         match msg.message_type() {
             NLMSG_DONE => return Ok(Datagram::Done { interrupted }),
             NLMSG_ERROR => {
-                let code = msg
-                    .payload()
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(i32::from_ne_bytes)
-                    .ok_or_else(|| SockDiagError::Decode("short NLMSG_ERROR".into()))?;
+                let code = error_code(msg.payload())?;
                 if code != 0 {
                     return Ok(Datagram::Error(code.saturating_neg()));
                 }
@@ -311,6 +306,15 @@ pub fn decode_datagram(mut bytes: &[u8], out: &mut Vec<Socket>) -> Result<Datagr
     Ok(Datagram::More { interrupted })
 }
 
+/// The (negative) errno of an `NLMSG_ERROR` message's payload; 0 is an acknowledgement.
+pub(crate) fn error_code(payload: &[u8]) -> Result<i32, SockDiagError> {
+    payload
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(i32::from_ne_bytes)
+        .ok_or_else(|| SockDiagError::Decode("short NLMSG_ERROR".into()))
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut word = [0; 4];
     word.copy_from_slice(&b[at..at + 4]);
@@ -319,7 +323,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 /// Decodes one `inet_diag_msg` and its attributes. `None` for a state this
 /// connleak does not know (a newer kernel's), which is skipped, not fatal.
-fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
+pub(crate) fn decode_socket(p: &[u8]) -> Result<Option<Socket>, SockDiagError> {
     if p.len() < INET_DIAG_MSG_LEN {
         return Err(SockDiagError::Decode(format!(
             "inet_diag_msg of {} bytes, expected at least {INET_DIAG_MSG_LEN}",

@@ -474,6 +474,26 @@ def role_spread_pool(a):
     forever()
 
 
+def role_netns_hopper(a):
+    """Holds a listener and --n loopback connections (both ends) of the namespace it starts in,
+    then moves into the `ip netns` namespace --label and holds one more connection there: a
+    process of one namespace holding sockets of another."""
+    import ctypes
+    ls = listener("127.0.0.1", a.port)
+    held = [ls]
+    for _ in range(a.n):
+        held.append(connect("127.0.0.1", a.port))
+        held.append(ls.accept()[0])
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/run/netns/" + a.label) as ns:
+        if libc.setns(ns.fileno(), 0x40000000) != 0:  # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), "setns")
+    there = listener("127.0.0.1", a.port + 1)
+    held += [there, connect("127.0.0.1", a.port + 1), there.accept()[0]]
+    ready(a.ready, port=a.port)
+    forever()
+
+
 ROLES = {name[5:]: fn for name, fn in globals().items() if name.startswith("role_")}
 
 

@@ -22,7 +22,7 @@
 mod program;
 mod sockets;
 
-pub use sockets::ClosedSocket;
+pub use sockets::{ClosedSocket, HeldSocket};
 
 use super::bpf::{self, BpfError, ProgramSpec, put32, put64, syscall_fd};
 use super::btf::{Btf, BtfError, Field};
@@ -108,12 +108,22 @@ impl FdIter {
     /// kernel still holds of each. An error says why they cannot be read
     /// (this kernel lacks a field the program reads, or the read failed).
     pub fn closed_sockets(&self, pid: u32) -> Result<Vec<ClosedSocket>, String> {
+        self.sockets_of(pid, sockets::closed)
+    }
+
+    /// The TCP sockets still in the kernel's tables in process `pid`'s fd
+    /// table, with their namespace and what sock_diag finds them by.
+    pub fn held_sockets(&self, pid: u32) -> Result<Vec<HeldSocket>, String> {
+        self.sockets_of(pid, sockets::held)
+    }
+
+    /// The socket program's records of process `pid`, as `parse` reads them.
+    fn sockets_of<T>(&self, pid: u32, parse: fn(&[u8]) -> Option<T>) -> Result<Vec<T>, String> {
         let prog = self.sockets.as_ref().map_err(Clone::clone)?;
-        let mut closed = Vec::new();
+        let mut found = Vec::new();
         let file = open(prog, pid).map_err(|e| e.to_string())?;
-        read_records(file, SOCKET_RECORD, |r| closed.extend(sockets::parse(r)))
-            .map_err(|e| e.to_string())?;
-        Ok(closed)
+        read_records(file, SOCKET_RECORD, |r| found.extend(parse(r))).map_err(|e| e.to_string())?;
+        Ok(found)
     }
 
     /// The iterator numbers processes as this process's pid namespace does;

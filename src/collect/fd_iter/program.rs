@@ -21,12 +21,14 @@
 //! ... as above, but return 0 unless the fd is a socket;
 //! sk = ((struct socket *)file->private_data)->sk;  if (!sk) return 0;
 //! for each copied field: bpf_probe_read_kernel(&rec.field, size, (void *)sk + offset);
+//! net = sk->skc_net.net;  if (net) rec.netns = net->ns.inum;
 //! bpf_seq_write(meta->seq, &rec, SOCKET_RECORD);
 //! ```
 
-use super::sockets::{SOCKET_RECORD, SockOffsets};
+use super::sockets::{NETNS, SOCKET_RECORD, SockOffsets};
 use super::{Offsets, RECORD, S_IFMT, S_IFSOCK};
 use crate::collect::bpf::asm::{ALU64, AND, Asm, JEQ, JNE, K, Label, MEM, R10, ST, size_bits};
+use crate::collect::btf::Field;
 
 const BPF_FUNC_SEQ_WRITE: i32 = 127;
 
@@ -58,7 +60,7 @@ pub(super) fn assemble_sockets(o: &Offsets, s: &SockOffsets) -> Vec<u8> {
     a.load(
         8,
         R10,
-        crate::collect::btf::Field {
+        Field {
             offset: rec + 16,
             size: 8,
         },
@@ -68,6 +70,22 @@ pub(super) fn assemble_sockets(o: &Offsets, s: &SockOffsets) -> Vec<u8> {
     for &(at, field) in &s.copies {
         a.probe_read(rec + at, field.size, 8, field.offset);
     }
+    // The namespace, through the socket's `struct net`, its pointer read
+    // into the record's slot first (8 bytes there, zeroed above).
+    let slot = rec + NETNS.0;
+    a.probe_read(slot, 8, 8, s.net.offset);
+    a.load(
+        9,
+        R10,
+        Field {
+            offset: slot,
+            size: 8,
+        },
+    );
+    a.op(ST | MEM | size_bits(8), R10, 0, slot, 0);
+    a.jump_imm(JEQ, 9, 0, Label::Write);
+    a.probe_read(slot, NETNS.1, 9, s.net_inum.offset);
+    a.place(Label::Write);
     write(&mut a, o, rec, SOCKET_RECORD);
     a.out();
     a.finish()
@@ -114,7 +132,6 @@ fn write(a: &mut Asm, o: &Offsets, rec: i16, len: usize) {
 mod tests {
     use super::*;
     use crate::collect::bpf::asm::{CALL, EXIT, JMP, LDX};
-    use crate::collect::btf::Field;
 
     fn field(offset: i16, size: usize) -> Field {
         Field { offset, size }
@@ -159,6 +176,8 @@ mod tests {
             private_data: field(200, 8),
             socket_sk: field(24, 8),
             copies: vec![(16, field(16, 2)), (48, field(1500, 4))],
+            net: field(48, 8),
+            net_inum: field(200, 4),
         };
         let code = assemble_sockets(&offsets(), &s);
         let insns: Vec<&[u8]> = code.chunks(8).collect();
@@ -167,8 +186,9 @@ mod tests {
             .filter(|i| i[0] == JMP | CALL)
             .map(|i| i32::from_le_bytes([i[4], i[5], i[6], i[7]]))
             .collect();
-        // The socket pointer, the two fields, then the write.
-        assert_eq!(calls, [113, 113, 113, 127]);
+        // The socket pointer, the two fields, the namespace's `struct net`
+        // and its inode, then the write.
+        assert_eq!(calls, [113, 113, 113, 113, 113, 127]);
         let last = insns.len() - 1;
         assert_eq!(insns[last][0], JMP | EXIT);
         // Every jump forward lands inside the program.
