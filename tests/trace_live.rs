@@ -25,6 +25,16 @@ fn c_lab(test: &str) -> Option<Lab> {
     }
 }
 
+/// A lab whose server on `port` already holds `n` CLOSE-WAIT sockets, all
+/// born before any trace starts; and what the server wrote when ready.
+fn leaked_before(test: &str, port: &str, n: &str) -> Option<(Lab, Value)> {
+    let mut lab = c_lab(test)?;
+    let births = &c_program("births");
+    let server = lab.spawn_program("server", &[births], &["server", port, "keep"]);
+    lab.spawn_program("client", &[births], &["client", port, n, "close"]);
+    Some((lab, server))
+}
+
 /// `connleak trace --duration SECS --json ARGS` started in the lab's
 /// namespace; [`finish`] waits for its report. It attaches at once: the
 /// caller leaves it a moment before making sockets.
@@ -166,12 +176,9 @@ fn a_client_that_never_closes_is_traced_to_its_connect() {
 /// evidence says how many were born before it.
 #[test]
 fn sockets_born_before_the_trace_have_no_call_site() {
-    let Some(mut lab) = c_lab("trace-before") else {
+    let Some((lab, server)) = leaked_before("trace-before", "7304", "6") else {
         return;
     };
-    let births = &c_program("births");
-    let server = lab.spawn_program("server", &[births], &["server", "7304", "keep"]);
-    lab.spawn_program("client", &[births], &["client", "7304", "6", "close"]);
     std::thread::sleep(Duration::from_millis(300));
     let r = finish(trace(&lab, "0.5", &[]));
     let f = leak_of(&r, &server["pid"]);
@@ -187,12 +194,9 @@ fn sockets_born_before_the_trace_have_no_call_site() {
 /// one line on stderr saying what is missing.
 #[test]
 fn an_unprivileged_trace_diagnoses_and_says_why_it_has_no_call_sites() {
-    let Some(mut lab) = c_lab("trace-unprivileged") else {
+    let Some((lab, _)) = leaked_before("trace-unprivileged", "7305", "4") else {
         return;
     };
-    let births = &c_program("births");
-    lab.spawn_program("server", &[births], &["server", "7305", "keep"]);
-    lab.spawn_program("client", &[births], &["client", "7305", "4", "close"]);
     let out = lab.connleak_unprivileged(&[
         "trace",
         "--json",
@@ -294,12 +298,9 @@ fn a_node_client_is_traced_into_its_javascript() {
 /// one line on stderr saying that this kernel cannot trace births.
 #[test]
 fn a_trace_where_bpf_does_not_exist_diagnoses_and_says_why() {
-    let Some(mut lab) = c_lab("trace-no-bpf") else {
+    let Some((lab, _)) = leaked_before("trace-no-bpf", "7308", "3") else {
         return;
     };
-    let births = &c_program("births");
-    lab.spawn_program("server", &[births], &["server", "7308", "keep"]);
-    lab.spawn_program("client", &[births], &["client", "7308", "3", "close"]);
     let out = Command::new("ip")
         .args([
             "netns",
