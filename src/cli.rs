@@ -292,15 +292,19 @@ impl Cli {
         )
     }
 
-    /// The plan, and for `trace` its two samples `--duration` apart.
+    /// The plan, and for `trace` of the live system its two samples
+    /// `--duration` apart (a saved snapshot is read once).
     pub fn traced_plan(&self) -> Result<Plan, PlanError> {
         let plan = self.plan()?;
         Ok(match self.command {
-            Some(Command::Trace { duration, .. }) => Plan {
-                samples: 2,
-                interval: std::time::Duration::try_from_secs_f64(duration).unwrap_or(plan.interval),
-                ..plan
-            },
+            Some(Command::Trace { duration, .. }) if !matches!(plan.scope, Scope::Saved(_)) => {
+                Plan {
+                    samples: 2,
+                    interval: std::time::Duration::try_from_secs_f64(duration)
+                        .unwrap_or(plan.interval),
+                    ..plan
+                }
+            }
             _ => plan,
         })
     }

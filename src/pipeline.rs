@@ -125,8 +125,12 @@ impl Pipeline {
     /// the trace saw. When the tracer cannot start, the pipeline as it was
     /// and one line saying why.
     pub fn tracing(self, on: bool) -> (Pipeline, Option<String>) {
-        if !on || matches!(self.plan.scope, Scope::Saved(_)) {
+        if !on {
             return (self, None);
+        }
+        if matches!(self.plan.scope, Scope::Saved(_)) {
+            let why = "no call sites: a saved snapshot (--from) was not traced";
+            return (self, Some(why.to_string()));
         }
         match Trace::start(self.plan.host_root.join("proc")) {
             Ok(trace) => (
