@@ -1,7 +1,7 @@
 //! A finding's call sites as the text report shows them: one line each, the
-//! most first, innermost frame first (`accept_client (server.c:88) ←
-//! serve_forever ← main`), with the thread's name and what the stack's
-//! sockets did in the window. The names are the traced program's: the
+//! most first, innermost frame first from the caller of the C library's
+//! wrapper (`accept_client (server.c:88) ← serve_forever ← main`), with the
+//! thread's name and what the stack's sockets did in the window. The names are the traced program's: the
 //! caller escapes the line.
 
 use crate::report::TraceSummary;
@@ -14,8 +14,16 @@ const FRAMES: usize = 5;
 /// `8 accepted at accept_client (server.c:7) ← serve_forever (server.c:9) ← main
 /// (server.c:17), thread server; born 8, closed 0, open 8`.
 pub fn line(site: &CallSite) -> String {
-    let mut frames: Vec<String> = site.frames.iter().take(FRAMES).map(frame).collect();
-    if site.frames.len() > FRAMES {
+    // The C library's wrapper of the system call tells nothing: the line
+    // starts at its caller (the JSON keeps every frame).
+    let from = site.frames.iter().take_while(|f| in_libc(f)).count();
+    let named = site
+        .frames
+        .get(from..)
+        .filter(|f| !f.is_empty())
+        .unwrap_or(&site.frames);
+    let mut frames: Vec<String> = named.iter().take(FRAMES).map(frame).collect();
+    if named.len() > FRAMES {
         frames.push("…".to_string());
     }
     let stack = if frames.is_empty() {
@@ -39,6 +47,14 @@ pub fn summary(t: &TraceSummary) -> String {
         "Traced for {:.1} s: {} TCP sockets born by connect() or accept() on the host, {lost}.",
         t.seconds, t.births
     )
+}
+
+/// Whether the frame is in the C library (glibc's `libc.so.6`, musl's `libc.musl-*.so.1`).
+fn in_libc(f: &Frame) -> bool {
+    f.module
+        .as_deref()
+        .and_then(|m| m.rsplit('/').next())
+        .is_some_and(|name| name.starts_with("libc.") || name.starts_with("libc-"))
 }
 
 /// `function (file:line)`, the file without its directory.
@@ -70,6 +86,10 @@ mod tests {
             count: 8,
             thread: "worker-3".to_string(),
             frames: vec![
+                Frame {
+                    module: Some("/usr/lib/x86_64-linux-gnu/libc.so.6".to_string()),
+                    ..named("__libc_accept", None, None)
+                },
                 named("accept_client", Some("/src/server.c"), Some(88)),
                 named("serve_forever", Some("/src/server.c"), None),
                 named("main", None, None),
