@@ -166,6 +166,7 @@ impl Cli {
         match &self.command {
             Some(
                 Command::Check { diagnosis, .. }
+                | Command::Trace { diagnosis, .. }
                 | Command::Watch { diagnosis, .. }
                 | Command::Serve { diagnosis, .. },
             ) => diagnosis,
@@ -186,6 +187,7 @@ impl Cli {
         let args = match &self.command {
             Some(
                 Command::Check { output, .. }
+                | Command::Trace { output, .. }
                 | Command::Explain { output, .. }
                 | Command::Completions { output, .. },
             ) => output,
@@ -259,9 +261,9 @@ impl Cli {
                 thresholds,
                 verbose,
             }
-        } else if self.formats.prometheus {
+        } else if self.format_args().prometheus {
             Format::Prometheus
-        } else if self.formats.json {
+        } else if self.format_args().json {
             Format::Json {
                 namespaces: self.all_netns(),
             }
@@ -272,6 +274,39 @@ impl Cli {
                 live: false,
             })
         }
+    }
+
+    /// The subcommand's formats, or the report's.
+    fn format_args(&self) -> &FormatArgs {
+        match &self.command {
+            Some(Command::Trace { formats, .. }) => formats,
+            _ => &self.formats,
+        }
+    }
+
+    /// Whether to trace the births of sockets: `trace`, `watch --trace`.
+    pub fn traces(&self) -> bool {
+        matches!(
+            self.command,
+            Some(Command::Trace { .. } | Command::Watch { trace: true, .. })
+        )
+    }
+
+    /// The plan, and for `trace` of the live system its two samples
+    /// `--duration` apart (a saved snapshot is read once).
+    pub fn traced_plan(&self) -> Result<Plan, PlanError> {
+        let plan = self.plan()?;
+        Ok(match self.command {
+            Some(Command::Trace { duration, .. }) if !matches!(plan.scope, Scope::Saved(_)) => {
+                Plan {
+                    samples: 2,
+                    interval: std::time::Duration::try_from_secs_f64(duration)
+                        .unwrap_or(plan.interval),
+                    ..plan
+                }
+            }
+            _ => plan,
+        })
     }
 
     /// The width to lay text out in: the terminal on stdout, else `COLUMNS`
@@ -293,7 +328,7 @@ impl Cli {
     /// Whether to colour: --color, else a terminal without NO_COLOR.
     pub fn color(&self) -> bool {
         let choice = match &self.command {
-            Some(Command::Watch { color, .. }) => color.color,
+            Some(Command::Watch { color, .. } | Command::Trace { color, .. }) => color.color,
             _ => self.color.color,
         };
         match choice {
@@ -347,9 +382,39 @@ pub enum Command {
         #[command(flatten)]
         diagnosis: DiagnosisArgs,
     },
+    /// Record where TCP sockets are born for --duration seconds, then diagnose: findings
+    /// name the call sites of their sockets.
+    ///
+    /// Records the birth of every TCP socket, at connect() and at accept(), with the user-space
+    /// call stack of the thread that made it, its name and the time, in bounded kernel maps
+    /// (BPF programs on the raw tracepoints sys_exit and inet_sock_set_state; they only read);
+    /// samples the socket table at the start and at the end; diagnoses as usual. Each finding
+    /// whose sockets were born during the trace lists their call sites, the most first, with
+    /// how many sockets each made, ended and left open in the window. Frames are named from
+    /// the binaries' symbols and DWARF, and JIT code from perf maps (/tmp/perf-PID.map: Node's
+    /// --perf-basic-prof, Python's -X perf). Needs CAP_BPF and CAP_PERFMON (root) and a
+    /// kernel with BTF; without them, one line on stderr says so and the run diagnoses without
+    /// call sites.
+    Trace {
+        /// How long to record, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = interval)]
+        duration: f64,
+        #[command(flatten)]
+        formats: FormatArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        diagnosis: DiagnosisArgs,
+        #[command(flatten)]
+        color: ColorArgs,
+    },
     /// A live view, refreshed every --interval seconds (findings on top); r refreshes now,
     /// q or Ctrl-C quits.
     Watch {
+        /// Trace where sockets are born while it runs (as `connleak trace`): findings show
+        /// the call sites of their sockets born since it started.
+        #[arg(long)]
+        trace: bool,
         #[command(flatten)]
         diagnosis: DiagnosisArgs,
         #[command(flatten)]

@@ -19,6 +19,7 @@
 //! - [`output`] delivers the text to stdout or a file without ever
 //!   destroying what is at the target (a device, a FIFO, a directory).
 
+pub mod call_sites;
 pub mod cli;
 pub mod collect;
 pub mod config;

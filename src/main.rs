@@ -142,9 +142,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Serve { listen, .. }) => return serve(cli, *listen),
         _ => {}
     }
-    let plan = cli.plan()?;
+    let plan = cli.traced_plan()?;
     let format = cli.format(plan.thresholds);
-    let mut pipeline = Pipeline::new(plan);
+    let mut pipeline = traced(Pipeline::new(plan), cli);
     let refresh = pipeline.run()?;
     // With --all-netns, a namespace that vanished meanwhile is skipped, said on stderr.
     refresh
@@ -176,8 +176,16 @@ fn watch(cli: &Cli) -> anyhow::Result<ExitCode> {
         samples: connleak::watch::WINDOW,
         ..cli.plan()?
     };
-    connleak::watch::run(Pipeline::new(plan), cli.color())?;
+    connleak::watch::run(traced(Pipeline::new(plan), cli), cli.color())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `trace` and `watch --trace`: the tracer on, or one line on stderr saying why not.
+fn traced(pipeline: Pipeline, cli: &Cli) -> Pipeline {
+    let (pipeline, why) = pipeline.tracing(cli.traces());
+    why.into_iter()
+        .for_each(|w| output::stderr_line(&format!("connleak: note: {}", escape(&w))));
+    pipeline
 }
 
 /// `connleak serve`: the agent, until SIGTERM or SIGINT.

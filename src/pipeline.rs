@@ -6,6 +6,7 @@
 
 mod every_netns;
 
+use crate::call_sites::Trace;
 use crate::collect::{CollectError, Collector, netns};
 use crate::diagnose::Window;
 use crate::plan::{Plan, Scope};
@@ -104,6 +105,8 @@ pub struct Pipeline {
     plan: Plan,
     collector: Collector,
     windows: BTreeMap<Option<String>, Window>,
+    /// The tracer of a traced run, kept from one refresh to the next.
+    trace: Option<Trace>,
 }
 
 impl Pipeline {
@@ -113,6 +116,31 @@ impl Pipeline {
             plan,
             collector,
             windows: BTreeMap::new(),
+            trace: None,
+        }
+    }
+
+    /// The same pipeline with the tracer on when `on` (and the plan reads
+    /// the live system): each refresh's findings are given the call sites
+    /// the trace saw. When the tracer cannot start, the pipeline as it was
+    /// and one line saying why.
+    pub fn tracing(self, on: bool) -> (Pipeline, Option<String>) {
+        if !on {
+            return (self, None);
+        }
+        if matches!(self.plan.scope, Scope::Saved(_)) {
+            let why = "no call sites: a saved snapshot (--from) was not traced";
+            return (self, Some(why.to_string()));
+        }
+        match Trace::start(self.plan.host_root.join("proc")) {
+            Ok(trace) => (
+                Pipeline {
+                    trace: Some(trace),
+                    ..self
+                },
+                None,
+            ),
+            Err(why) => (self, Some(why)),
         }
     }
 
@@ -166,6 +194,13 @@ impl Pipeline {
         }
         if refresh.namespaces.is_empty() {
             return Err(PipelineError::NoNamespace);
+        }
+        if let Some(trace) = &mut self.trace {
+            let namespaces = refresh
+                .namespaces
+                .iter_mut()
+                .map(|d| (&d.snapshot, &mut d.report));
+            crate::timings::phase("call sites", || trace.annotate(namespaces.collect()));
         }
         Ok(refresh)
     }

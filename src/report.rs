@@ -46,12 +46,25 @@ pub struct Report {
     /// The sample window, when several samples were taken.
     #[serde(rename = "trend", skip_serializing_if = "Option::is_none")]
     pub window: Option<Span>,
+    /// The trace of a traced run (`connleak trace`, `watch --trace`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceSummary>,
     /// What a filter (`--pid`, `--port`, `--state`, `--workload`) left out, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filtered: Option<Filtered>,
     /// The namespace's kernel counters, for the Prometheus renderer (not in the JSON).
     #[serde(skip)]
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+/// What a traced run recorded: births of TCP sockets by `connect()` and
+/// `accept()` on the whole host, and those it lost (its maps were full).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TraceSummary {
+    /// Seconds since tracing started.
+    pub seconds: f64,
+    pub births: u64,
+    pub lost: u64,
 }
 
 /// What a filter left out of a report: the report says so, so that a
@@ -198,6 +211,7 @@ impl Report {
             unreadable: snapshot.unreadable.clone(),
             counters: snapshot.kernel.counters.clone(),
             window: window.span(snapshot),
+            trace: None,
             filtered: None,
         }
     }

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
+mod call_site;
 mod socket;
 pub mod workload;
 
+pub use call_site::{CallSite, Frame};
 pub use socket::{Socket, SocketParts};
 
 /// Version of the snapshot file format. Bumped on any incompatible change;

@@ -140,6 +140,23 @@ fn errors_say_what_to_do() {
     );
 }
 
+/// `trace` of a saved snapshot: the diagnosis at once, and one line saying
+/// that it has no call sites.
+#[test]
+fn trace_from_a_fixture_says_it_was_not_traced() {
+    let out = run(&["trace", "--from", &fixture("leak.json"), "--json"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        "connleak: note: no call sites: a saved snapshot (--from) was not traced\n"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "warning");
+    assert!(report.get("trace").is_none());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("call_sites"));
+}
+
 #[test]
 fn from_a_fixture_needs_no_root() {
     let out = run(&["--from", &fixture("leak.json"), "--json"]);

@@ -9,52 +9,20 @@
 
 mod common;
 
-use common::{Lab, findings, say};
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use common::{Lab, findings, have, say};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The program built from `tests/scenarios/go/body_leak.go`, once per test
-/// binary, under a name from the source's hash; `None` without Go.
+/// binary; `None` without Go.
 fn body_leak() -> Option<&'static Path> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let source =
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/go/body_leak.go");
-            let has_go = Command::new("go")
-                .arg("version")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !has_go {
-                return None;
-            }
-            let mut hash = DefaultHasher::new();
-            std::fs::read(&source)
-                .expect("the Go source")
-                .hash(&mut hash);
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-            let out = dir.join(format!("body_leak-{:x}", hash.finish()));
-            if out.is_file() {
-                return Some(out);
-            }
-            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-            let status = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&tmp)
-                .arg(&source)
-                .env("GO111MODULE", "off")
-                .env("GOCACHE", dir.join("go-cache"))
-                .env("HOME", dir)
-                .status()
-                .expect("run go build");
-            assert!(status.success(), "go build failed");
-            std::fs::rename(&tmp, &out).expect("rename the built program");
-            Some(out)
+            have("go", &["version"]).then(|| common::go_build("body_leak", &source))
         })
         .as_deref()
 }

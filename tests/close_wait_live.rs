@@ -202,24 +202,7 @@ fn unprivileged_run_counts_what_it_cannot_see() {
     };
     lab.spawn("leak_server", &["--port", "7001"]);
     lab.spawn("clients", &["--port", "7001", "--n", "10"]);
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns,
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-        ])
-        .args([
-            "--clear-groups",
-            common::CONNLEAK,
-            "--json",
-            "--close-wait-min-age",
-            "0",
-        ])
-        .output()
-        .unwrap();
+    let out = lab.connleak_unprivileged(&["--json", "--close-wait-min-age", "0"]);
     assert!(
         out.status.success(),
         "{}",

@@ -142,6 +142,43 @@ fn watch_shows_a_growing_leak_growing() {
     assert!(shown.contains("collected 20"), "footer: {shown}");
 }
 
+/// `watch --trace`: a leak born while the view is open shows the call site
+/// of its sockets (a C server built in the test, accepting at `accept_client`).
+#[test]
+fn watch_trace_shows_where_the_leaking_sockets_were_born() {
+    if !have_tmux("watch_trace_shows_where_the_leaking_sockets_were_born") {
+        return;
+    }
+    let Some(mut lab) = Lab::new("watchtrace") else {
+        return;
+    };
+    if !common::have("gcc", &["--version"]) {
+        say("SKIP watchtrace: needs gcc");
+        return;
+    }
+    let births = &common::c_program("births");
+    lab.spawn_program("server", &[births], &["server", "7001", "keep"]);
+    let script = format!(
+        "ip netns exec {ns} {CONNLEAK} watch --trace --interval 1 --close-wait-min-age 0; \
+         sleep 60",
+        ns = lab.ns
+    );
+    let session = start(&lab, 200, &script);
+    let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
+    wait_for("the first screen", || screen().contains("refresh #"));
+    lab.spawn_program("clients", &[births], &["client", "7001", "10", "close"]);
+    wait_for("a call site", || screen().contains("accept_client"));
+    let shown = screen();
+    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux(&["kill-session", "-t", &session]);
+    let line = shown
+        .lines()
+        .find(|l| l.contains("born 10 at "))
+        .unwrap_or_default();
+    // From the caller of glibc's accept() on: the wrapper is left out of the line.
+    assert!(line.contains("born 10 at accept_client ("), "{shown}");
+}
+
 const NARROW_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fd-limit.json");
 
 /// In a 60-column pane the report and the live view keep every line within

@@ -48,6 +48,8 @@ pub enum BtfError {
     TooDeep(u32),
     #[error("BTF places {0} beyond the reach of a 16-bit offset")]
     Offset(String),
+    #[error("unexpected size of {0} in this kernel's BTF")]
+    Size(String),
 }
 
 /// A parsed BTF blob: the type records by id (id 0 is `void`).
@@ -242,6 +244,18 @@ impl<'a> Btf<'a> {
         let offset =
             i16::try_from(bits / 8).map_err(|_| BtfError::Offset(format!("{strukt}.{field}")))?;
         Ok(Field { offset, size })
+    }
+}
+
+impl Btf<'_> {
+    /// `strukt.field`, which must be `size` bytes long: the programs read it as such.
+    pub fn sized(&self, strukt: &str, field: &str, size: usize) -> Result<Field, BtfError> {
+        let f = self.field(strukt, field)?;
+        if f.size == size {
+            Ok(f)
+        } else {
+            Err(BtfError::Size(format!("{strukt}.{field}")))
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! host's root mounted in a container), so that connleak run in a privileged
 //! pod sees the host's `/proc`, `/sys` and container runtimes.
 
+pub mod bpf;
 pub mod btf;
 pub mod cgroup;
 pub mod dense;
@@ -22,6 +23,7 @@ pub mod runtime;
 pub mod sock_diag;
 pub mod sock_lookup;
 pub mod tasks;
+pub mod trace;
 pub mod unreleased;
 pub mod workload;
 

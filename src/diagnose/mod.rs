@@ -170,6 +170,10 @@ pub struct Finding {
     pub growth_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
+    /// Where its sockets were born, most first, when a trace saw them born
+    /// (`connleak trace`); filled after the diagnosis, not by the rules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub call_sites: Vec<crate::snapshot::CallSite>,
     /// Indexes (into the snapshot's sockets) of the sockets this finding
     /// explains; a warning claims them from less specific rules.
     #[serde(skip)]
@@ -220,6 +224,7 @@ impl Finding {
             peers: Vec::new(),
             growth_per_s: None,
             trend: None,
+            call_sites: Vec::new(),
             sockets: Vec::new(),
             ceiling: None,
         }

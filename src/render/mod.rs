@@ -3,6 +3,7 @@
 //! once, as a [`Format`], and every renderer takes the same input — the
 //! labelled report of each namespace.
 
+pub mod call_sites;
 pub mod check;
 pub mod explain;
 pub mod processes;

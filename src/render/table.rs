@@ -120,6 +120,9 @@ fn write_marking<W: Write>(
     }
     writeln!(out)?;
     wrap(out, &states_line(r), "", "  ", width)?;
+    if let Some(t) = &r.trace {
+        wrap(out, &super::call_sites::summary(t), "", "  ", width)?;
+    }
     write_unreadable(out, r, width)
 }
 
@@ -291,6 +294,10 @@ fn write_finding(
     }
     for e in rest {
         wrap(out, &escape(e), &format!("{pad}  - "), &more, width)?;
+    }
+    for site in f.call_sites.iter().take(super::call_sites::SHOWN) {
+        let line = super::call_sites::line(site);
+        wrap(out, &escape(&line), &format!("{pad}  born "), &more, width)?;
     }
     let todo = format!("{pad}  What to do: ");
     wrap(out, &escape(&f.suggestion), &todo, &more, width)?;

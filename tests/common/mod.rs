@@ -226,6 +226,18 @@ impl Lab {
             .expect("run connleak")
     }
 
+    /// Runs connleak inside the namespace as nobody (uid and gid 65534, no
+    /// groups, and so no capabilities).
+    pub fn connleak_unprivileged(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, "setpriv", "--reuid=65534"])
+            .args(["--regid=65534", "--clear-groups", CONNLEAK])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run connleak unprivileged")
+    }
+
     /// Runs `connleak --json ARGS` inside the namespace, asserts exit 0, parses the report.
     pub fn report(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
@@ -349,6 +361,70 @@ pub fn javac_once(label: &str, sources: &[PathBuf], classpath: Option<&str>) -> 
         let _ = std::fs::remove_dir_all(&tmp);
     }
     out
+}
+
+/// A program built from `source` by `build` (given the output path), once
+/// for every run with the same source: under a name from the source's hash
+/// in the tests' temporary directory, made whole by a rename.
+pub fn built_once(label: &str, source: &Path, build: impl FnOnce(&Path) -> Command) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hash = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(source).expect("a source").hash(&mut hash);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}-{:x}", hash.finish()));
+    if out.is_file() {
+        return out;
+    }
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let status = build(&tmp).status().expect("run the build");
+    assert!(status.success(), "building {label} failed");
+    std::fs::rename(&tmp, &out).expect("rename the built program");
+    out
+}
+
+/// A Go program built from `source` by Debian's `go` (no modules), once.
+pub fn go_build(label: &str, source: &Path) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    built_once(label, source, |out| {
+        let mut go = Command::new("go");
+        go.args(["build", "-o"])
+            .arg(out)
+            .arg(source)
+            .env("GO111MODULE", "off")
+            .env("GOCACHE", dir.join("go-cache"))
+            .env("HOME", dir);
+        go
+    })
+}
+
+/// `tests/scenarios/trace/NAME.c`, built once with frame pointers and
+/// without tail calls (a tail call would leave its caller off the stack),
+/// one build at a time (the tests of a binary run on threads of one process).
+pub fn c_program(name: &str) -> String {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios/trace")
+        .join(format!("{name}.c"));
+    let built = built_once(name, &source, |out| {
+        let mut gcc = Command::new("gcc");
+        gcc.args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
+            .arg(out)
+            .arg(&source);
+        gcc
+    });
+    built.to_str().expect("a UTF-8 path").to_string()
+}
+
+/// Whether `program --version`-like `args` run: the tool is installed.
+pub fn have(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The report once `ready` says so, or after 40 s (the test's assertions then say what is missing).

@@ -19,36 +19,29 @@
 //! `/proc` being read does (another pid namespace), the caller falls back
 //! to the `/proc` scan, which is always there.
 
-mod asm;
 mod program;
 mod sockets;
 
 pub use sockets::{ClosedSocket, HeldSocket};
 
+use super::bpf::{self, BpfError, ProgramSpec, put32, put64, syscall_fd};
 use super::btf::{Btf, BtfError, Field};
 use program::{assemble, assemble_sockets};
 use sockets::{SOCKET_RECORD, SockOffsets};
-use std::ffi::CStr;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_ITER: u32 = 28;
-/// Size of `union bpf_attr` in the uapi header this was written against;
-/// the kernel accepts a shorter one as long as the rest would be zero.
-const ATTR_LEN: usize = 144;
 /// `S_IFMT` and `S_IFSOCK` of an inode's `i_mode`.
 const S_IFMT: i32 = 0o170000;
 const S_IFSOCK: i32 = 0o140000;
 /// One record: pid (u32), fd (u32), socket inode (u64, 0 for other files).
 const RECORD: usize = 16;
-/// GPL-compatible, as `bpf_seq_write` requires; the program is this file's.
-const LICENSE: &CStr = c"Dual MIT/GPL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FdIterError {
@@ -56,13 +49,13 @@ pub enum FdIterError {
     NoBtf(std::io::Error),
     #[error("kernel BTF: {0}")]
     Btf(#[from] BtfError),
-    #[error("unexpected size of {0} in this kernel's BTF")]
-    FieldSize(&'static str),
     #[error("{what}: {source}")]
     Syscall {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
     #[error("it does not number processes as this /proc does (another pid namespace)")]
     OtherPidNamespace,
     #[error("the kernel iterated more than the one process asked for (before Linux 6.1)")]
@@ -262,69 +255,16 @@ fn read_records(
     Ok(())
 }
 
-/// Loads the program; the verifier's log is asked for only to explain a refusal.
+/// Loads an iterator program.
 fn load(program: &[u8], attach_to: u32) -> Result<OwnedFd, FdIterError> {
-    let attempt = |log: &mut [u8]| {
-        syscall_fd("loading the iterator program", BPF_PROG_LOAD, |a| {
-            put32(a, 0, BPF_PROG_TYPE_TRACING);
-            put32(a, 4, (program.len() / 8) as u32);
-            put64(a, 8, program.as_ptr() as u64);
-            put64(a, 16, LICENSE.as_ptr() as u64);
-            if !log.is_empty() {
-                put32(a, 24, 1);
-                put32(a, 28, log.len() as u32);
-                put64(a, 32, log.as_mut_ptr() as u64);
-            }
-            a[48..48 + 14].copy_from_slice(b"connleak_fds\0\0");
-            put32(a, 68, BPF_TRACE_ITER);
-            put32(a, 108, attach_to);
-        })
-    };
-    attempt(&mut []).or_else(|first| {
-        let mut log = vec![0u8; 64 * 1024];
-        match attempt(&mut log) {
-            Ok(fd) => Ok(fd),
-            Err(FdIterError::Syscall { what, source }) if log[0] != 0 => {
-                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                let last = String::from_utf8_lossy(&log[..end]);
-                let last = last.lines().last().unwrap_or_default().to_string();
-                Err(FdIterError::Syscall {
-                    what,
-                    source: std::io::Error::new(source.kind(), format!("{source}: {last}")),
-                })
-            }
-            Err(_) => Err(first),
-        }
-    })
-}
-
-/// `bpf(cmd, attr)` for a command that returns a new fd.
-fn syscall_fd(
-    what: &'static str,
-    cmd: libc::c_long,
-    fill: impl FnOnce(&mut [u8; ATTR_LEN]),
-) -> Result<OwnedFd, FdIterError> {
-    let mut attr = [0u8; ATTR_LEN];
-    fill(&mut attr);
-    // SAFETY: `attr` is a `union bpf_attr` laid out as the uapi header says,
-    // and every pointer in it points at memory that outlives the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), ATTR_LEN) };
-    if fd < 0 {
-        return Err(FdIterError::Syscall {
-            what,
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-fn put32(attr: &mut [u8], at: usize, v: u32) {
-    attr[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-}
-
-fn put64(attr: &mut [u8], at: usize, v: u64) {
-    attr[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    Ok(bpf::load(&ProgramSpec {
+        what: "loading the iterator program",
+        prog_type: BPF_PROG_TYPE_TRACING,
+        name: b"connleak_fds",
+        insns: program,
+        attach_type: BPF_TRACE_ITER,
+        attach_btf_id: attach_to,
+    })?)
 }
 
 /// Where the program reads, in this kernel.
@@ -343,14 +283,7 @@ struct Offsets {
 
 impl Offsets {
     fn of(btf: &Btf) -> Result<Offsets, FdIterError> {
-        let sized = |strukt: &str, name: &'static str, size: usize| {
-            let f = btf.field(strukt, name)?;
-            if f.size == size {
-                Ok(f)
-            } else {
-                Err(FdIterError::FieldSize(name))
-            }
-        };
+        let sized = |strukt, name, size| btf.sized(strukt, name, size);
         let ctx = "bpf_iter__task_file";
         Ok(Offsets {
             meta: sized(ctx, "meta", 8)?,

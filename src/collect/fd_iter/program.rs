@@ -25,12 +25,11 @@
 //! bpf_seq_write(meta->seq, &rec, SOCKET_RECORD);
 //! ```
 
-use super::asm::{ALU64, AND, Asm, JEQ, JMP, JNE, K, Label, MEM, R10, ST, X, size_bits};
 use super::sockets::{NETNS, SOCKET_RECORD, SockOffsets};
 use super::{Offsets, RECORD, S_IFMT, S_IFSOCK};
+use crate::collect::bpf::asm::{ALU64, AND, Asm, JEQ, JNE, K, Label, MEM, R10, ST, size_bits};
 use crate::collect::btf::Field;
 
-const BPF_FUNC_PROBE_READ_KERNEL: i32 = 113;
 const BPF_FUNC_SEQ_WRITE: i32 = 127;
 
 /// The fd-table program's bytes, for this kernel's offsets.
@@ -57,7 +56,7 @@ pub(super) fn assemble_sockets(o: &Offsets, s: &SockOffsets) -> Vec<u8> {
     for at in (16..SOCKET_RECORD as i16).step_by(8) {
         a.op(ST | MEM | size_bits(8), R10, 0, rec + at, 0);
     }
-    probe_read(&mut a, rec + 16, 8, 7, s.socket_sk.offset);
+    a.probe_read(rec + 16, 8, 7, s.socket_sk.offset);
     a.load(
         8,
         R10,
@@ -69,12 +68,12 @@ pub(super) fn assemble_sockets(o: &Offsets, s: &SockOffsets) -> Vec<u8> {
     a.jump_imm(JEQ, 8, 0, Label::Out);
     a.op(ST | MEM | size_bits(8), R10, 0, rec + 16, 0);
     for &(at, field) in &s.copies {
-        probe_read(&mut a, rec + at, field.size, 8, field.offset);
+        a.probe_read(rec + at, field.size, 8, field.offset);
     }
     // The namespace, through the socket's `struct net`, its pointer read
     // into the record's slot first (8 bytes there, zeroed above).
     let slot = rec + NETNS.0;
-    probe_read(&mut a, slot, 8, 8, s.net.offset);
+    a.probe_read(slot, 8, 8, s.net.offset);
     a.load(
         9,
         R10,
@@ -85,7 +84,7 @@ pub(super) fn assemble_sockets(o: &Offsets, s: &SockOffsets) -> Vec<u8> {
     );
     a.op(ST | MEM | size_bits(8), R10, 0, slot, 0);
     a.jump_imm(JEQ, 9, 0, Label::Write);
-    probe_read(&mut a, slot, NETNS.1, 9, s.net_inum.offset);
+    a.probe_read(slot, NETNS.1, 9, s.net_inum.offset);
     a.place(Label::Write);
     write(&mut a, o, rec, SOCKET_RECORD);
     a.out();
@@ -102,8 +101,7 @@ fn head(a: &mut Asm, o: &Offsets, rec: i16) {
     a.jump_imm(JEQ, 3, 0, Label::Out);
     a.load(4, 2, o.tgid);
     a.load(5, 2, o.pid);
-    a.jumps.push((a.code.len(), Label::Out));
-    a.op(JMP | JNE | X, 4, 5, 0, 0); // a thread with its own fd table
+    a.jump_reg(JNE, 4, 5, Label::Out); // a thread with its own fd table
     a.store(rec, 4, 4);
     a.load(4, 6, o.fd);
     a.store(rec + 4, 4, 4);
@@ -120,16 +118,6 @@ fn socket_inode(a: &mut Asm, o: &Offsets, rec: i16, other: Label) {
     a.store(rec + 8, 5, 8);
 }
 
-/// `bpf_probe_read_kernel(fp + at, size, (void *)r<from> + offset)`.
-fn probe_read(a: &mut Asm, at: i16, size: usize, from: u8, offset: i16) {
-    a.mov(1, R10);
-    a.add_imm(1, i32::from(at));
-    a.mov_imm(2, size as i32);
-    a.mov(3, from);
-    a.add_imm(3, i32::from(offset));
-    a.call(BPF_FUNC_PROBE_READ_KERNEL);
-}
-
 /// `bpf_seq_write(meta->seq, fp + rec, len)`.
 fn write(a: &mut Asm, o: &Offsets, rec: i16, len: usize) {
     a.load(1, 6, o.meta);
@@ -142,8 +130,8 @@ fn write(a: &mut Asm, o: &Offsets, rec: i16, len: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::asm::{EXIT, LDX};
     use super::*;
+    use crate::collect::bpf::asm::{CALL, EXIT, JMP, LDX};
 
     fn field(offset: i16, size: usize) -> Field {
         Field { offset, size }
@@ -195,7 +183,7 @@ mod tests {
         let insns: Vec<&[u8]> = code.chunks(8).collect();
         let calls: Vec<i32> = insns
             .iter()
-            .filter(|i| i[0] == super::super::asm::JMP | super::super::asm::CALL)
+            .filter(|i| i[0] == JMP | CALL)
             .map(|i| i32::from_le_bytes([i[4], i[5], i[6], i[7]]))
             .collect();
         // The socket pointer, the two fields, the namespace's `struct net`

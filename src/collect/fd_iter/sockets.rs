@@ -67,9 +67,10 @@ impl SockOffsets {
         let copy = |path: &[(&str, &'static str)], (at, size): (i16, usize)| {
             let f = nested(btf, path)?;
             if f.size == size {
-                Ok((at, f))
+                Ok::<_, FdIterError>((at, f))
             } else {
-                Err(FdIterError::FieldSize(path[path.len() - 1].1))
+                let (strukt, name) = path[path.len() - 1];
+                Err(BtfError::Size(format!("{strukt}.{name}")).into())
             }
         };
         Ok(SockOffsets {

@@ -1,27 +1,37 @@
-//! A few BPF instructions and forward jumps: enough to assemble the
-//! iterator programs at run time from this kernel's field offsets, with no
-//! compiler and no loader library.
+//! A few BPF instructions and forward jumps: enough to assemble connleak's
+//! programs (the fd iterator's, the tracer's) at run time from this kernel's
+//! field offsets, with no compiler and no loader library.
 
 use crate::collect::btf::Field;
 
 /// BPF instruction classes, sizes, modes and operations (`linux/bpf_common.h`, `linux/bpf.h`).
+pub const LD: u8 = 0x00;
 pub const LDX: u8 = 0x01;
 pub const ST: u8 = 0x02;
 pub const STX: u8 = 0x03;
 pub const JMP: u8 = 0x05;
 pub const ALU64: u8 = 0x07;
+pub const IMM: u8 = 0x00;
 pub const MEM: u8 = 0x60;
+pub const ATOMIC: u8 = 0xc0;
 pub const K: u8 = 0x00;
 pub const X: u8 = 0x08;
 pub const MOV: u8 = 0xb0;
 pub const ADD: u8 = 0x00;
 pub const AND: u8 = 0x50;
+pub const LSH: u8 = 0x60;
 pub const JEQ: u8 = 0x10;
+pub const JGE: u8 = 0x30;
 pub const JNE: u8 = 0x50;
+pub const JSLT: u8 = 0xc0;
 pub const CALL: u8 = 0x80;
 pub const EXIT: u8 = 0x90;
 /// Frame pointer: the stack is below it.
 pub const R10: u8 = 10;
+/// `src_reg` of a 64-bit immediate load that names a map by its fd.
+const PSEUDO_MAP_FD: u8 = 1;
+/// `bpf_probe_read_kernel`.
+const PROBE_READ_KERNEL: i32 = 113;
 
 /// `BPF_W`, `BPF_H`, `BPF_B`, `BPF_DW` for a field of this many bytes.
 pub fn size_bits(bytes: usize) -> u8 {
@@ -38,6 +48,12 @@ pub fn size_bits(bytes: usize) -> u8 {
 pub enum Label {
     Write,
     Out,
+    Connect,
+    Connected,
+    Accept,
+    Socket,
+    NoStack,
+    Counted,
 }
 
 /// Instructions, with forward jumps patched once their labels are placed.
@@ -72,6 +88,25 @@ impl Asm {
     pub fn add_imm(&mut self, dst: u8, imm: i32) {
         self.op(ALU64 | ADD | K, dst, 0, 0, imm);
     }
+    /// `dst = map` (the map's fd, which the kernel turns into the map): two slots.
+    pub fn load_map(&mut self, dst: u8, map_fd: i32) {
+        self.op(LD | IMM | size_bits(8), dst, PSEUDO_MAP_FD, 0, map_fd);
+        self.op(0, 0, 0, 0, 0);
+    }
+    /// `lock *(u64 *)(dst + 0) += 1`, with r1 as scratch.
+    pub fn count(&mut self, dst: u8) {
+        self.mov_imm(1, 1);
+        self.op(STX | ATOMIC | size_bits(8), dst, 1, 0, i32::from(ADD));
+    }
+    /// `bpf_probe_read_kernel(fp + at, size, (void *)r<from> + offset)`.
+    pub fn probe_read(&mut self, at: i16, size: usize, from: u8, offset: i16) {
+        self.mov(1, R10);
+        self.add_imm(1, i32::from(at));
+        self.mov_imm(2, size as i32);
+        self.mov(3, from);
+        self.add_imm(3, i32::from(offset));
+        self.call(PROBE_READ_KERNEL);
+    }
     /// `call helper`: arguments in r1 to r5, the result in r0; r6 to r9 kept.
     pub fn call(&mut self, helper: i32) {
         self.op(JMP | CALL, 0, 0, 0, helper);
@@ -80,6 +115,16 @@ impl Asm {
     pub fn jump_imm(&mut self, cond: u8, dst: u8, imm: i32, to: Label) {
         self.jumps.push((self.code.len(), to));
         self.op(JMP | cond | K, dst, 0, 0, imm);
+    }
+    /// `if dst <cond> src goto label`.
+    pub fn jump_reg(&mut self, cond: u8, dst: u8, src: u8, to: Label) {
+        self.jumps.push((self.code.len(), to));
+        self.op(JMP | cond | X, dst, src, 0, 0);
+    }
+    /// `goto label`.
+    pub fn goto(&mut self, to: Label) {
+        self.jumps.push((self.code.len(), to));
+        self.op(JMP, 0, 0, 0, 0);
     }
     pub fn place(&mut self, label: Label) {
         self.placed.push((label, self.code.len()));
