@@ -5,7 +5,9 @@
 //! kernel binary format (a sock_diag netlink datagram, BTF). Whatever the
 //! bytes, none may panic, loop or allocate without bound; errors are fine.
 
-use crate::collect::{cgroup, fd_iter, kernel, proc_net, procfs, sock_diag, tasks, workload};
+use crate::collect::{
+    cgroup, fd_iter, kernel, proc_net, procfs, sock_diag, sock_lookup, tasks, workload,
+};
 use crate::diagnose::{Thresholds, Window};
 use crate::render::{self, Format};
 use crate::report::{Labelled, Report};
@@ -74,9 +76,11 @@ pub fn proc_text(bytes: &[u8]) {
     workload::storage_name(bytes, "id");
 }
 
-/// One datagram of a sock_diag dump, and the same bytes as a `tcp_info`.
+/// One datagram of a sock_diag dump, the same bytes as the answers to
+/// exact requests, and as a `tcp_info`.
 pub fn netlink(bytes: &[u8]) {
     let _ = sock_diag::decode_datagram(bytes, &mut Vec::new());
+    let _ = sock_lookup::decode_answers(bytes);
     sock_diag::decode_tcp_info(bytes);
 }
 

@@ -127,8 +127,8 @@ fn put_ip(to: &mut [u8], ip: IpAddr) {
     }
 }
 
-/// The answers in one datagram, by request number.
-fn decode_answers(mut bytes: &[u8]) -> Result<Vec<(u32, Answer)>, SockDiagError> {
+/// The answers in one datagram, by request number (fuzzed: `fuzzing::netlink`).
+pub fn decode_answers(mut bytes: &[u8]) -> Result<Vec<(u32, Answer)>, SockDiagError> {
     let mut answers = Vec::new();
     while !bytes.is_empty() {
         let msg = NetlinkBuffer::new_checked(bytes)
