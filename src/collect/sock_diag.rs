@@ -233,29 +233,44 @@ fn dump_once(
 
 /// The request as the kernel reads it: a dump of every TCP state with tcp_info.
 fn request_bytes(request: Request) -> Vec<u8> {
-    let (kind, body) = match request {
+    match request {
         // struct inet_diag_req: family (ignored by a dump), src_len, dst_len,
         // ext, the sockid, states, dbs.
         Request::Both => {
             let mut b = vec![0; INET_DIAG_REQ_LEN];
             b[3] = ExtensionFlags::INFO.bits();
             b[52..56].copy_from_slice(&StateFlags::all().bits().to_ne_bytes());
-            (TCPDIAG_GETSOCK, b)
+            message(TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, 0, &b)
         }
-        // struct inet_diag_req_v2: family, protocol, ext, pad, states, the sockid.
-        Request::Family(family) => {
-            let mut b = vec![0; INET_DIAG_REQ_V2_LEN];
-            b[..3].copy_from_slice(&[family, IPPROTO_TCP, ExtensionFlags::INFO.bits()]);
-            b[4..8].copy_from_slice(&StateFlags::all().bits().to_ne_bytes());
-            (SOCK_DIAG_BY_FAMILY, b)
-        }
-    };
+        Request::Family(family) => message(
+            SOCK_DIAG_BY_FAMILY,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            0,
+            &request_v2(family),
+        ),
+    }
+}
+
+/// `struct inet_diag_req_v2` for TCP sockets of `family` in every state,
+/// with tcp_info: family, protocol, ext, pad, states, then the sockid
+/// (bytes 8 to 56), left zero here: a dump names no socket.
+pub(crate) fn request_v2(family: u8) -> Vec<u8> {
+    let mut b = vec![0; INET_DIAG_REQ_V2_LEN];
+    b[..3].copy_from_slice(&[family, IPPROTO_TCP, ExtensionFlags::INFO.bits()]);
+    b[4..8].copy_from_slice(&StateFlags::all().bits().to_ne_bytes());
+    b
+}
+
+/// A netlink message of type `kind` around `body`, numbered `seq` (the
+/// kernel fills the port id).
+pub(crate) fn message(kind: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
     let len = NLMSG_HDR_LEN + body.len();
     let mut bytes = Vec::with_capacity(len);
     bytes.extend(u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
     bytes.extend(kind.to_ne_bytes());
-    bytes.extend((NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    bytes.extend([0; 8]); // sequence number and port id: the kernel fills the port
+    bytes.extend(flags.to_ne_bytes());
+    bytes.extend(seq.to_ne_bytes());
+    bytes.extend([0; 4]);
     bytes.extend(body);
     bytes
 }

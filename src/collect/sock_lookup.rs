@@ -11,13 +11,10 @@
 //! meanwhile or `ESTALE` for another one at the same addresses) comes back
 //! under the number of its request.
 
-use super::sock_diag::{SockDiagError, decode_socket, error_code};
+use super::sock_diag::{SockDiagError, decode_socket, error_code, message, request_v2};
 use crate::snapshot::Socket;
 use netlink_packet_core::{NLM_F_REQUEST, NLMSG_ERROR, NetlinkBuffer};
-use netlink_packet_sock_diag::{
-    IPPROTO_TCP, SOCK_DIAG_BY_FAMILY,
-    inet::{ExtensionFlags, StateFlags},
-};
+use netlink_packet_sock_diag::SOCK_DIAG_BY_FAMILY;
 use netlink_sys::{Socket as NlSocket, SocketAddr as NlAddr, protocols::NETLINK_SOCK_DIAG};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -25,8 +22,6 @@ use std::net::{IpAddr, SocketAddr};
 /// Requests sent at once: their answers, a few hundred bytes each, must fit
 /// the socket's receive buffer, or the kernel drops them.
 const BATCH: usize = 64;
-const NLMSG_HDR_LEN: usize = 16;
-const INET_DIAG_REQ_V2_LEN: usize = 56;
 /// A cookie that asks the kernel not to compare (`INET_DIAG_NOCOOKIE`).
 const NO_COOKIE: u64 = u64::MAX;
 
@@ -55,7 +50,7 @@ pub fn lookup(requests: &[Exact]) -> Result<Vec<Answer>, SockDiagError> {
     let mut buf = Vec::with_capacity(64 * 1024);
     for (batch, chunk) in requests.chunks(BATCH).enumerate() {
         let first = batch * BATCH;
-        let mut bytes = Vec::with_capacity(chunk.len() * (NLMSG_HDR_LEN + INET_DIAG_REQ_V2_LEN));
+        let mut bytes = Vec::new();
         for (i, r) in chunk.iter().enumerate() {
             bytes.extend(request_bytes(r, (first + i) as u32));
         }
@@ -97,18 +92,11 @@ pub fn lookup(requests: &[Exact]) -> Result<Vec<Answer>, SockDiagError> {
         .collect())
 }
 
-/// One exact request: `struct inet_diag_req_v2` (family, protocol, ext,
-/// pad, states, then the sockid: ports in network order, addresses, the
-/// device, the cookie in two 32-bit halves).
+/// One exact request: `struct inet_diag_req_v2` whose sockid names the
+/// socket: ports in network order, addresses, the device, the cookie in two
+/// 32-bit halves.
 fn request_bytes(r: &Exact, seq: u32) -> Vec<u8> {
-    let mut b = vec![0u8; NLMSG_HDR_LEN + INET_DIAG_REQ_V2_LEN];
-    b[..4].copy_from_slice(&((NLMSG_HDR_LEN + INET_DIAG_REQ_V2_LEN) as u32).to_ne_bytes());
-    b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    b[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    b[8..12].copy_from_slice(&seq.to_ne_bytes());
-    let p = &mut b[NLMSG_HDR_LEN..];
-    p[..3].copy_from_slice(&[r.family, IPPROTO_TCP, ExtensionFlags::INFO.bits()]);
-    p[4..8].copy_from_slice(&StateFlags::all().bits().to_ne_bytes());
+    let mut p = request_v2(r.family);
     p[8..10].copy_from_slice(&r.local.port().to_be_bytes());
     p[10..12].copy_from_slice(&r.remote.port().to_be_bytes());
     put_ip(&mut p[12..28], r.local.ip());
@@ -117,7 +105,7 @@ fn request_bytes(r: &Exact, seq: u32) -> Vec<u8> {
     let cookie = if r.cookie == 0 { NO_COOKIE } else { r.cookie };
     p[48..52].copy_from_slice(&(cookie as u32).to_ne_bytes());
     p[52..56].copy_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
-    b
+    message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, &p)
 }
 
 fn put_ip(to: &mut [u8], ip: IpAddr) {
