@@ -27,12 +27,11 @@ use super::fd_iter::{FdIter, HeldSocket};
 use super::owners::{FdTables, HostTables, scan_host_fd_tables};
 use super::sock_lookup::{Exact, lookup};
 use crate::snapshot::{Socket, Sockstat};
+use crate::tcp::TcpState;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-/// The kernel's number for a listener's state.
-const TCP_LISTEN: u8 = 10;
 /// Lookups a namespace may take at least before a dump is cheaper, and the
 /// share of the host's sockets past which it is (a lookup costs a few
 /// times what the walk spends on one socket of another namespace).
@@ -87,7 +86,7 @@ impl<'a> HostScan<'a> {
             .map_or(&[][..], Vec::as_slice);
         if held
             .iter()
-            .any(|s| s.state == TCP_LISTEN && s.handshakes > 0)
+            .any(|s| s.state == TcpState::Listen && s.handshakes > 0)
         {
             return Err("handshakes under way");
         }
@@ -160,7 +159,7 @@ fn held(
 /// was read.
 fn by_lookups(held: &[HeldSocket]) -> Option<Vec<Socket>> {
     let (listeners, others): (Vec<&HeldSocket>, Vec<&HeldSocket>) =
-        held.iter().partition(|s| s.state == TCP_LISTEN);
+        held.iter().partition(|s| s.state == TcpState::Listen);
     let mut sockets = listening(&listeners)?;
     let requests: Vec<Exact> = others
         .iter()

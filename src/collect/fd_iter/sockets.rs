@@ -18,6 +18,7 @@
 
 use super::FdIterError;
 use crate::collect::btf::{Btf, BtfError, Field};
+use crate::tcp::TcpState;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Bytes of one record.
@@ -156,7 +157,6 @@ pub struct ClosedSocket {
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
-const TCP_CLOSE: u8 = 7;
 const IPPROTO_TCP: u16 = 6;
 const SOCK_STREAM: u16 = 1;
 /// `SOCK_DONE`'s bit in `sk_flags` (`enum sock_flags`: SOCK_DEAD, SOCK_DONE, ...).
@@ -182,11 +182,13 @@ impl Record<'_> {
             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
         ]))
     }
-    /// The family and state of a TCP socket, `None` for any other socket.
-    fn tcp(&self) -> Option<(u16, u8)> {
+    /// The family and state of a TCP socket, `None` for any other socket
+    /// (or a state this connleak does not know).
+    fn tcp(&self) -> Option<(u16, TcpState)> {
         let tcp = self.u16(PROTOCOL)? == IPPROTO_TCP && self.u16(TYPE)? == SOCK_STREAM;
         let family = self.u16(FAMILY)?;
-        (tcp && [AF_INET, AF_INET6].contains(&family)).then_some((family, self.bytes(STATE)?[0]))
+        let state = TcpState::from_kernel(self.bytes(STATE)?[0])?;
+        (tcp && [AF_INET, AF_INET6].contains(&family)).then_some((family, state))
     }
     /// An address of the socket's family: the IPv4 or the IPv6 field.
     fn ip(&self, family: u16, v4: (i16, usize), v6: (i16, usize)) -> Option<IpAddr> {
@@ -208,7 +210,7 @@ impl Record<'_> {
 pub fn closed(r: &[u8]) -> Option<ClosedSocket> {
     let r = Record(r);
     let (family, state) = r.tcp()?;
-    if state != TCP_CLOSE {
+    if state != TcpState::Close {
         return None;
     }
     let peer = match r.ip(family, DADDR, V6_DADDR)? {
@@ -236,8 +238,7 @@ pub struct HeldSocket {
     pub netns: u64,
     /// `AF_INET` or `AF_INET6`, as sock_diag is asked.
     pub family: u8,
-    /// The kernel's state number (`TCP_LISTEN` is 10).
-    pub state: u8,
+    pub state: TcpState,
     pub local: SocketAddr,
     /// The peer; the unspecified address and port 0 for a listener.
     pub remote: SocketAddr,
@@ -253,7 +254,7 @@ pub struct HeldSocket {
 pub fn held(r: &[u8]) -> Option<HeldSocket> {
     let r = Record(r);
     let (family, state) = r.tcp()?;
-    if state == TCP_CLOSE {
+    if state == TcpState::Close {
         return None;
     }
     Some(HeldSocket {
@@ -273,6 +274,9 @@ pub fn held(r: &[u8]) -> Option<HeldSocket> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The kernel's number for CLOSE, as the program copies it.
+    const TCP_CLOSE: u8 = 7;
 
     /// A record as the program writes it.
     fn record(family: u16, state: u8, protocol: u16, addr6: [u8; 16]) -> Vec<u8> {
@@ -333,7 +337,7 @@ mod tests {
         let h = held(&r).unwrap();
         assert_eq!(
             (h.inode, h.netns, h.state, h.cookie),
-            (77, 4026531840, 10, 42)
+            (77, 4026531840, TcpState::Listen, 42)
         );
         assert_eq!(h.local, "10.0.0.1:8080".parse().unwrap());
         assert_eq!(h.remote, "10.0.0.9:5432".parse().unwrap());
