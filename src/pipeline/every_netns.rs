@@ -53,7 +53,9 @@ pub(super) fn collect(
         });
         for (i, attempt) in first {
             match attempt {
-                Ok(Collected::Done(snapshot, how)) => results[i] = Some(Ok(noted(*snapshot, how))),
+                Ok(Collected::Done(snapshot, how)) => {
+                    results[i] = Some(Ok(noted(*snapshot, how, &targets[i])));
+                }
                 Ok(Collected::Waiting(w)) => waiting.push((i, std::sync::Mutex::new(Some(w)))),
                 Err(e) => results[i] = Some(Err(e)),
             }
@@ -67,7 +69,7 @@ pub(super) fn collect(
         });
         for (i, attempt) in second {
             results[i] = Some(attempt.and_then(|c| match c {
-                Collected::Done(snapshot, how) => Ok(noted(*snapshot, how)),
+                Collected::Done(snapshot, how) => Ok(noted(*snapshot, how, &targets[i])),
                 Collected::Waiting(_) => Err(PipelineError::Panicked(targets[i].label())),
             }));
         }
@@ -79,14 +81,16 @@ pub(super) fn collect(
     })
 }
 
-/// `snapshot`, once `CONNLEAK_TIMINGS` was told how its sockets were read.
-fn noted(snapshot: Snapshot, how: Result<(), &str>) -> Snapshot {
-    let netns = &snapshot.meta.netns;
-    let name = match (&netns.name, netns.inode) {
-        (Some(name), _) => escape(name).into_owned(),
-        (None, Some(inode)) => inode.to_string(),
-        (None, None) => "?".to_string(),
-    };
+/// `snapshot`, once `CONNLEAK_TIMINGS` was told how its sockets were read;
+/// the namespace named as its report is (`ip netns` name, else the target's label).
+fn noted(snapshot: Snapshot, how: Result<(), &str>, target: &netns::Target) -> Snapshot {
+    let label = snapshot
+        .meta
+        .netns
+        .name
+        .clone()
+        .unwrap_or_else(|| target.label());
+    let name = escape(&label);
     timings::note(&match how {
         Ok(()) => format!(
             "namespace {name}: {} sockets read by exact lookups",
