@@ -23,6 +23,18 @@ pub struct Trace {
     before: Option<FxHashSet<u64>>,
 }
 
+/// What one refresh learns while naming call sites, kept for its findings
+/// that share processes and stacks: each process's code mappings (its
+/// `/proc/PID/maps`, read once), where a wrapper keeps its caller's return
+/// address, and the frames of each stack.
+#[derive(Default)]
+struct Naming {
+    symbols: symbols::Symbols,
+    code: FxHashMap<u32, Vec<unwind::Mapping>>,
+    slots: FxHashMap<(u32, u64), usize>,
+    named: FxHashMap<(u32, Vec<u64>), Vec<Frame>>,
+}
+
 /// A group of a finding's sockets: one process, one thread name, one stack.
 #[derive(Hash, PartialEq, Eq)]
 struct Site {
@@ -66,11 +78,10 @@ impl Trace {
         let before = self.before.as_ref();
         let traced = self.tracer.read();
         let summary = summary(&traced, self.started.elapsed().as_secs_f64());
-        // A symbolizer for this refresh only: its caches are not for another
+        // For this refresh only: the symbolizer's caches are not for another
         // thread (the agent's pipeline runs on one), and a process's
         // binaries may change between refreshes.
-        let symbols = symbols::Symbols::default();
-        let mut named = FxHashMap::default();
+        let mut naming = Naming::default();
         for (snapshot, report) in &mut namespaces {
             report.trace = Some(summary);
             for f in &mut report.findings {
@@ -85,29 +96,23 @@ impl Trace {
                 let born: Vec<&Birth> =
                     inodes.iter().filter_map(|i| traced.births.get(i)).collect();
                 f.evidence.extend(coverage(&inodes, before, born.len()));
-                f.call_sites = self.sites(&born, &symbols, &mut named);
+                f.call_sites = self.sites(&born, &mut naming);
             }
         }
     }
 
     /// The call sites of `born`, the most first, at most [`KEPT`].
-    fn sites(
-        &self,
-        born: &[&Birth],
-        symbols: &symbols::Symbols,
-        named: &mut FxHashMap<(u32, Vec<u64>), Vec<Frame>>,
-    ) -> Vec<CallSite> {
-        let mut code = FxHashMap::default();
-        let mut slots = FxHashMap::default();
+    fn sites(&self, born: &[&Birth], naming: &mut Naming) -> Vec<CallSite> {
         let mut groups: FxHashMap<Site, u64> = FxHashMap::default();
         for b in born {
             let Some(stack) = b.stack else { continue };
             let walked = self.tracer.stack(stack);
-            let maps = code
+            let maps = naming
+                .code
                 .entry(b.pid)
                 .or_insert_with(|| unwind::mappings(&self.proc_root, b.pid));
             let ip = walked.first().copied().unwrap_or(0);
-            let slot = *slots.entry((b.pid, ip)).or_insert_with(|| {
+            let slot = *naming.slots.entry((b.pid, ip)).or_insert_with(|| {
                 let root = self.proc_root.join(b.pid.to_string()).join("root");
                 unwind::return_slot(&root, maps, ip)
             });
@@ -127,7 +132,9 @@ impl Trace {
             .take(KEPT)
             .map(|(site, count)| {
                 let counts = self.tracer.counts(site.stack);
-                let frames = named
+                let symbols = &naming.symbols;
+                let frames = naming
+                    .named
                     .entry((site.pid, site.ips.clone()))
                     .or_insert_with(|| symbols.frames(site.pid, &site.ips))
                     .clone();
